@@ -1,0 +1,1 @@
+"""Budget: turns battery, thermal and latency state into an execution level."""

@@ -1,0 +1,261 @@
+"""``budget_manager``: battery, thermal and latency state in, execution levels out.
+
+The node is a thin shell around ``budget.policy.BudgetPolicy``: it checks and
+feeds readings, republishes the decision as ``ExecutionLevel`` (on change and as
+a heartbeat, reliable + transient-local) and explains it on ``/diagnostics``.
+Every policy threshold is a parameter that can be changed at run time; a change
+that makes the set inconsistent is rejected with the reason, keeping the old set.
+"""
+
+import math
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState, Temperature
+from std_msgs.msg import Header
+
+from adaptive_perception.budget import inputs
+from adaptive_perception.budget.levels import DEFAULT_LEVEL_NAMES, MAX_LEVELS
+from adaptive_perception.budget.policy import BudgetPolicy, PolicyConfig
+from adaptive_perception.msg import ExecutionLevel
+from adaptive_perception.ros import diagnostics
+from adaptive_perception.ros.interfaces import (
+    BATTERY_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    EXECUTION_LEVEL_QOS,
+    EXECUTION_LEVEL_TOPIC,
+    POWER_QOS,
+    TEMPERATURE_TOPIC,
+)
+from adaptive_perception.ros.params import Param, declare, on_change
+
+_DEFAULTS = PolicyConfig()
+POLICY_PARAMS = [
+    Param('level_names', list(DEFAULT_LEVEL_NAMES),
+          'Names of the levels, from 0 (full quality) to N-1 (most frugal).'),
+    Param('battery_thresholds', list(_DEFAULTS.battery_thresholds),
+          'Battery fractions (0..1, descending, N-1 values): below entry i means at least '
+          'level i+1.'),
+    Param('battery_hysteresis', _DEFAULTS.battery_hysteresis,
+          'The battery must rise this far above a threshold before it stops counting.',
+          0.0, 0.5),
+    Param('temperature_thresholds_c', list(_DEFAULTS.temperature_thresholds_c),
+          'Temperatures (C, ascending, N-1 values): at or above entry i means at least '
+          'level i+1. Heat overrides battery.'),
+    Param('temperature_hysteresis_c', _DEFAULTS.temperature_hysteresis_c,
+          'A temperature must fall this far below a threshold before it stops counting.',
+          0.0, 50.0),
+    Param('charging_lifts_battery_limit', _DEFAULTS.charging_lifts_battery_limit,
+          'While charging, the battery does not limit the level.'),
+    Param('dwell_s', _DEFAULTS.dwell_s,
+          'Seconds a level is held before returning to a costlier one (cheaper is immediate).',
+          0.0, 3600.0),
+    Param('latency_window_s', _DEFAULTS.latency_window_s,
+          'A node p95 latency above its target for this long costs one level.', 0.1, 3600.0),
+    Param('latency_recover_ratio', _DEFAULTS.latency_recover_ratio,
+          'The level comes back once every p95 stayed below ratio x target for a window.',
+          0.01, 1.0),
+    Param('stale_timeout_s', _DEFAULTS.stale_timeout_s,
+          'A required input silent this long is stale.', 0.1, 3600.0),
+    Param('stale_level', _DEFAULTS.stale_level,
+          'Safe level (at least) while a required input is stale.', 0, MAX_LEVELS - 1),
+    Param('require_battery', _DEFAULTS.require_battery,
+          'Treat a silent battery topic as stale (false on mains-powered robots).'),
+    Param('require_temperature', _DEFAULTS.require_temperature,
+          'Treat a silent temperature topic as stale.'),
+    Param('override_level', _DEFAULTS.override_level,
+          'Manual override: -1 follows the policy, 0..N-1 forces that level.',
+          -1, MAX_LEVELS - 1),
+]
+NODE_PARAMS = [
+    Param('battery_topic', BATTERY_TOPIC, 'sensor_msgs/BatteryState input.', read_only=True),
+    Param('temperature_topics', [TEMPERATURE_TOPIC],
+          'sensor_msgs/Temperature inputs; the hottest fresh one counts.', read_only=True),
+    Param('use_latency_objective', True,
+          'Read node latency (latency_p95_ms / latency_target_ms) from /diagnostics.'),
+    Param('temperature_min_valid_c', -40.0, 'Readings below this are sensor faults.',
+          -273.15, 1000.0),
+    Param('temperature_max_valid_c', 150.0, 'Readings above this are sensor faults.',
+          -273.15, 1000.0),
+    Param('heartbeat_s', 1.0, 'Republish the current level this often.', 0.05, 60.0),
+    Param('update_period_s', 0.1, 'Re-evaluate the policy this often (time-based rules).',
+          0.01, 10.0),
+    Param('problem_hold_s', 5.0,
+          'A rejected or corrected input stays reported in /diagnostics this long.',
+          0.0, 3600.0),
+]
+
+
+def policy_config(values: dict) -> PolicyConfig:
+    """Build a PolicyConfig from parameter values (lists become tuples)."""
+    return PolicyConfig(**{p.name: tuple(values[p.name]) if isinstance(values[p.name], list)
+                           else values[p.name] for p in POLICY_PARAMS})
+
+
+def _check_node_params(candidate: dict) -> None:
+    if candidate['temperature_min_valid_c'] >= candidate['temperature_max_valid_c']:
+        raise ValueError('temperature_min_valid_c must be below temperature_max_valid_c')
+
+
+class BudgetManager(Node):
+    """Publishes the execution level the policy decides from power and latency state."""
+
+    def __init__(self, **kwargs):
+        super().__init__('budget_manager', **kwargs)
+        policy_values = declare(self, POLICY_PARAMS)
+        self.settings = declare(self, NODE_PARAMS)
+        self._temperature_topics = list(self.settings['temperature_topics'])
+        self.policy = BudgetPolicy(policy_config(policy_values), time.monotonic(),
+                                   temperature_sources=self._temperature_topics)
+        on_change(self, policy_values.keys(), lambda c: policy_config(c).validate(),
+                  self._on_policy_params)
+        on_change(self, self.settings.keys(), _check_node_params, self._on_node_params)
+
+        self._order = inputs.StampOrder()
+        self._problems = {}  # source -> (severity, text, monotonic time)
+        self._rejected = {}  # source -> count
+        self._decision = None
+        self._published_level = None
+        self._level_pub = self.create_publisher(ExecutionLevel, EXECUTION_LEVEL_TOPIC,
+                                                EXECUTION_LEVEL_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
+                                               DIAGNOSTICS_QOS)
+        self.create_subscription(BatteryState, self.settings['battery_topic'], self._on_battery,
+                                 POWER_QOS)
+        for topic in self._temperature_topics:
+            self.create_subscription(Temperature, topic,
+                                     lambda msg, t=topic: self._on_temperature(t, msg),
+                                     POWER_QOS)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
+                                 DIAGNOSTICS_QOS)
+        self._update_timer = self.create_timer(self.settings['update_period_s'], self.evaluate)
+        self._heartbeat_timer = self.create_timer(self.settings['heartbeat_s'], self._heartbeat)
+        self.create_timer(1.0, self.publish_diagnostics)
+        self.evaluate()
+
+    # -- inputs ---------------------------------------------------------------
+    def _on_battery(self, msg: BatteryState) -> None:
+        if not self._in_order('battery', msg.header.stamp):
+            return
+        checked = inputs.check_battery(msg.percentage, msg.power_supply_status, msg.charge,
+                                       msg.capacity)
+        self._note('battery', checked.severity, checked.reason)
+        if checked.value is not None:
+            self.policy.battery(checked.value, checked.charging, time.monotonic())
+        self.evaluate()
+
+    def _on_temperature(self, topic: str, msg: Temperature) -> None:
+        if not self._in_order(topic, msg.header.stamp):
+            return
+        checked = inputs.check_temperature(msg.temperature,
+                                           self.settings['temperature_min_valid_c'],
+                                           self.settings['temperature_max_valid_c'])
+        self._note(topic, checked.severity, checked.reason)
+        if checked.value is not None:
+            self.policy.temperature(topic, checked.value, time.monotonic())
+        self.evaluate()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        if not self.settings['use_latency_objective']:
+            return
+        now = time.monotonic()
+        for status in msg.status:
+            values = diagnostics.values_of(status)
+            p95 = diagnostics.as_float(values.get('latency_p95_ms'))
+            target = diagnostics.as_float(values.get('latency_target_ms'))
+            if math.isfinite(p95) and math.isfinite(target):
+                self.policy.latency(status.name, p95, target, now)
+
+    def _in_order(self, source: str, stamp) -> bool:
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if self._order.accept(source, stamp_ns):
+            return True
+        self._note(source, inputs.WARN, 'message older than the last one taken: dropped')
+        return False
+
+    def _note(self, source: str, severity: int, text: str) -> None:
+        if severity == inputs.OK:
+            return
+        self._rejected[source] = self._rejected.get(source, 0) + (severity == inputs.ERROR)
+        self._problems[source] = (severity, text, time.monotonic())
+        self.get_logger().warning(f'{source}: {text}', throttle_duration_sec=5.0)
+        self.publish_diagnostics()
+
+    # -- decisions ------------------------------------------------------------
+    def evaluate(self) -> None:
+        """Run the policy; publish at once when the level changes."""
+        self._decision = self.policy.decide(time.monotonic())
+        if self._decision.changed or self._published_level is None:
+            self._publish_level()
+
+    def _heartbeat(self) -> None:
+        self._publish_level()
+
+    def _publish_level(self) -> None:
+        d = self._decision
+        if d.level != self._published_level and self._published_level is not None:
+            self.get_logger().info(f'level {self._published_level} -> {d.level} '
+                                   f'({d.level_name}): {d.reason}')
+        self._published_level = d.level
+        self._level_pub.publish(ExecutionLevel(
+            header=Header(stamp=self.get_clock().now().to_msg()),
+            level=d.level, num_levels=d.num_levels, level_name=d.level_name, reason=d.reason,
+            battery_fraction=d.battery_fraction, temperature_c=d.temperature_c,
+            charging=d.charging))
+
+    def publish_diagnostics(self) -> None:
+        """Explain the current decision and list recent input problems."""
+        d = self._decision
+        now = time.monotonic()
+        hold = self.settings['problem_hold_s']
+        recent = {s: p for s, p in self._problems.items() if now - p[2] <= hold}
+        severity = max([p[0] for p in recent.values()] + [inputs.OK])
+        if 'stale' in d.demands:
+            severity = max(severity, inputs.WARN)
+        message = f'level {d.level} ({d.level_name}): {d.reason}'
+        if recent:
+            message += ' | input problems: ' + '; '.join(f'{s}: {p[1]}'
+                                                         for s, p in recent.items())
+        values = {'level': d.level, 'level_name': d.level_name, 'num_levels': d.num_levels,
+                  'reason': d.reason, 'battery_fraction': d.battery_fraction,
+                  'temperature_c': d.temperature_c, 'charging': d.charging}
+        values.update({f'demand_{rule}': level for rule, level in d.demands.items()})
+        values.update({f'rejected_{s}': n for s, n in self._rejected.items()})
+        name = self.get_fully_qualified_name()
+        self._diag_pub.publish(diagnostics.array(self, [
+            diagnostics.status(name, name, severity, message, values)]))
+
+    # -- parameters -----------------------------------------------------------
+    def _on_policy_params(self, candidate: dict) -> None:
+        self.policy.reconfigure(policy_config(candidate))
+        self.evaluate()
+
+    def _on_node_params(self, candidate: dict) -> None:
+        for name, timer in (('update_period_s', self._update_timer),
+                            ('heartbeat_s', self._heartbeat_timer)):
+            if candidate[name] != self.settings[name]:
+                timer.timer_period_ns = int(candidate[name] * 1e9)
+                timer.reset()
+        self.settings.update(candidate)
+
+
+def main(args=None):
+    """Run the budget manager until interrupted."""
+    rclpy.init(args=args)
+    node = BudgetManager()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,13 @@
+"""The package's ROS 2 executables and the module whose ``main()`` each runs.
+
+One source of truth: CMake reads this file (without importing the package) to
+install ``lib/adaptive_perception/<executable>`` wrappers for ``ros2 run``, and the
+pip-world launcher uses it to start nodes with ``python -m <module>``.
+Plain data only: no imports, so it can be read with ``runpy.run_path``.
+"""
+
+EXECUTABLES = {
+    'budget_manager': 'adaptive_perception.budget.manager_node',
+    'power_monitor': 'adaptive_perception.power.monitor_node',
+    'power_simulator': 'adaptive_perception.power.simulator_node',
+}

@@ -1,0 +1,84 @@
+"""A node that watches the running pipeline: power, level and per-node diagnostics.
+
+Used by ``adaptive-perception launch edge`` for its one-line live status and the
+report written at exit. It only subscribes; it changes nothing.
+"""
+
+import math
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState, Temperature
+
+from adaptive_perception.msg import ExecutionLevel
+from adaptive_perception.ros import diagnostics
+from adaptive_perception.ros.interfaces import (
+    BATTERY_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    EXECUTION_LEVEL_QOS,
+    EXECUTION_LEVEL_TOPIC,
+    POWER_QOS,
+    TEMPERATURE_TOPIC,
+)
+
+SEVERITY_NAMES = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
+
+
+class EdgeMonitor(Node):
+    """Records battery, temperature and level over time, and the latest node statuses."""
+
+    def __init__(self, sample_period_s: float = 0.25):
+        super().__init__('edge_monitor')
+        self.start = time.monotonic()
+        self.battery = math.nan
+        self.temperature = math.nan
+        self.level = None
+        self.samples = []  # dicts: t, battery, temperature_c, level
+        self.level_events = []  # dicts: t, level, level_name, reason
+        self.statuses = {}  # node name -> {'severity', 'message', values...}
+        self.create_subscription(BatteryState, BATTERY_TOPIC, self._on_battery, POWER_QOS)
+        self.create_subscription(Temperature, TEMPERATURE_TOPIC, self._on_temperature, POWER_QOS)
+        self.create_subscription(ExecutionLevel, EXECUTION_LEVEL_TOPIC, self._on_level,
+                                 EXECUTION_LEVEL_QOS)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
+                                 DIAGNOSTICS_QOS)
+        self.create_timer(sample_period_s, self._sample)
+
+    def elapsed(self) -> float:
+        """Seconds since the monitor started."""
+        return time.monotonic() - self.start
+
+    def _on_battery(self, msg):
+        self.battery = msg.percentage
+
+    def _on_temperature(self, msg):
+        self.temperature = msg.temperature
+
+    def _on_level(self, msg):
+        if self.level is None or msg.level != self.level.level:
+            self.level_events.append({'t': self.elapsed(), 'level': msg.level,
+                                      'level_name': msg.level_name, 'reason': msg.reason})
+        self.level = msg
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            severity = status.level[0] if isinstance(status.level, bytes) else status.level
+            self.statuses[status.name.lstrip('/')] = {
+                'severity': SEVERITY_NAMES.get(severity, str(severity)),
+                'message': status.message, **diagnostics.values_of(status)}
+
+    def _sample(self):
+        self.samples.append({'t': self.elapsed(), 'battery': self.battery,
+                             'temperature_c': self.temperature,
+                             'level': self.level.level if self.level else math.nan})
+
+    def status_line(self) -> str:
+        """One line: battery, temperature, level, per-node rate."""
+        level = (f'level {self.level.level} {self.level.level_name}' if self.level
+                 else 'level ?')
+        rates = ' '.join(f'{name} {float(s["rate_hz"]):.1f}Hz'
+                         for name, s in sorted(self.statuses.items()) if 'rate_hz' in s)
+        return (f'[{self.elapsed():6.1f}s] battery {self.battery:.2f} | '
+                f'{self.temperature:5.1f} C | {level} | {rates or "no node rates yet"}')

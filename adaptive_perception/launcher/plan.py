@@ -1,0 +1,104 @@
+"""Which nodes the edge pipeline runs, with which parameters: read from one YAML file.
+
+``config/edge.yaml`` is the single source of truth. ``launch/edge.launch.py``
+(``ros2 launch``) and ``adaptive-perception launch edge`` (machines without the
+``ros2`` command) both call ``load_plan`` and start exactly what it returns.
+
+File format::
+
+    nodes:
+      <node name>:
+        executable: <one of adaptive_perception.executables.EXECUTABLES>
+        role: core | power_sim | power_real | perception
+        parameters: {<name>: <value>, ...}
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from adaptive_perception.executables import EXECUTABLES
+
+ROLES = ('core', 'power_sim', 'power_real', 'perception')
+POWER_CHOICES = {'sim': 'power_sim', 'real': 'power_real', 'none': None}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to start."""
+
+    name: str
+    executable: str
+    role: str
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        """Python module whose ``main()`` runs this node."""
+        return EXECUTABLES[self.executable]
+
+
+def share_dir() -> Path:
+    """Where config/, launch/ and models/ are: the checkout, this prefix, or ament_index."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / 'config' / 'edge.yaml').is_file() and (checkout / 'package.xml').is_file():
+        return checkout
+    prefix_share = Path(sys.prefix) / 'share' / 'adaptive_perception'  # pip install
+    if prefix_share.is_dir():
+        return prefix_share
+    from ament_index_python.packages import get_package_share_directory  # colcon install
+    return Path(get_package_share_directory('adaptive_perception'))
+
+
+def default_params_file() -> Path:
+    """Return the path of the shipped config/edge.yaml."""
+    return share_dir() / 'config' / 'edge.yaml'
+
+
+def load_plan(params_file=None, power: str = 'sim', perception: str = 'all') -> list:
+    """Nodes to start: core nodes, the chosen power source, the chosen perception nodes.
+
+    ``perception`` is 'all', 'none' or a comma-separated list of node names.
+    Raises ValueError with the reason for a bad file or argument.
+    """
+    path = Path(params_file) if params_file else default_params_file()
+    document = yaml.safe_load(path.read_text()) or {}
+    nodes = document.get('nodes')
+    if not isinstance(nodes, dict) or not nodes:
+        raise ValueError(f'{path}: expected a non-empty "nodes:" mapping')
+    specs = []
+    for name, entry in nodes.items():
+        entry = entry or {}
+        executable, role = entry.get('executable'), entry.get('role')
+        if executable not in EXECUTABLES:
+            raise ValueError(f'{path}: node {name}: unknown executable {executable!r}; '
+                             f'known: {", ".join(sorted(EXECUTABLES))}')
+        if role not in ROLES:
+            raise ValueError(f'{path}: node {name}: role must be one of {ROLES}, got {role!r}')
+        specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {})))
+    if power not in POWER_CHOICES:
+        raise ValueError(f'power must be one of {sorted(POWER_CHOICES)}, got {power!r}')
+    wanted = _perception_names(perception, [s.name for s in specs if s.role == 'perception'])
+    return [s for s in specs if s.role == 'core' or s.role == POWER_CHOICES[power]
+            or s.name in wanted]
+
+
+def _perception_names(choice: str, available: list) -> set:
+    if choice == 'all':
+        return set(available)
+    if choice in ('none', ''):
+        return set()
+    names = {n.strip() for n in choice.split(',') if n.strip()}
+    unknown = names - set(available)
+    if unknown:
+        raise ValueError(f'unknown perception node(s) {sorted(unknown)}; in this file: '
+                         f'{available or "none yet"}')
+    return names
+
+
+def write_ros_params(spec: NodeSpec, path: Path) -> Path:
+    """Write ``spec``'s parameters as a standard ROS 2 parameters file."""
+    path.write_text(yaml.safe_dump({spec.name: {'ros__parameters': spec.parameters}}))
+    return path

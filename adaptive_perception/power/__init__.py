@@ -1,0 +1,1 @@
+"""Battery and thermal sources: Linux sysfs readings and a closed-loop simulation."""

@@ -1,0 +1,1 @@
+"""Pure runtime helpers shared by every adaptive node (no rclpy here)."""

@@ -1,0 +1,45 @@
+"""Launch the edge pipeline: ``ros2 launch adaptive_perception edge.launch.py``.
+
+The nodes and their parameters come from one YAML file (default: the installed
+``config/edge.yaml``) through ``adaptive_perception.launcher.plan.load_plan``, the
+same function ``adaptive-perception launch edge`` uses where no ``ros2`` exists.
+
+Arguments:
+  params_file:=<path>            nodes and parameters (default config/edge.yaml)
+  power:=sim|real|none           simulated battery/heat, Linux sysfs, or none
+  perception:=all|none|a,b       which perception nodes to start
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from adaptive_perception.launcher.plan import load_plan
+from launch import LaunchDescription
+
+
+def _nodes(context):
+    plan = load_plan(LaunchConfiguration('params_file').perform(context),
+                     power=LaunchConfiguration('power').perform(context),
+                     perception=LaunchConfiguration('perception').perform(context))
+    return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
+                 parameters=[spec.parameters], output='screen', emulate_tty=True)
+            for spec in plan]
+
+
+def generate_launch_description():
+    """Declare the arguments; the node list is resolved once they are known."""
+    default_params = os.path.join(get_package_share_directory('adaptive_perception'),
+                                  'config', 'edge.yaml')
+    return LaunchDescription([
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='Nodes and parameters (edge.yaml format).'),
+        DeclareLaunchArgument('power', default_value='sim', choices=['sim', 'real', 'none'],
+                              description='Battery/thermal source.'),
+        DeclareLaunchArgument('perception', default_value='all',
+                              description="Perception nodes: 'all', 'none' or a comma list."),
+        OpaqueFunction(function=_nodes),
+    ])
