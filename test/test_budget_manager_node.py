@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import BatteryState, Temperature
 
 from adaptive_perception.msg import ExecutionLevel
@@ -144,3 +144,25 @@ def test_atomic_request_is_rejected_whole(bench):
     bench.send(percentage=0.9, celsius=40.0)
     bench.probe.spin_for(0.5)
     assert bench.levels[-1].level == 0
+
+
+def test_latency_objective_from_diagnostics(probe, launch):
+    """A node whose p95 stays above its target costs a level; meeting it gives it back."""
+    launch('budget_manager', params={**FAST, 'latency_window_s': 0.5,
+                                     'latency_recover_ratio': 0.8})
+    bench = Bench(probe)
+    node_diag = probe.node.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
+    probe.wait_for_subscribers(node_diag)
+
+    def report(p95_ms):
+        bench.send(percentage=0.9, celsius=40.0)
+        node_diag.publish(DiagnosticArray(status=[DiagnosticStatus(
+            name='/slow_detector', values=[KeyValue(key='latency_p95_ms', value=str(p95_ms)),
+                                           KeyValue(key='latency_target_ms', value='100')])]))
+
+    bench.level_becomes(0, percentage=0.9, celsius=40.0)
+    slow = probe.spin_until(lambda: report(180.0) or next(
+        (m for m in bench.levels if m.level == 1), None), 10.0, 'a level for latency')
+    assert 'latency: /slow_detector p95 180 ms > target 100 ms' in slow.reason
+    probe.spin_until(lambda: report(40.0) or bench.levels[-1].level == 0, 10.0,
+                     'the level given back')
