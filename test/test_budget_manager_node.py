@@ -166,3 +166,12 @@ def test_latency_objective_from_diagnostics(probe, launch):
     assert 'latency: /slow_detector p95 180 ms > target 100 ms' in slow.reason
     probe.spin_until(lambda: report(40.0) or bench.levels[-1].level == 0, 10.0,
                      'the level given back')
+
+
+def test_heartbeat_period_changes_at_run_time(bench):
+    bench.level_becomes(0, percentage=0.9, celsius=40.0)
+    [result] = bench.probe.set_parameters('budget_manager', {'heartbeat_s': 0.1})
+    assert result.successful
+    start = len(bench.levels)
+    bench.probe.spin_for(1.5)
+    assert len(bench.levels) - start >= 10, 'expected ~15 heartbeats at 0.1 s, not ~3 at 0.5 s'

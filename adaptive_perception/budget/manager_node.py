@@ -10,9 +10,7 @@ that makes the set inconsistent is rejected with the reason, keeping the old set
 import math
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
@@ -32,6 +30,7 @@ from adaptive_perception.ros.interfaces import (
     TEMPERATURE_TOPIC,
 )
 from adaptive_perception.ros.params import Param, declare, on_change
+from adaptive_perception.ros.run import run_node, set_timer_period
 
 _DEFAULTS = PolicyConfig()
 POLICY_PARAMS = [
@@ -238,23 +237,13 @@ class BudgetManager(Node):
         for name, timer in (('update_period_s', self._update_timer),
                             ('heartbeat_s', self._heartbeat_timer)):
             if candidate[name] != self.settings[name]:
-                timer.timer_period_ns = int(candidate[name] * 1e9)
-                timer.reset()
+                set_timer_period(timer, candidate[name])
         self.settings.update(candidate)
 
 
 def main(args=None):
-    """Run the budget manager until interrupted."""
-    rclpy.init(args=args)
-    node = BudgetManager()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the budget manager until Ctrl-C or shutdown."""
+    return run_node(BudgetManager, args)
 
 
 if __name__ == '__main__':

@@ -10,8 +10,6 @@ exit, so a launch file can include this node everywhere.
 
 import math
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
@@ -26,6 +24,7 @@ from adaptive_perception.ros.interfaces import (
     TEMPERATURE_TOPIC,
 )
 from adaptive_perception.ros.params import Param, declare, on_change
+from adaptive_perception.ros.run import run_node, set_timer_period
 
 ALL_ZONES = 'all'
 MAX_PROBLEMS_IN_MESSAGE = 3
@@ -131,8 +130,7 @@ class PowerMonitor(Node):
         self._frame_id = candidate['frame_id']
         if candidate['publish_rate_hz'] != self._rate_hz:
             self._rate_hz = candidate['publish_rate_hz']
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / self._rate_hz, self._tick)
+            set_timer_period(self._timer, 1.0 / self._rate_hz)
 
     def _tick(self) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -197,13 +195,8 @@ class PowerMonitor(Node):
 
 def main(args=None):
     """Run ``power_monitor`` until Ctrl-C or shutdown; return at once if sysfs has nothing."""
-    try:
-        with rclpy.init(args=args), PowerMonitor() as node:
-            if node.active:
-                rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    return run_node(PowerMonitor, args)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -16,8 +16,6 @@ import math
 import time
 from dataclasses import fields
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
@@ -26,6 +24,7 @@ from adaptive_perception.power.model import PowerConfig, PowerModel
 from adaptive_perception.ros.interfaces import BATTERY_TOPIC, POWER_QOS, TEMPERATURE_TOPIC
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import Param, declare, on_change
+from adaptive_perception.ros.run import run_node, set_timer_period
 
 DEFAULTS = PowerConfig()
 CONFIG_FIELDS = [f.name for f in fields(PowerConfig)]
@@ -107,8 +106,7 @@ class PowerSimulator(Node):
         self._temperature_frame_id = candidate['temperature_frame_id']
         if candidate['publish_rate_hz'] != self._rate_hz:
             self._rate_hz = candidate['publish_rate_hz']
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / self._rate_hz, self._tick)
+            set_timer_period(self._timer, 1.0 / self._rate_hz)
 
     def _tick(self) -> None:
         start = time.perf_counter()
@@ -146,12 +144,8 @@ class PowerSimulator(Node):
 
 def main(args=None):
     """Run ``power_simulator`` until Ctrl-C or shutdown."""
-    try:
-        with rclpy.init(args=args), PowerSimulator() as node:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    return run_node(PowerSimulator, args)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Running a node from ``main()`` the same way in every executable.
+
+Written against the rclpy API common to Humble, Jazzy and Kilted (no context
+managers on ``rclpy.init``), in the style of ``demo_nodes_py``: Ctrl-C and an
+external shutdown end the node cleanly with exit code 0.
+"""
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+
+
+def run_node(node_class, args=None) -> int:
+    """Create ``node_class()`` and spin it until shutdown.
+
+    A node with nothing to do (e.g. ``power_monitor`` on a machine without
+    battery or thermal zones) sets ``active = False`` in its constructor, after
+    saying why; it is then destroyed without spinning.
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_class()
+        if getattr(node, 'active', True):
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def set_timer_period(timer, period_s: float) -> None:
+    """Change a running timer's period at once (a parameter changed at run time)."""
+    timer.timer_period_ns = int(period_s * 1e9)
+    timer.reset()
