@@ -23,7 +23,7 @@ PIP_FLAGS ?= -qq
 PIP := $(PY) -m pip --disable-pip-version-check
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
-REQUIREMENTS := requirements/base.txt requirements/ros.txt requirements/build.txt \
+REQUIREMENTS := requirements/base.txt requirements/ml.txt requirements/ros.txt requirements/build.txt \
                 requirements/test.txt
 LOCK := requirements/lock.txt
 
@@ -108,7 +108,7 @@ lock:
 	rm -rf build/lock-venv
 	$(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/pip install $(PIP_FLAGS) $(addprefix -r ,$(REQUIREMENTS))
-	{ echo "# Full lock of the venv built from requirements/{base,ros,build,test}.txt."; \
+	{ echo "# Full lock of the venv built from requirements/{base,ml,ros,build,test}.txt."; \
 	  echo "# Used as constraints: pip install -c $(LOCK) -r requirements/....txt"; \
 	  echo "# Regenerate with: make lock"; \
 	  build/lock-venv/bin/pip freeze --all --exclude pip; } > $(LOCK)

@@ -46,7 +46,16 @@ setup(
         'numpy>=1.24',
         'pyyaml>=6.0',
         'matplotlib>=3.7',
+        'onnxruntime>=1.17',
+        'pycocotools>=2.0.7',
+        'scikit-learn>=1.3',
+        'networkx>=3.1',
+        'pillow>=10',
+        'opencv-python-headless>=4.8',
     ],
+    # Training and export only; inference runs on ONNX Runtime. Pin the CPU build
+    # (requirements/ml.txt) where no GPU is wanted.
+    extras_require={'train': ['torch>=2.1', 'onnx>=1.15', 'onnxscript>=0.1']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE_NAME]),
         ('share/' + PACKAGE_NAME, ['package.xml']),

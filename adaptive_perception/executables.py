@@ -10,4 +10,6 @@ EXECUTABLES = {
     'budget_manager': 'adaptive_perception.budget.manager_node',
     'power_monitor': 'adaptive_perception.power.monitor_node',
     'power_simulator': 'adaptive_perception.power.simulator_node',
+    'adacon_detector': 'adaptive_perception.detection.detector_node',
+    'camera_source': 'adaptive_perception.sources.camera_node',
 }

@@ -7,6 +7,7 @@ same function ``adaptive-perception launch edge`` uses where no ``ros2`` exists.
 Arguments:
   params_file:=<path>            nodes and parameters (default config/edge.yaml)
   power:=sim|real|none           simulated battery/heat, Linux sysfs, or none
+  camera:=sim|none               camera_source (generated scenes) or a real camera
   perception:=all|none|a,b       which perception nodes to start
 """
 
@@ -24,7 +25,8 @@ from launch import LaunchDescription
 def _nodes(context):
     plan = load_plan(LaunchConfiguration('params_file').perform(context),
                      power=LaunchConfiguration('power').perform(context),
-                     perception=LaunchConfiguration('perception').perform(context))
+                     perception=LaunchConfiguration('perception').perform(context),
+                     camera=LaunchConfiguration('camera').perform(context))
     return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
                  parameters=[spec.parameters], output='screen', emulate_tty=True)
             for spec in plan]
@@ -39,6 +41,8 @@ def generate_launch_description():
                               description='Nodes and parameters (edge.yaml format).'),
         DeclareLaunchArgument('power', default_value='sim', choices=['sim', 'real', 'none'],
                               description='Battery/thermal source.'),
+        DeclareLaunchArgument('camera', default_value='sim', choices=['sim', 'none'],
+                              description='camera_source, or none when a real camera runs.'),
         DeclareLaunchArgument('perception', default_value='all',
                               description="Perception nodes: 'all', 'none' or a comma list."),
         OpaqueFunction(function=_nodes),

@@ -36,6 +36,8 @@ def test_plan_selects_power_source_and_perception_nodes(tmp_path):
      {'perception': 'detector'}, 'unknown perception'),
     ({'nodes': {'x': {'executable': 'budget_manager', 'role': 'core'}}},
      {'power': 'solar'}, 'power'),
+    ({'nodes': {'x': {'executable': 'budget_manager', 'role': 'core'}}},
+     {'camera': 'usb'}, 'camera'),
 ])
 def test_bad_plans_are_rejected_with_reason(tmp_path, document, kwargs, message):
     path = tmp_path / 'edge.yaml'
@@ -89,7 +91,7 @@ def test_launch_file_starts_what_the_plan_says(monkeypatch):
     [actions] = description.args
     arguments = {a.args[0]: a.kwargs['default_value'] for a in actions[:-1]}
     assert arguments == {'params_file': str(default_params_file()), 'power': 'sim',
-                         'perception': 'all'}
+                         'camera': 'sim', 'perception': 'all'}
     opaque = actions[-1]
     nodes = opaque.kwargs['function'](arguments)
     plan = load_plan(arguments['params_file'])

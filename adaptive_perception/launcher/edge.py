@@ -17,10 +17,10 @@ from adaptive_perception.launcher.processes import start_all, stop_all
 from adaptive_perception.launcher.report import node_table, write_report
 
 
-def run_edge(params_file=None, power='sim', perception='all', duration_s=None,
+def run_edge(params_file=None, power='sim', perception='all', camera='sim', duration_s=None,
              report_dir=Path('reports/edge'), status_period_s=1.0) -> int:
     """Run the pipeline; return 0 if every node ran and stopped cleanly."""
-    specs = load_plan(params_file, power, perception)
+    specs = load_plan(params_file, power, perception, camera)
     print(f'starting {", ".join(f"{s.name} ({s.executable})" for s in specs)}; '
           f'logs in {report_dir / "logs"}', flush=True)
     processes = start_all(specs, report_dir / 'logs')

@@ -9,7 +9,7 @@ File format::
     nodes:
       <node name>:
         executable: <one of adaptive_perception.executables.EXECUTABLES>
-        role: core | power_sim | power_real | perception
+        role: core | power_sim | power_real | camera_sim | perception
         parameters: {<name>: <value>, ...}
 """
 
@@ -21,8 +21,9 @@ import yaml
 
 from adaptive_perception.executables import EXECUTABLES
 
-ROLES = ('core', 'power_sim', 'power_real', 'perception')
+ROLES = ('core', 'power_sim', 'power_real', 'camera_sim', 'perception')
 POWER_CHOICES = {'sim': 'power_sim', 'real': 'power_real', 'none': None}
+CAMERA_CHOICES = {'sim': 'camera_sim', 'none': None}
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,13 @@ def default_params_file() -> Path:
     return share_dir() / 'config' / 'edge.yaml'
 
 
-def load_plan(params_file=None, power: str = 'sim', perception: str = 'all') -> list:
-    """Nodes to start: core nodes, the chosen power source, the chosen perception nodes.
+def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
+              camera: str = 'sim') -> list:
+    """Nodes to start: core nodes, the chosen power and camera sources, perception nodes.
 
-    ``perception`` is 'all', 'none' or a comma-separated list of node names.
+    ``power``: 'sim' (simulated battery and heat), 'real' (sysfs) or 'none';
+    ``camera``: 'sim' (camera_source) or 'none' (a real camera publishes);
+    ``perception``: 'all', 'none' or a comma-separated list of node names.
     Raises ValueError with the reason for a bad file or argument.
     """
     path = Path(params_file) if params_file else default_params_file()
@@ -80,9 +84,11 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all') -> 
         specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {})))
     if power not in POWER_CHOICES:
         raise ValueError(f'power must be one of {sorted(POWER_CHOICES)}, got {power!r}')
+    if camera not in CAMERA_CHOICES:
+        raise ValueError(f'camera must be one of {sorted(CAMERA_CHOICES)}, got {camera!r}')
     wanted = _perception_names(perception, [s.name for s in specs if s.role == 'perception'])
-    return [s for s in specs if s.role == 'core' or s.role == POWER_CHOICES[power]
-            or s.name in wanted]
+    sources = {POWER_CHOICES[power], CAMERA_CHOICES[camera]} - {None}
+    return [s for s in specs if s.role == 'core' or s.role in sources or s.name in wanted]
 
 
 def _perception_names(choice: str, available: list) -> set:

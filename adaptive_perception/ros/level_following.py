@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from adaptive_perception.budget.levels import MAX_LEVELS, profile_entry
@@ -36,7 +37,9 @@ class LevelFollowing:
     """Makes ``node`` follow the execution level through a profile of knob settings.
 
     ``parse_entry`` turns one profile entry into a knob (raise ValueError to
-    reject it); ``apply(knob, applied)`` switches the node to it.
+    reject it); ``apply(knob, applied)`` switches the node to it. ``extra_values``
+    adds node-specific diagnostics values; ``health`` returns (severity 0/1/2,
+    message) for node-specific problems such as rejected inputs.
     """
 
     def __init__(self, node: Node, *, profile_param: str, profile_default: Sequence,
@@ -44,12 +47,14 @@ class LevelFollowing:
                  apply: Callable[[Any, Any], None], fallback_level: int = 1,
                  level_timeout_s: float = 3.0, latency_target_ms: float = 0.0,
                  extra_values: Callable[[], dict] | None = None,
+                 health: Callable[[], tuple] | None = None,
                  diagnostics_period_s: float = 1.0):
         self._node = node
         self._profile_param = profile_param
         self._parse = parse_entry
         self._apply = apply
         self._extra_values = extra_values or dict
+        self._health = health or (lambda: (0, ''))
         values = declare(node, [
             Param('level_override', FOLLOW_MANAGER,
                   'Level to apply regardless of the manager; -1 follows budget_manager.',
@@ -79,7 +84,7 @@ class LevelFollowing:
         self._manager_msg = None
         node.create_subscription(ExecutionLevel, EXECUTION_LEVEL_TOPIC, self._on_level,
                                  EXECUTION_LEVEL_QOS)
-        self._diagnostics = node.create_publisher(diagnostics.DiagnosticArray,
+        self._diagnostics = node.create_publisher(DiagnosticArray,
                                                   DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         node.create_timer(0.1, self._reevaluate)
         node.create_timer(diagnostics_period_s, self.publish_diagnostics)
@@ -154,5 +159,8 @@ class LevelFollowing:
         values.update(self._extra_values())
         name = self._node.get_fully_qualified_name()
         message = f'level {applied.level} ({applied.source}): {applied.reason}'
+        severity, problem = self._health()
+        if problem:
+            message += f' | {problem}'
         self._diagnostics.publish(diagnostics.array(self._node, [
-            diagnostics.status(name, name, level, message, values)]))
+            diagnostics.status(name, name, max(level, severity), message, values)]))

@@ -1,0 +1,1 @@
+"""AdaCon: the context-clustered adaptive object detector (thesis ch. 6)."""

@@ -1,0 +1,108 @@
+"""The contract between training/export (PyTorch) and the runtime (ONNX Runtime).
+
+``export adacon`` writes one ONNX graph per part - backbone, branch controller,
+static head, one head per context branch - and ``manifest.json`` describing them.
+The runtime reads only this: it never imports torch.
+
+Graph inputs and outputs (batch size 1, float32, NCHW):
+
+* backbone: ``image`` (1, 3, H, W), RGB scaled to 0..1 then normalised with
+  ``mean``/``std`` -> ``features`` (1, C, H/stride, W/stride)
+* controller: ``features`` -> ``logits`` (1, K); probability = sigmoid(logits)
+* static head and every branch: ``features`` -> ``heatmap`` (1, n, h, w), class
+  probabilities after sigmoid, channel ``i`` = the head's ``class_ids[i]``;
+  ``box`` (1, 4, h, w) = (dx, dy, w, h): object centre at
+  ((col + dx) * stride, (row + dy) * stride), width and height in input pixels.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+FORMAT = 'adacon-onnx/1'
+MANIFEST = 'manifest.json'
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One detection head graph: which global classes its channels are."""
+
+    name: str
+    file: str
+    class_ids: list
+    macs: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the runtime needs to run an exported AdaCon model."""
+
+    input_size: list                 # [H, W] the graphs were exported for
+    stride: int                      # feature-map cells -> input pixels
+    mean: list                       # per channel, on 0..1 RGB
+    std: list
+    classes: dict                    # global class id (str in JSON) -> name
+    common_class_ids: list           # classes every branch also detects
+    backbone: dict                   # {'file': ..., 'macs': ...}
+    controller: dict
+    static_head: HeadSpec
+    branches: list                   # HeadSpec per context cluster, controller order
+    format: str = FORMAT
+    training: dict = field(default_factory=dict)  # provenance: data, seed, epochs
+
+    def save(self, model_dir: Path) -> Path:
+        """Write ``manifest.json`` into ``model_dir``."""
+        path = Path(model_dir) / MANIFEST
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, model_dir: Path) -> 'Manifest':
+        """Read and check ``manifest.json``; ValueError says what is wrong."""
+        path = Path(model_dir) / MANIFEST
+        if not path.is_file():
+            raise ValueError(f'{path} not found: not an exported AdaCon model directory')
+        data = json.loads(path.read_text())
+        if data.get('format') != FORMAT:
+            raise ValueError(f'{path}: format {data.get("format")!r}, expected {FORMAT!r}')
+        data['static_head'] = HeadSpec(**data['static_head'])
+        data['branches'] = [HeadSpec(**b) for b in data['branches']]
+        data['classes'] = {int(k): v for k, v in data['classes'].items()}
+        manifest = cls(**data)
+        for part in [manifest.backbone, manifest.controller, manifest.static_head.__dict__,
+                     *[b.__dict__ for b in manifest.branches]]:
+            if not (Path(model_dir) / part['file']).is_file():
+                raise ValueError(f'{path}: graph {part["file"]} is missing')
+        return manifest
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How the detector runs a frame: the static head, or context branches.
+
+    ``static``: the static head over all classes. ``multi:T``: every branch whose
+    controller probability is at least T (the top-scoring one if none is).
+    ``single``: only the top-scoring branch.
+    """
+
+    kind: str
+    threshold: float = 0.0
+
+    def __str__(self) -> str:
+        return f'multi:{self.threshold:g}' if self.kind == 'multi' else self.kind
+
+
+def parse_mode(text: str) -> Mode:
+    """Parse 'static', 'single' or 'multi:<threshold in 0..1>'; ValueError otherwise."""
+    text = str(text).strip()
+    if text in ('static', 'single'):
+        return Mode(text)
+    kind, _, value = text.partition(':')
+    if kind == 'multi':
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = -1.0
+        if 0.0 <= threshold <= 1.0:
+            return Mode('multi', threshold)
+    raise ValueError(f"mode {text!r}: expected 'static', 'single' or 'multi:<0..1>'")

@@ -1,0 +1,343 @@
+"""Multi-stage AdaCon training (thesis 6.3.3) on any COCO-format data set.
+
+Stage 1 trains the backbone with the static head over all classes (CenterNet focal
+loss on the heatmaps, L1 on offsets and log sizes). Stage 2 freezes the backbone -
+eval mode, no gradients, BatchNorm statistics untouched - and concurrently trains the
+branch controller (BCE on logits against "cluster present" multi-hot labels, so its
+sigmoid is the probability the multi-branch threshold reads) and every branch. Each
+branch sees every training image with the labels of its own classes only, so that it
+learns to output nothing for the rest. As the backbone is frozen, its features are
+computed once (plain and mirrored) and stage 2 runs on the cache.
+"""
+
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+
+from adaptive_perception.detection import clustering
+from adaptive_perception.detection.coco_data import CocoDetection
+from adaptive_perception.detection.model import AdaCon
+
+CHECKPOINT = 'adacon.pt'
+CHECKPOINT_FORMAT = 'adacon-checkpoint/1'
+SMOKE_IMAGES = (48, 16)  # train, val images in smoke mode
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0,
+               beta: float = 4.0) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss on heatmap logits, per object centre."""
+    positive = target.eq(1).float()
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    p = torch.sigmoid(logits)
+    pos = positive * (1 - p) ** alpha * log_p
+    neg = (1 - positive) * (1 - target) ** beta * p ** alpha * log_not_p
+    return -(pos.sum() + neg.sum()) / positive.sum().clamp(min=1)
+
+
+def head_loss(outputs: tuple, targets: dict, classes: torch.Tensor = None,
+              box_weight: float = 1.0) -> tuple:
+    """Loss of one head; ``classes`` restricts the targets to a branch's classes.
+
+    The branch's heatmap channel ``i`` is class ``classes[i]``; objects of any other
+    class are background for it, heatmap and box alike. Returns (total, heatmap, box).
+    """
+    heatmap_logits, box = outputs
+    heatmap, cls_map = targets['heatmap'], targets['cls_map']
+    if classes is None:
+        mask = cls_map >= 0
+    else:
+        heatmap = heatmap[:, classes]
+        mask = torch.isin(cls_map, classes)
+    heat = focal_loss(heatmap_logits, heatmap)
+    mask = mask.unsqueeze(1).float()
+    reg = (F.l1_loss(box, targets['box'], reduction='none') * mask).sum() / (
+        4 * mask.sum()).clamp(min=1)
+    return heat + box_weight * reg, heat, reg
+
+
+def controller_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """BCE on logits against multi-hot "this cluster is in the image" labels."""
+    return F.binary_cross_entropy_with_logits(logits, present)
+
+
+def freeze(module: torch.nn.Module) -> None:
+    """Eval mode and no gradients: parameters and BatchNorm statistics stay as they are."""
+    module.eval()
+    module.requires_grad_(False)
+
+
+def _schedule(optimizer, total_steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to zero."""
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _targets(batch: dict) -> dict:
+    return {key: batch[key] for key in ('heatmap', 'box', 'cls_map')}
+
+
+def train_static(model: AdaCon, train_set, val_set, epochs: int, batch_size: int = 32,
+                 lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
+                 log=print) -> list:
+    """Stage 1: backbone and static head; a record per epoch (losses, seconds)."""
+    loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
+                        generator=torch.Generator().manual_seed(seed))
+    params = [*model.backbone.parameters(), *model.static_head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps = epochs * len(loader)
+    scheduler = _schedule(optimizer, steps, warmup=min(300, max(1, steps // 10)))
+    records = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.backbone.train()
+        model.static_head.train()
+        sums = np.zeros(3)
+        for batch in loader:
+            outputs = model.static_head(model.backbone(batch['image']))
+            loss, heat, reg = head_loss(outputs, _targets(batch))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            sums += [loss.item(), heat.item(), reg.item()]
+        record = dict(zip(('loss', 'heatmap', 'box'), (sums / len(loader)).tolist(), strict=True))
+        record.update(val_loss=_val_static(model, val_set, batch_size), epoch=epoch + 1,
+                      seconds=round(time.perf_counter() - start, 2))
+        records.append(record)
+        log(f'static {epoch + 1}/{epochs}: loss {record["loss"]:.4f} (heatmap '
+            f'{record["heatmap"]:.4f}, box {record["box"]:.4f}), val {record["val_loss"]:.4f}, '
+            f'{record["seconds"]:.1f} s')
+    return records
+
+
+@torch.no_grad()
+def _val_static(model: AdaCon, val_set, batch_size: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for batch in DataLoader(val_set, batch_size):
+        loss, _, _ = head_loss(model.static_head(model.backbone(batch['image'])),
+                               _targets(batch))
+        total += loss.item() * len(batch['image'])
+        count += len(batch['image'])
+    return total / max(1, count)
+
+
+@torch.no_grad()
+def cache_features(backbone: torch.nn.Module, dataset, batch_size: int = 64,
+                   mirrored: bool = True) -> dict:
+    """Frozen-backbone features and targets of every image, plus their mirror images.
+
+    Mirroring the targets on the grid matches encoding the mirrored boxes: the centre
+    cell ``col`` becomes ``w - 1 - col`` and its offset ``dx`` becomes ``1 - dx``.
+    Features are kept in float16 to halve the memory; heads train on them in float32.
+    """
+    backbone.eval()
+    parts = {key: [] for key in ('features', 'mirrored', 'heatmap', 'box', 'cls_map', 'index')}
+    for batch in DataLoader(dataset, batch_size):
+        parts['features'].append(backbone(batch['image']).half())
+        if mirrored:
+            parts['mirrored'].append(backbone(batch['image'].flip(-1)).half())
+        for key in ('heatmap', 'box', 'cls_map', 'index'):
+            parts[key].append(batch[key])
+    return {key: torch.cat(value) for key, value in parts.items() if value}
+
+
+def _mirror(targets: dict) -> dict:
+    box = targets['box'].flip(-1)
+    cell = targets['cls_map'].flip(-1) >= 0
+    box[:, 0] = torch.where(cell, 1 - box[:, 0], box[:, 0])
+    return {'heatmap': targets['heatmap'].flip(-1), 'box': box,
+            'cls_map': targets['cls_map'].flip(-1)}
+
+
+def _cached_batch(cache: dict, rows: torch.Tensor, flip: torch.Tensor = None) -> tuple:
+    """Features (float32) and targets of ``rows``, mirrored where ``flip`` is True."""
+    features = cache['features'][rows].float()
+    targets = {key: cache[key][rows] for key in ('heatmap', 'box', 'cls_map')}
+    if flip is not None and flip.any():
+        features = torch.where(flip.view(-1, 1, 1, 1), cache['mirrored'][rows].float(), features)
+        mirrored = _mirror(targets)
+        targets = {key: torch.where(flip.view(-1, *[1] * (value.dim() - 1)), mirrored[key], value)
+                   for key, value in targets.items()}
+    return features, targets
+
+
+def _branch_losses(model: AdaCon, features: torch.Tensor, targets: dict) -> list:
+    return [head_loss(branch(features), targets, torch.tensor(classes))
+            for branch, classes in zip(model.branches, model.branch_classes, strict=True)]
+
+
+def train_branches(model: AdaCon, train_cache: dict, train_present: torch.Tensor,
+                   val_cache: dict, val_present: torch.Tensor, epochs: int,
+                   batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 1e-4,
+                   seed: int = 0, log=print) -> list:
+    """Stage 2: controller and every branch at once on cached features, backbone frozen.
+
+    ``*_present`` (N, K): the multi-hot cluster labels of the cached images, in cache
+    order. Returns a record per epoch.
+    """
+    freeze(model.backbone)
+    params = [*model.controller.parameters(), *model.branches.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    count = len(train_present)
+    per_epoch = max(1, count // batch_size)
+    scheduler = _schedule(optimizer, epochs * per_epoch, warmup=min(300, per_epoch))
+    records = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.controller.train()
+        model.branches.train()
+        order = torch.randperm(count, generator=generator)
+        flips = torch.rand(count, generator=generator) < 0.5
+        sums = np.zeros(2)
+        for step in range(per_epoch):
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            features, targets = _cached_batch(train_cache, rows, flips[rows])
+            ctrl = controller_loss(model.controller(features), train_present[rows])
+            branches = sum(loss for loss, _, _ in _branch_losses(model, features, targets))
+            optimizer.zero_grad(set_to_none=True)
+            (ctrl + branches).backward()
+            optimizer.step()
+            scheduler.step()
+            sums += [ctrl.item(), branches.item()]
+        record = dict(zip(('controller_loss', 'branch_loss'), (sums / per_epoch).tolist(),
+                          strict=True))
+        record.update(_val_branches(model, val_cache, val_present, batch_size))
+        record.update(epoch=epoch + 1, seconds=round(time.perf_counter() - start, 2))
+        records.append(record)
+        log(f'branches {epoch + 1}/{epochs}: controller {record["controller_loss"]:.4f}, '
+            f'branches {record["branch_loss"]:.4f}; val controller '
+            f'{record["val_controller_loss"]:.4f} (top-1 {record["val_top1"]:.3f}), '
+            f'branches {record["val_branch_loss"]:.4f}, {record["seconds"]:.1f} s')
+    return records
+
+
+@torch.no_grad()
+def _val_branches(model: AdaCon, cache: dict, present: torch.Tensor, batch_size: int) -> dict:
+    """Compute validation losses, and top-1: the share of images whose best branch is present."""
+    model.eval()
+    ctrl = branches = 0.0
+    hits = scored = 0
+    for start in range(0, len(present), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(present)))
+        features, targets = _cached_batch(cache, rows)
+        logits = model.controller(features)
+        ctrl += controller_loss(logits, present[rows]).item() * len(rows)
+        branches += sum(loss.item() for loss, _, _ in
+                        _branch_losses(model, features, targets)) * len(rows)
+        has_cluster = present[rows].sum(1) > 0
+        top = present[rows].gather(1, logits.argmax(1, keepdim=True)).squeeze(1)
+        hits += int(top[has_cluster].sum())
+        scored += int(has_cluster.sum())
+    n = max(1, len(present))
+    return {'val_controller_loss': ctrl / n, 'val_branch_loss': branches / n,
+            'val_top1': hits / max(1, scored)}
+
+
+def _present(dataset, result) -> torch.Tensor:
+    """(N, K) cluster-present labels of every image of ``dataset`` (a Subset or not)."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    indices = dataset.indices if isinstance(dataset, Subset) else range(len(base))
+    return torch.tensor(np.stack([clustering.cluster_labels(base.image_category_ids(i), result)
+                                  for i in indices]), dtype=torch.float32)
+
+
+def train_adacon(train_annotations, train_images, val_annotations, val_images, out_dir,
+                 num_clusters: int = 4, clusters_file=None, seed: int = 0,
+                 epochs_static: int = 30, epochs_branches: int = 30, input_size: int = 128,
+                 smoke: bool = False, batch_size: int = 32, lr: float = 2e-3,
+                 head_width: int = 192, command: str = None) -> Path:
+    """Cluster the classes, train both stages, save the checkpoint; its path.
+
+    Writes into ``out_dir``: ``clusters.json``, ``adacon.pt`` (state dict, model
+    config, classes, clusters, provenance) and ``training_log.json`` (losses per
+    epoch, seconds per stage, seed). ``smoke``: a few images and one epoch per stage,
+    to check the pipeline end to end in seconds. ``command`` (default: this process's
+    command line) is recorded as the way to reproduce the run.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    started = time.perf_counter()
+    log = _log
+    if smoke:
+        epochs_static = epochs_branches = 1
+    train_coco = json.loads(Path(train_annotations).read_text())
+    if clusters_file:
+        result = clustering.ClusterResult.from_json(Path(clusters_file).read_text())
+    else:
+        result = clustering.cluster_classes(train_coco, num_clusters, seed=seed)
+    (out_dir / clustering.CLUSTERS_JSON).write_text(result.to_json())
+
+    augment = torch.Generator().manual_seed(seed)
+    train_set = CocoDetection(train_coco, train_images, input_size, train=True, generator=augment)
+    classes = plain_train = CocoDetection(train_coco, train_images, input_size)
+    val_set = CocoDetection(val_annotations, val_images, input_size)
+    if smoke:
+        train_set, plain_train = (Subset(d, range(min(len(d), SMOKE_IMAGES[0])))
+                                  for d in (train_set, plain_train))
+        val_set = Subset(val_set, range(min(len(val_set), SMOKE_IMAGES[1])))
+    index_of = {cid: i for i, cid in enumerate(classes.category_ids)}
+    branch_ids = result.branches()
+    config = {'num_classes': classes.num_classes, 'head_width': head_width,
+              'branch_classes': [[index_of[c] for c in ids] for ids in branch_ids]}
+    model = AdaCon(**config)
+    log(f'{len(train_set)} train / {len(val_set)} val images, {classes.num_classes} classes, '
+        f'{len(branch_ids)} branches of {[len(ids) for ids in branch_ids]} classes')
+
+    stage1 = time.perf_counter()
+    static = train_static(model, train_set, val_set, epochs_static, batch_size, lr, seed=seed,
+                          log=log)
+    stage2 = time.perf_counter()
+    freeze(model.backbone)
+    train_cache = cache_features(model.backbone, plain_train)
+    val_cache = cache_features(model.backbone, val_set, mirrored=False)
+    branches = train_branches(model, train_cache, _present(plain_train, result), val_cache,
+                              _present(val_set, result), epochs_branches, batch_size, lr,
+                              seed=seed, log=log)
+    done = time.perf_counter()
+
+    training = {
+        'data': {'train_annotations': str(train_annotations), 'train_images': str(train_images),
+                 'val_annotations': str(val_annotations), 'val_images': str(val_images),
+                 'train_count': len(train_set), 'val_count': len(val_set),
+                 'description': train_coco.get('info', {}).get('description', '')},
+        'seed': seed, 'epochs_static': epochs_static, 'epochs_branches': epochs_branches,
+        'batch_size': batch_size, 'lr': lr, 'smoke': smoke,
+        'command': command or shlex.join(sys.argv),
+    }
+    path = out_dir / CHECKPOINT
+    torch.save({
+        'format': CHECKPOINT_FORMAT, 'config': config, 'state_dict': model.state_dict(),
+        'category_ids': classes.category_ids,
+        'class_names': {cid: classes.class_names[cid] for cid in classes.category_ids},
+        'common_ids': list(result.common), 'branch_ids': branch_ids,
+        'branch_names': list(result.cluster_names), 'clusters': result.to_json(),
+        'input_size': list(classes.input_size), 'stride': model.stride,
+        'mean': list(classes.mean), 'std': list(classes.std), 'training': training,
+    }, path)
+    (out_dir / 'training_log.json').write_text(json.dumps({
+        'seed': seed, 'static': static, 'branches': branches,
+        'seconds': {'static': round(stage2 - stage1, 1), 'branches': round(done - stage2, 1),
+                    'total': round(done - started, 1)},
+        'training': training}, indent=1))
+    log(f'saved {path} after {done - started:.0f} s '
+        f'(static {stage2 - stage1:.0f} s, branches {done - stage2:.0f} s)')
+    return path
+
+
+def _log(line: str) -> None:
+    print(f'[adacon train] {line}', flush=True)

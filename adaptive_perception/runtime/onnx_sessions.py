@@ -1,0 +1,68 @@
+"""ONNX Runtime sessions from a list of execution providers, with CPU as the last resort.
+
+The providers come from a node parameter, so a config written for a GPU machine
+must still start on a laptop: providers this onnxruntime build lacks are dropped
+with one warning, and ``CPUExecutionProvider`` always closes the list. Every
+session reports the providers it really got; those go into diagnostics.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import onnxruntime as ort
+
+CPU = 'CPUExecutionProvider'
+
+_log = logging.getLogger(__name__)
+
+
+def resolve_providers(requested: Sequence[str], available: Sequence[str] | None = None,
+                      warn: Callable[[str], None] = _log.warning) -> list:
+    """Keep the requested providers this build has, in order, and end with CPU.
+
+    One ``warn`` call names every provider dropped, if any.
+    """
+    available = ort.get_available_providers() if available is None else available
+    kept, dropped = [], []
+    for name in requested:
+        if name == CPU or name in kept:
+            continue
+        (kept if name in available else dropped).append(name)
+    if dropped:
+        warn(f'execution providers not available in this onnxruntime build, dropped: '
+             f'{", ".join(dropped)} (available: {", ".join(available)}); '
+             f'using {", ".join([*kept, CPU])}')
+    return [*kept, CPU]
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Loaded sessions by name and the providers they actually use (union, in order)."""
+
+    sessions: dict
+    providers: list
+
+
+def create_sessions(paths: dict, providers: Sequence[str] = (CPU,), threads: int | None = None,
+                    warn: Callable[[str], None] = _log.warning) -> Sessions:
+    """Load every graph in ``paths`` (name -> .onnx path) once.
+
+    ``threads`` sets the intra-op thread count of each session (None or 0: the
+    onnxruntime default). A graph that cannot be loaded raises ValueError naming it.
+    """
+    chosen = resolve_providers(providers, warn=warn)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    sessions, used = {}, []
+    for name, path in paths.items():
+        try:
+            session = ort.InferenceSession(str(Path(path)), sess_options=options,
+                                           providers=chosen)
+        except Exception as error:  # onnxruntime raises its own, unrelated types
+            raise ValueError(f'cannot load {name} graph {path}: {error}') from error
+        sessions[name] = session
+        used += [p for p in session.get_providers() if p not in used]
+    return Sessions(sessions, used)

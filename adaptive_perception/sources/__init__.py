@@ -1,0 +1,1 @@
+"""Input sources for the demo and tests: camera frames from files or the scene generator."""

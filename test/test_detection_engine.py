@@ -1,0 +1,178 @@
+"""The ONNX Runtime engine on a tiny exported model whose every output is known."""
+
+import logging
+
+import numpy as np
+import pytest
+
+import fake_adacon as fake
+from adaptive_perception.detection.engine import AdaConEngine, letterbox, nms, select_branches
+from adaptive_perception.detection.manifest import Manifest, Mode, parse_mode
+from adaptive_perception.runtime.onnx_sessions import resolve_providers
+
+# Controller probabilities for this colour: sigmoid(10 * (c / 255 - 0.5)).
+COLOUR = (102, 153, 128)
+PROBABILITIES = [0.269, 0.731, 0.505]
+BACKBONE, CONTROLLER, STATIC = (fake.MACS[k] for k in ('backbone', 'controller', 'static'))
+BRANCH_MACS = fake.MACS['branches']
+
+
+@pytest.fixture(scope='module')
+def model_dir(tmp_path_factory):
+    return fake.build(tmp_path_factory.mktemp('adacon'))
+
+
+@pytest.fixture
+def engine(model_dir):
+    return AdaConEngine(model_dir)
+
+
+def detect(engine, mode: str, rgb=None, **kwargs):
+    return engine.detect(fake.colour_image(COLOUR) if rgb is None else rgb, parse_mode(mode),
+                         **kwargs)
+
+
+@pytest.mark.parametrize('mode, branches', [
+    ('single', [1]),
+    ('multi:0.5', [1, 2]),
+    ('multi:0.2', [0, 1, 2]),
+    ('multi:0.9', [1]),  # none passes: the top-scoring branch, as for single
+])
+def test_branch_selection(engine, mode, branches):
+    result = detect(engine, mode)
+    np.testing.assert_allclose(result.probabilities, PROBABILITIES, atol=1e-3)
+    assert result.branches_run == branches
+    assert result.macs == BACKBONE + CONTROLLER + sum(BRANCH_MACS[i] for i in branches)
+    assert result.mode == parse_mode(mode)
+
+
+def test_selection_rule_alone():
+    p = np.array([0.1, 0.45, 0.3])
+    assert select_branches(p, Mode('single')) == [1]
+    assert select_branches(p, Mode('multi', 0.3)) == [1, 2]
+    assert select_branches(p, Mode('multi', 0.5)) == [1]
+
+
+def test_unselected_branches_never_run(engine):
+    for _ in range(3):
+        detect(engine, 'single')
+    detect(engine, 'multi:0.5')
+    assert engine.branch_runs == [0, 4, 1]
+    assert engine.graph_runs == {'backbone': 4, 'controller': 4, 'static_head': 0}
+    # Another colour moves the choice; only then does branch 0 run.
+    detect(engine, 'single', rgb=fake.colour_image((255, 0, 0)))
+    assert engine.branch_runs == [1, 4, 1]
+
+
+def test_static_mode_runs_no_controller_or_branch(engine):
+    result = detect(engine, 'static')
+    assert result.branches_run == [] and result.probabilities is None
+    assert engine.graph_runs == {'backbone': 1, 'controller': 0, 'static_head': 1}
+    assert engine.branch_runs == [0, 0, 0]
+    assert result.macs == BACKBONE + STATIC
+    assert {d.branch for d in result.detections} == {-1}
+    found = sorted((d.class_name, round(d.score, 2), d.x_min, d.y_min, d.x_max, d.y_max)
+                   for d in result.detections)
+    assert found == sorted((fake.CLASSES[fake.STATIC_CLASS_IDS[p[0]]], p[3],
+                            *fake.expected_box(p)) for p in fake.STATIC_PEAKS)
+    assert set(result.timings_ms) == {'letterbox', 'backbone', 'controller', 'heads',
+                                      'decode', 'total'}
+
+
+def test_local_channels_map_to_global_classes_and_common_ones_are_deduplicated(engine):
+    # Branch 0 (street: car, person) and branch 1 (home: cup, dog, person) both find a
+    # person in the same box; one survives, from the branch that scored it higher.
+    result = detect(engine, 'single', rgb=fake.colour_image((255, 255, 0)))
+    assert result.branches_run == [0]
+    result = detect(engine, 'multi:0.5', rgb=fake.colour_image((255, 255, 0)))
+    assert result.branches_run == [0, 1]
+    found = sorted((d.class_id, d.class_name, round(d.score, 2), d.branch)
+                   for d in result.detections)
+    assert found == [(1, 'person', 0.9, 0), (2, 'car', 0.6, 0),
+                     (3, 'dog', 0.8, 1), (5, 'cup', 0.5, 1)]
+    person, dog = (next(d for d in result.detections if d.class_id == c) for c in (1, 3))
+    # NMS is class-aware: the dog in the person's box stays.
+    assert (person.x_min, person.y_max) == (dog.x_min, dog.y_max)
+
+
+def test_threshold_and_max_detections(engine):
+    result = detect(engine, 'static', score_threshold=0.75)
+    assert sorted(round(d.score, 2) for d in result.detections) == [0.8, 0.9]
+    result = detect(engine, 'static', max_detections=1)
+    assert [round(d.score, 2) for d in result.detections] == [0.9]
+
+
+def test_boxes_map_back_through_the_letterbox(engine):
+    # 64 x 32 (w x h) -> scale 0.5 into 32 x 32, padded at the bottom; boxes in the
+    # padding are clipped to the image.
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    result = detect(engine, 'static', rgb=rgb)
+    boxes = {(d.class_id, round(d.score, 2)): (d.x_min, d.y_min, d.x_max, d.y_max)
+             for d in result.detections}
+    assert boxes[(2, 0.9)] == pytest.approx(fake.expected_box(fake.STATIC_PEAKS[0], 0.5))
+    assert boxes[(5, 0.7)] == pytest.approx(fake.expected_box(fake.STATIC_PEAKS[2], 0.5))
+    x_min, y_min, x_max, y_max = boxes[(2, 0.8)]  # centre (22, 22) in input = y 44 > 32
+    assert (x_min, x_max) == pytest.approx((36.0, 52.0))
+    assert y_min == pytest.approx(32.0) and y_max == pytest.approx(32.0)
+
+
+def test_letterbox_keeps_aspect_and_pads_right_and_bottom():
+    rgb = np.full((10, 40, 3), 200, np.uint8)
+    canvas, scale = letterbox(rgb, (32, 32), (1, 2, 3))
+    assert scale == 0.8 and canvas.shape == (32, 32, 3)
+    assert (canvas[:8] == 200).all()
+    assert (canvas[8:] == (1, 2, 3)).all()
+
+
+def test_nms_is_class_aware():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30.]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    classes = np.array([1, 1, 2, 1])
+    assert nms(boxes, scores, classes, 0.5, 100).tolist() == [0, 2, 3]
+    assert nms(boxes, scores, classes, 0.5, 2).tolist() == [0, 2]
+    assert nms(boxes[:0], scores[:0], classes[:0], 0.5, 100).tolist() == []
+
+
+def test_input_checks(engine):
+    with pytest.raises(ValueError, match='RGB uint8'):
+        engine.detect(np.zeros((8, 8), np.uint8), Mode('static'))
+    with pytest.raises(ValueError, match='unknown mode'):
+        engine.detect(fake.colour_image(COLOUR), Mode('dynamic'))
+
+
+def test_missing_provider_warns_once_and_runs_on_cpu(model_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        engine = AdaConEngine(model_dir, providers=['CUDAExecutionProvider',
+                                                    'TensorrtExecutionProvider'], threads=1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'CUDAExecutionProvider, TensorrtExecutionProvider' in warnings[0]
+    assert engine.providers == ['CPUExecutionProvider']
+    assert detect(engine, 'single').branches_run == [1]
+
+
+def test_provider_order_ends_with_cpu():
+    warned = []
+    chosen = resolve_providers(['CPUExecutionProvider', 'XnnpackExecutionProvider', 'X'],
+                               available=['XnnpackExecutionProvider', 'CPUExecutionProvider'],
+                               warn=warned.append)
+    assert chosen == ['XnnpackExecutionProvider', 'CPUExecutionProvider']
+    assert len(warned) == 1 and 'dropped: X ' in warned[0]
+    assert resolve_providers([], available=[], warn=warned.append) == ['CPUExecutionProvider']
+    assert len(warned) == 1
+
+
+def test_invalid_model_directories_say_what_is_wrong(model_dir, tmp_path):
+    with pytest.raises(ValueError, match='manifest.json not found'):
+        AdaConEngine(tmp_path)
+    broken = tmp_path / 'broken'
+    fake.build(broken)
+    (broken / 'branch_home.onnx').write_bytes(b'not onnx')
+    with pytest.raises(ValueError, match='cannot load branch1 graph'):
+        AdaConEngine(broken)
+    manifest = Manifest.load(model_dir)
+    swapped = tmp_path / 'swapped'
+    fake.build(swapped)
+    Manifest(**{**manifest.__dict__, 'controller': manifest.backbone}).save(swapped)
+    with pytest.raises(ValueError, match="controller graph has inputs \\['image'\\]"):
+        AdaConEngine(swapped)

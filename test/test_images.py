@@ -1,0 +1,116 @@
+"""sensor_msgs image fields <-> RGB arrays, and every way an input image can be bad."""
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaptive_perception.detection.images import (
+    BadImage,
+    compressed_to_rgb,
+    draw_overlay,
+    image_to_rgb,
+    rgb_to_image_fields,
+)
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+ALPHA = RNG.integers(0, 256, (3, 5, 1), dtype=np.uint8)
+GRAY = RGB[:, :, :1]
+
+ENCODED = {  # encoding -> (pixels as sent, RGB expected back)
+    'rgb8': (RGB, RGB),
+    'bgr8': (RGB[:, :, ::-1], RGB),
+    'mono8': (GRAY, np.repeat(GRAY, 3, axis=2)),
+    'rgba8': (np.concatenate([RGB, ALPHA], axis=2), RGB),
+    'bgra8': (np.concatenate([RGB[:, :, ::-1], ALPHA], axis=2), RGB),
+}
+
+
+def fields(pixels: np.ndarray, padding: int = 0) -> dict:
+    """Image fields for ``pixels`` (H, W, C) with ``padding`` junk bytes after each row."""
+    height, width, channels = pixels.shape
+    rows = pixels.reshape(height, width * channels)
+    junk = RNG.integers(0, 256, (height, padding), dtype=np.uint8)
+    data = np.concatenate([rows, junk], axis=1).tobytes()
+    return {'width': width, 'height': height, 'step': width * channels + padding,
+            'data': data}
+
+
+def encoded(image_format: str, rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format=image_format)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize('encoding', ENCODED)
+@pytest.mark.parametrize('padding', [0, 3])
+def test_every_encoding_gives_rgb(encoding, padding):
+    pixels, expected = ENCODED[encoding]
+    rgb = image_to_rgb(encoding, **fields(pixels, padding))
+    assert rgb.dtype == np.uint8 and rgb.flags.c_contiguous
+    np.testing.assert_array_equal(rgb, expected)
+
+
+def test_rgb8_fields_round_trip():
+    out = rgb_to_image_fields(RGB)
+    assert (out['encoding'], out['width'], out['height'], out['step']) == ('rgb8', 5, 3, 15)
+    np.testing.assert_array_equal(image_to_rgb(**{k: v for k, v in out.items()
+                                                  if k != 'is_bigendian'}), RGB)
+
+
+def test_compressed_png_is_exact_and_jpeg_close():
+    np.testing.assert_array_equal(compressed_to_rgb('png', encoded('PNG', RGB)), RGB)
+    flat = np.full((16, 16, 3), (200, 40, 90), np.uint8)
+    jpeg = compressed_to_rgb('rgb8; jpeg compressed bgr8', encoded('JPEG', flat))
+    assert jpeg.shape == flat.shape
+    assert np.abs(jpeg.astype(int) - flat).max() <= 3
+
+
+@pytest.mark.parametrize('case, reason', [
+    ({'encoding': '16UC1'}, "unsupported encoding '16UC1'"),
+    ({'encoding': 'yuv422'}, 'unsupported encoding'),
+    ({'width': 0}, 'zero-size image 0x3'),
+    ({'height': 0, 'data': b''}, 'zero-size image 5x0'),
+    ({'max_pixels': 14}, 'image 5x3 has 15 pixels, over max_pixels 14'),
+    ({'width': 50_000, 'height': 50_000}, 'over max_pixels'),
+    ({'step': 14}, 'step 14 is less than width x channels = 5 x 3'),
+    ({'data': bytes(44)}, 'truncated data: 44 bytes, expected step x height = 15 x 3 = 45'),
+    ({'data': bytes(46)}, 'data size mismatch: 46 bytes'),
+])
+def test_bad_raw_images_say_why(case, reason):
+    kwargs = {'encoding': 'rgb8', **fields(RGB), **case}
+    with pytest.raises(BadImage) as error:
+        image_to_rgb(**kwargs)
+    assert reason in error.value.reason
+
+
+@pytest.mark.parametrize('data, reason', [
+    (b'not an image at all', 'undecodable compressed image'),
+    (b'', 'undecodable compressed image'),
+    (encoded('JPEG', RGB)[:40], 'undecodable compressed image'),
+    (encoded('JPEG', RGB)[:200], 'undecodable compressed image'),
+    (encoded('GIF', RGB), 'compressed format GIF'),
+], ids=['garbage', 'empty', 'cut-header', 'cut-data', 'gif'])
+def test_bad_compressed_images_say_why(data, reason):
+    with pytest.raises(BadImage) as error:
+        compressed_to_rgb('jpeg', data)
+    assert reason in error.value.reason
+
+
+def test_huge_compressed_image_is_refused_before_decoding():
+    png = encoded('PNG', np.zeros((300, 400, 3), np.uint8))
+    with pytest.raises(BadImage, match='image 400x300 has 120000 pixels, over max_pixels'):
+        compressed_to_rgb('png', png, max_pixels=100_000)
+
+
+def test_overlay_draws_on_a_copy():
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    box = SimpleNamespace(class_id=3, class_name='dog', score=0.87, x_min=10.0, y_min=12.0,
+                          x_max=50.0, y_max=35.0)
+    out = draw_overlay(rgb, [box])
+    assert out.shape == rgb.shape and not rgb.any()
+    assert out[35, 30].any() and out[20, 50].any()  # the box's bottom and right edges
+    assert not out[25, 30].any()                     # its inside stays clear
