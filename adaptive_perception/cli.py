@@ -41,9 +41,60 @@ def _cluster(args) -> int:
     return 0
 
 
+def _train_adacon(args) -> int:
+    from adaptive_perception.detection.train import train_adacon
+    train_adacon(args.train_annotations, args.train_images, args.val_annotations,
+                 args.val_images, Path(args.out), num_clusters=args.clusters,
+                 clusters_file=args.clusters_file, seed=args.seed,
+                 epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
+                 input_size=args.input_size, smoke=args.smoke, command=' '.join(sys.argv))
+    return 0
+
+
+def _export_adacon(args) -> int:
+    from adaptive_perception.detection.export import export_adacon
+    export_adacon(Path(args.checkpoint), Path(args.out))
+    return 0
+
+
+def _eval_adacon(args) -> int:
+    from adaptive_perception.detection.evaluate import run_eval
+    return run_eval(args.model_dir, args.annotations, args.images, args.modes,
+                    args.providers, args.threads, Path(args.out) if args.out else None,
+                    args.limit)
+
+
+def _bench_detector(args) -> int:
+    from adaptive_perception.detection.bench import run_bench_detector
+    return run_bench_detector(args.model_dir, args.annotations, args.images, args.modes,
+                              Path(args.out), frames=args.frames, providers=args.providers,
+                              threads=args.threads, eval_limit=args.limit)
+
+
 def _bench_budget(args) -> int:
     from adaptive_perception.budget.bench import run_budget_bench
     return run_budget_bench(args.repeats, Path(args.out))
+
+
+def _coco_pair(parser, split: str) -> None:
+    parser.add_argument(f'--{split}-annotations', required=True,
+                        help=f'COCO annotation JSON ({split})')
+    parser.add_argument(f'--{split}-images', required=True, help=f'image folder ({split})')
+
+
+def _detector_eval_args(parser) -> None:
+    from adaptive_perception.detection.manifest import DEFAULT_MODES
+    from adaptive_perception.launcher.plan import share_dir
+    parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adacon'),
+                        help='exported model (default: the shipped models/adacon)')
+    parser.add_argument('--annotations', required=True, help='COCO annotation JSON')
+    parser.add_argument('--images', required=True, help='image folder')
+    parser.add_argument('--modes', nargs='+', default=list(DEFAULT_MODES),
+                        help='modes: static, single, multi:<threshold>')
+    parser.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'],
+                        help='ONNX Runtime execution providers, in order of preference')
+    parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
+    parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,8 +144,42 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument('--seed', type=int, default=0, help='layout seed')
     cluster.set_defaults(func=_cluster)
 
+    train = commands.add_parser('train', help='train a model (no ROS needed)')
+    train_models = train.add_subparsers(dest='model', required=True)
+    adacon = train_models.add_parser('adacon', help='context-clustered detector, two stages')
+    _coco_pair(adacon, 'train')
+    _coco_pair(adacon, 'val')
+    adacon.add_argument('--out', required=True, help='checkpoint, clusters, training log')
+    adacon.add_argument('--clusters', type=int, default=4, help='context branches')
+    adacon.add_argument('--clusters-file', help='clusters.json to use instead of clustering')
+    adacon.add_argument('--seed', type=int, default=0)
+    adacon.add_argument('--epochs-static', type=int, default=30)
+    adacon.add_argument('--epochs-branches', type=int, default=30)
+    adacon.add_argument('--input-size', type=int, default=128)
+    adacon.add_argument('--smoke', action='store_true', help='tiny run for CI')
+    adacon.set_defaults(func=_train_adacon)
+
+    export = commands.add_parser('export', help='export a trained model to ONNX')
+    export_models = export.add_subparsers(dest='model', required=True)
+    adacon = export_models.add_parser('adacon', help='one graph per part + manifest.json')
+    adacon.add_argument('--checkpoint', required=True)
+    adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
+    adacon.set_defaults(func=_export_adacon)
+
+    evaluate = commands.add_parser('eval', help='score an exported model')
+    eval_models = evaluate.add_subparsers(dest='model', required=True)
+    adacon = eval_models.add_parser('adacon', help='COCO mAP per mode, controller accuracy')
+    _detector_eval_args(adacon)
+    adacon.add_argument('--out', help='JSON report')
+    adacon.set_defaults(func=_eval_adacon)
+
     bench = commands.add_parser('bench', help='measure against the targets')
     targets = bench.add_subparsers(dest='target', required=True)
+    detector = targets.add_parser('detector', help='mAP, MACs, node latency per mode')
+    _detector_eval_args(detector)
+    detector.add_argument('--frames', type=int, default=50, help='images timed per mode')
+    detector.add_argument('--out', default='reports/bench_detector', help='folder')
+    detector.set_defaults(func=_bench_detector)
     budget = targets.add_parser('budget', help='level-change latency and apply cost, '
                                                'across processes')
     budget.add_argument('--repeats', type=int, default=40, help='threshold crossings to time')

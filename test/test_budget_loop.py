@@ -8,7 +8,7 @@ from adaptive_perception.msg import ExecutionLevel
 from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, EXECUTION_LEVEL_QOS
 
 # Heat kept negligible (tiny thermal resistance) so only the battery drives the level.
-SIM = {'time_scale': 2000.0, 'initial_fraction': 0.7, 'thermal_resistance_c_per_w': 0.1,
+SIM = {'time_scale': 600.0, 'initial_fraction': 0.7, 'thermal_resistance_c_per_w': 0.1,
        'publish_rate_hz': 20.0, 'level_timeout_s': 2.0, 'fallback_level': 3}
 MANAGER = {'dwell_s': 0.0, 'heartbeat_s': 0.5}
 
@@ -29,7 +29,11 @@ def test_draining_battery_steps_through_the_levels(probe, launch):
     levels = probe.subscribe(ExecutionLevel, '/adaptive_perception/execution_level',
                              EXECUTION_LEVEL_QOS)
     launch('budget_manager', params=MANAGER)
-    launch('power_simulator', params=SIM)
+    launch('power_simulator', params={**SIM, 'time_scale': 0.0})  # paused until discovered
+    probe.spin_until(lambda: any(m.reason.startswith('within budget: battery 0.700')
+                                 for m in levels), 20.0, 'the manager hearing the simulator')
+    [result] = probe.set_parameters('power_simulator', {'time_scale': SIM['time_scale']})
+    assert result.successful
     probe.spin_until(lambda: any(m.level == 3 for m in levels), 40.0, 'level 3 (critical)')
     sequence = [m.level for m in levels]
     changes = [b for a, b in zip(sequence, sequence[1:], strict=False) if a != b]

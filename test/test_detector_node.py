@@ -36,7 +36,8 @@ def detector(tmp_path_factory):
     # work_channels: about 10 ms of real work per frame, so a flood outruns it.
     model = fake.build(tmp_path_factory.mktemp('model'), work_channels=192)
     node = start_node('adacon_detector', tmp_path_factory.mktemp('logs'), params={
-        'model_dir': str(model), 'compressed_topic': COMPRESSED, 'error_hold_s': 2.0})
+        'model_dir': str(model), 'compressed_topic': COMPRESSED, 'error_hold_s': 2.0,
+        'level_modes': ['static', 'multi:0.3', 'multi:0.6', 'single']})
     yield node
     assert node.stop() == 0
 

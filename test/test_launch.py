@@ -15,9 +15,11 @@ from ros_harness import REPO
 
 def test_plan_selects_power_source_and_perception_nodes(tmp_path):
     names = [s.name for s in load_plan()]
-    assert names == ['budget_manager', 'power_simulator']
-    assert [s.name for s in load_plan(power='real')] == ['budget_manager', 'power_monitor']
-    assert [s.name for s in load_plan(power='none')] == ['budget_manager']
+    assert names == ['budget_manager', 'power_simulator', 'camera_source', 'adacon_detector']
+    assert [s.name for s in load_plan(power='real', camera='none', perception='none')] == [
+        'budget_manager', 'power_monitor']
+    assert [s.name for s in load_plan(power='none', perception='adacon_detector')] == [
+        'budget_manager', 'camera_source', 'adacon_detector']
     custom = tmp_path / 'edge.yaml'
     custom.write_text(yaml.safe_dump({'nodes': {
         'budget_manager': {'executable': 'budget_manager', 'role': 'core'},

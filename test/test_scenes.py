@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -98,3 +99,13 @@ def test_run_generate_prints_a_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f'5 images, {len(coco["annotations"])} objects, 18 classes' in out
     assert str(path) in out
+
+
+@pytest.mark.parametrize('size', [32, 48, 64])
+def test_small_images_render_without_errors(size):
+    """Outlined shapes too small for a hole are drawn solid instead of failing."""
+    generator = scenes.SceneGenerator(3, size)
+    for _ in range(200):
+        image, objects, _ = generator.sample()
+        assert image.shape == (size, size, 3)
+        assert all(0 <= o['bbox'][0] and o['bbox'][0] + o['bbox'][2] <= size for o in objects)

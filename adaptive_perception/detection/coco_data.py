@@ -1,7 +1,7 @@
 """Any COCO-format detection set as model input and CenterNet targets.
 
 Images are letterboxed to the model input (aspect kept, padded right and bottom with
-the mean colour, which is zero after normalisation); ``scale`` maps boxes back:
+the mean colour in 8 bits, about zero after normalisation); ``scale`` maps boxes back:
 original = input / scale. Categories become contiguous class indices in ascending id
 order, the static head's channel order.
 """
@@ -58,6 +58,22 @@ def draw_gaussian(heatmap: np.ndarray, row: int, col: int, radius: int) -> None:
                out=region)
 
 
+def clip_boxes(boxes: np.ndarray, size: tuple, min_visible: float) -> tuple:
+    """Clip (x, y, w, h) boxes to an (H, W) image; (clipped, which to keep).
+
+    A box is kept if at least one pixel wide and high and at least ``min_visible`` of
+    its area is inside (zoomed-out objects can leave the image; so can user boxes).
+    """
+    height, width = size
+    corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1)
+    inside = np.clip(corners, 0, [width, height, width, height])
+    clipped = np.concatenate([inside[:, :2], inside[:, 2:] - inside[:, :2]], 1)
+    area = boxes[:, 2] * boxes[:, 3]
+    keep = ((clipped[:, 2] >= 1) & (clipped[:, 3] >= 1)
+            & (clipped[:, 2] * clipped[:, 3] >= min_visible * area))
+    return clipped, keep
+
+
 def encode_targets(boxes: np.ndarray, classes: np.ndarray, num_classes: int,
                    feature_size: tuple, stride: int) -> dict:
     """Boxes (x, y, w, h in input pixels) -> dense CenterNet targets on the feature grid.
@@ -87,13 +103,16 @@ class CocoDetection(Dataset):
 
     An item is a dict: ``image`` (3, H, W) normalised, ``heatmap``, ``box``, ``cls_map``
     (see :func:`encode_targets`), ``index``, ``image_id`` and ``scale``. ``train`` turns
-    on a random horizontal flip and a small colour jitter (``generator`` makes them
-    reproducible). Crowd boxes and boxes under one input pixel are left out.
+    on a random zoom (scale 1 +- ``zoom``, random shift), horizontal flip and colour
+    jitter (``generator`` makes them reproducible); ``mirror`` flips every image (a
+    fixed view to cache features of). Crowd boxes, and boxes under one pixel or with
+    less than ``min_visible`` of their area in the input, are left out.
     """
 
     def __init__(self, annotations, image_dir, input_size=128, stride: int = 8,
-                 train: bool = False, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD,
-                 jitter: float = 0.2, generator: torch.Generator = None):
+                 train: bool = False, mirror: bool = False, mean: tuple = IMAGENET_MEAN,
+                 std: tuple = IMAGENET_STD, jitter: float = 0.2, zoom: float = 0.25,
+                 min_visible: float = 0.4, generator: torch.Generator = None):
         coco = annotations if isinstance(annotations, dict) else json.loads(
             Path(annotations).read_text())
         self.image_dir = Path(image_dir)
@@ -103,8 +122,11 @@ class CocoDetection(Dataset):
             raise ValueError(f'input size {self.input_size} is not a multiple of {stride}')
         self.stride = stride
         self.train = train
+        self.mirror = mirror
         self.mean, self.std = tuple(mean), tuple(std)
         self.jitter = jitter
+        self.zoom = zoom
+        self.min_visible = min_visible
         self.generator = generator
         self.category_ids = sorted(c['id'] for c in coco['categories'])
         self.class_names = {c['id']: c['name'] for c in coco['categories']}
@@ -139,26 +161,34 @@ class CocoDetection(Dataset):
         grey = image.mean(dim=0, keepdim=True)
         return ((image - grey) * saturation + grey).clamp(0, 1)
 
+    def _random_zoom(self, image: Image.Image, boxes: np.ndarray, fill: tuple) -> tuple:
+        """Scale by 1 +- ``zoom`` and shift at random: objects at new sizes and places."""
+        s = 1 + self.zoom * (2 * self._uniform() - 1)
+        width, height = image.size
+        tx = (width - s * width) * self._uniform()  # the zoomed image covers or stays inside
+        ty = (height - s * height) * self._uniform()
+        image = image.transform(image.size, Image.AFFINE, (1 / s, 0, -tx / s, 0, 1 / s, -ty / s),
+                                Image.BILINEAR, fillcolor=fill)
+        return image, boxes * s + [tx, ty, 0, 0]
+
     def __getitem__(self, index: int) -> dict:
         info = self.images[index]
         height, width = self.input_size
         fill = tuple(round(255 * m) for m in self.mean)
         with Image.open(self.image_dir / info['file_name']) as raw:
             image, scale = letterbox(raw, self.input_size, fill)
-        pixels = torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)
         boxes = np.array([b for b, _ in self._boxes[info['id']]], np.float64).reshape(-1, 4)
         boxes *= scale
-        # Clip to the input (user data may have boxes reaching past the image border).
-        corners = np.clip(np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1),
-                          0, [width, height, width, height])
-        boxes = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], 1)
         classes = np.array([self._class_of[c] for _, c in self._boxes[info['id']]], np.int64)
+        if self.train and self.zoom:
+            image, boxes = self._random_zoom(image, boxes, fill)
+        pixels = torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)
+        if self.mirror or (self.train and self._uniform() < 0.5):
+            pixels = pixels.flip(-1)
+            boxes[:, 0] = width - boxes[:, 0] - boxes[:, 2]
         if self.train:
-            if self._uniform() < 0.5:
-                pixels = pixels.flip(-1)
-                boxes[:, 0] = width - boxes[:, 0] - boxes[:, 2]
             pixels = self._colour_jitter(pixels)
-        keep = (boxes[:, 2] >= 1) & (boxes[:, 3] >= 1)
+        boxes, keep = clip_boxes(boxes, (height, width), self.min_visible)
         targets = encode_targets(boxes[keep], classes[keep], self.num_classes,
                                  (height // self.stride, width // self.stride), self.stride)
         mean = torch.tensor(self.mean).view(3, 1, 1)

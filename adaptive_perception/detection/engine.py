@@ -96,7 +96,7 @@ def decode_peaks(heatmap: np.ndarray, box: np.ndarray, stride: int, score_thresh
     A peak is a cell equal to the 3x3 maximum around it and at least the threshold;
     the ``top_k`` best are kept. ``heatmap`` is (n, h, w), ``box`` (4, h, w).
     """
-    n, h, w = heatmap.shape
+    _, h, w = heatmap.shape
     keep = (heatmap == _max_pool_3x3(heatmap)) & (heatmap >= score_threshold)
     index = np.flatnonzero(keep)
     scores = heatmap.ravel()[index]
@@ -153,9 +153,8 @@ class AdaConEngine:
                  **{f'branch{i}': b for i, b in enumerate(m.branches)}}
         paths = {'backbone': m.backbone['file'], 'controller': m.controller['file'],
                  **{name: head.file for name, head in heads.items()}}
-        kwargs = {'warn': warn} if warn else {}
         loaded = create_sessions({k: self.model_dir / v for k, v in paths.items()},
-                                 providers, threads, **kwargs)
+                                 providers, threads, warn)
         self.providers = loaded.providers
         self._sessions = loaded.sessions
         self._check_io('backbone', *GRAPH_IO['backbone'])

@@ -5,6 +5,7 @@ branch the controller does not select costs nothing at run time. MACs are counte
 per graph by PyTorch's FLOP counter (MACs = FLOPs / 2) on exactly what is exported.
 """
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -37,11 +38,18 @@ def count_macs(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
 def export_graph(module: torch.nn.Module, inputs: tuple, path: Path, input_names: list,
                  output_names: list) -> None:
     """Write ``module`` as one self-contained ONNX file (no external data) and check it."""
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter('ignore')  # the exporter's notes on its own internals
-        torch.onnx.export(module, inputs, path, input_names=input_names,
-                          output_names=output_names, dynamo=True, external_data=False,
-                          verbose=False)
+    # Quiet the exporter's notes on its own internals (e.g. "torchvision is not installed").
+    exporter_log = logging.getLogger('torch.onnx')
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(module, inputs, path, input_names=input_names,
+                              output_names=output_names, dynamo=True, external_data=False,
+                              verbose=False)
+    finally:
+        exporter_log.setLevel(level)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
@@ -59,21 +67,20 @@ def export_adacon(checkpoint, out_dir) -> Manifest:
         path = out_dir / f'{name}.onnx'
         export_graph(module, inputs, path, input_names, output_names)
         macs = count_macs(module, *inputs)
-        print(f'[adacon export] {path.name}: {macs / 1e6:.1f} M MACs, '
+        print(f'[adacon export] {path.name}: {macs:,} MACs, '
               f'{path.stat().st_size / 1e3:.0f} kB', flush=True)
         return path.name, macs
 
-    def export_head(name, head, class_ids):
-        file, macs = export(name, DecodedHead(head, model.stride).eval(), (features,),
+    def export_head(file, name, head, class_ids):
+        file, macs = export(file, DecodedHead(head, model.stride).eval(), (features,),
                             ['features'], ['heatmap', 'box'])
-        return file, macs, class_ids
+        return HeadSpec(name=name, file=file, class_ids=list(class_ids), macs=macs)
 
     backbone = export('backbone', model.backbone, (image,), ['image'], ['features'])
     controller = export('controller', model.controller, (features,), ['features'], ['logits'])
-    static = export_head('static_head', model.static_head, ckpt['category_ids'])
-    branches = [export_head(f'branch_{i}', head, ids)
-                for i, (head, ids) in enumerate(zip(model.branches, ckpt['branch_ids'],
-                                                    strict=True))]
+    static = export_head('static_head', 'static', model.static_head, ckpt['category_ids'])
+    branches = [export_head(f'branch_{i}', name, head, ids) for i, (name, head, ids) in enumerate(
+        zip(ckpt['branch_names'], model.branches, ckpt['branch_ids'], strict=True))]
     training = dict(ckpt['training'])
     training['checkpoint'] = str(checkpoint)
     manifest = Manifest(
@@ -82,9 +89,7 @@ def export_adacon(checkpoint, out_dir) -> Manifest:
         common_class_ids=ckpt['common_ids'],
         backbone={'file': backbone[0], 'macs': backbone[1]},
         controller={'file': controller[0], 'macs': controller[1]},
-        static_head=HeadSpec('static', *static),
-        branches=[HeadSpec(name, *spec)
-                  for name, spec in zip(ckpt['branch_names'], branches, strict=True)],
+        static_head=static, branches=branches,
         training=training)
     path = manifest.save(out_dir)
     total = sum(p.stat().st_size for p in out_dir.glob('*.onnx'))

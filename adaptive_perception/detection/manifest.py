@@ -21,6 +21,9 @@ from pathlib import Path
 
 FORMAT = 'adacon-onnx/1'
 MANIFEST = 'manifest.json'
+# The modes evaluated and benchmarked by default, from full quality to most frugal;
+# the detector's default level profile.
+DEFAULT_MODES = ('static', 'multi:0.1', 'multi:0.3', 'single')
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,12 @@ def categories() -> list:
             for s in _STYLES]
 
 
+def _cut(draw, x0, y0, x1, y1) -> None:
+    """Hollow out a box; a tiny object too small for a hole stays solid."""
+    if x1 >= x0 and y1 >= y0:
+        draw([x0, y0, x1, y1], fill=0)
+
+
 def _shape_mask(shape: str, w: int, h: int) -> np.ndarray:
     """Draw ``shape`` filling a w x h box; True where the object is."""
     img = Image.new('L', (w, h), 0)
@@ -106,12 +112,12 @@ def _shape_mask(shape: str, w: int, h: int) -> np.ndarray:
         d.ellipse([0, 0, r, b], fill=255)
     elif shape == 'ring':
         d.ellipse([0, 0, r, b], fill=255)
-        d.ellipse([t, t, r - t, b - t], fill=0)
+        _cut(d.ellipse, t, t, r - t, b - t)
     elif shape == 'square':
         d.rectangle([0, 0, r, b], fill=255)
     elif shape == 'frame':
         d.rectangle([0, 0, r, b], fill=255)
-        d.rectangle([t, t, r - t, b - 2 * t], fill=0)
+        _cut(d.rectangle, t, t, r - t, b - 2 * t)
     elif shape == 'capsule':
         d.rounded_rectangle([0, 0, r, b], radius=w // 2, fill=255)
     elif shape == 'lollipop':  # a pan: round body, handle to the right

@@ -19,12 +19,13 @@ _log = logging.getLogger(__name__)
 
 
 def resolve_providers(requested: Sequence[str], available: Sequence[str] | None = None,
-                      warn: Callable[[str], None] = _log.warning) -> list:
+                      warn: Callable[[str], None] | None = None) -> list:
     """Keep the requested providers this build has, in order, and end with CPU.
 
-    One ``warn`` call names every provider dropped, if any.
+    One ``warn`` call (default: this module's logger) names every provider dropped.
     """
     available = ort.get_available_providers() if available is None else available
+    warn = warn or _log.warning
     kept, dropped = [], []
     for name in requested:
         if name == CPU or name in kept:
@@ -46,7 +47,7 @@ class Sessions:
 
 
 def create_sessions(paths: dict, providers: Sequence[str] = (CPU,), threads: int | None = None,
-                    warn: Callable[[str], None] = _log.warning) -> Sessions:
+                    warn: Callable[[str], None] | None = None) -> Sessions:
     """Load every graph in ``paths`` (name -> .onnx path) once.
 
     ``threads`` sets the intra-op thread count of each session (None or 0: the

@@ -1,0 +1,185 @@
+"""``adaptive-perception bench detector``: accuracy, MACs and latency per mode, side by side.
+
+One run on one machine measures every mode the same way: mAP from ``evaluate``
+(the ONNX engine on a COCO set), MACs per frame from the manifest counts of the
+graphs that ran, and the latency of the node's own ``process(msg)`` - a
+``sensor_msgs/Image`` in, a ``DetectionArray`` out: conversion, letterbox,
+graphs, decode and NMS - in-process, batch 1, without DDS. Modes take turns on
+every frame (switched through ``level_override``, as in service), so that load
+from other processes and drift in the machine's speed fall on all of them alike.
+Ratios between modes are the result; absolute times belong to this machine.
+"""
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+import rclpy
+from rclpy.logging import LoggingSeverity
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from adaptive_perception.detection.detector_node import AdaConDetector
+from adaptive_perception.detection.evaluate import evaluate, load_rgb
+from adaptive_perception.detection.images import rgb_to_image_fields
+from adaptive_perception.detection.manifest import DEFAULT_MODES, Manifest, parse_mode
+from adaptive_perception.runtime.onnx_sessions import CPU
+
+
+def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], repeats: int,
+                 warmup: int, providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
+    """Seconds per ``AdaConDetector.process`` call, per mode: {mode: [s, ...]}.
+
+    The node is built in its own context and never spun (its input topic is a
+    private one); each frame is run in every mode in turn.
+    """
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = None
+    try:
+        node = AdaConDetector(context=context, parameter_overrides=[
+            Parameter('model_dir', value=str(model_dir)),
+            Parameter('providers', value=list(providers)),
+            Parameter('threads', value=int(threads)),
+            Parameter('image_topic', value='/adaptive_perception/bench/unused'),
+            Parameter('level_modes', value=list(modes)),
+            Parameter('level_override', value=0)])
+        node.get_logger().set_level(LoggingSeverity.WARN)  # no line per mode switch
+        messages = [Image(header=Header(frame_id='bench'), **rgb_to_image_fields(rgb))
+                    for rgb in images]
+
+        def switch(level: int, mode: str) -> None:
+            node.set_parameters([Parameter('level_override', value=level)])
+            if node.following.knob != parse_mode(mode):
+                raise RuntimeError(f'level {level} did not select {mode}')
+
+        for level, mode in enumerate(modes):  # warm-up: first runs allocate and cache
+            switch(level, mode)
+            for message in messages[:warmup]:
+                node.process(message)
+        samples = {mode: [] for mode in modes}
+        for _ in range(repeats):
+            for message in messages:
+                for level, mode in enumerate(modes):
+                    switch(level, mode)
+                    start = time.perf_counter()
+                    node.process(message)
+                    samples[mode].append(time.perf_counter() - start)
+        return samples
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def _rows(report: dict, samples: dict, manifest: Manifest) -> dict:
+    """One row per mode: accuracy, cost in MACs and time, and ratios to static."""
+    static_head = manifest.static_head.macs
+    static_total = manifest.backbone['macs'] + static_head
+    rows = {}
+    for mode, seconds in samples.items():
+        ms = np.asarray(seconds) * 1e3
+        scores = report['modes'][str(parse_mode(mode))]
+        head_macs = scores['mean_macs'] - manifest.backbone['macs']
+        rows[mode] = {
+            'map': scores['map'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
+            'mean_branches': scores['mean_branches'], 'macs_per_frame': scores['mean_macs'],
+            'macs_vs_static': scores['mean_macs'] / static_total,
+            'head_macs_per_frame': head_macs, 'head_macs_vs_static': head_macs / static_head,
+            'latency_p50_ms': float(np.percentile(ms, 50)),
+            'latency_p95_ms': float(np.percentile(ms, 95)),
+            'latency_mean_ms': float(ms.mean()), 'frames_per_s': float(1e3 / ms.mean()),
+            'samples': int(ms.size)}
+    static = rows.get('static')
+    for row in rows.values():
+        row['latency_vs_static'] = (row['latency_p50_ms'] / static['latency_p50_ms']
+                                    if static else None)
+    return rows
+
+
+def format_table(rows: dict) -> str:
+    """Format the bench rows as a markdown table."""
+    lines = ['| mode | mAP | AP50 | branches | MMACs / frame | vs static | head MACs vs static '
+             '| p50 ms | p95 ms | frames/s | latency vs static |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    for mode, r in rows.items():
+        versus = '-' if r['latency_vs_static'] is None else f'{r["latency_vs_static"]:.2f}'
+        lines.append(
+            f'| {mode} | {r["map"]:.3f} | {r["ap50"]:.3f} | {r["mean_branches"]:.2f} | '
+            f'{r["macs_per_frame"] / 1e6:.1f} | {r["macs_vs_static"]:.2f} | '
+            f'{r["head_macs_vs_static"]:.2f} | {r["latency_p50_ms"]:.2f} | '
+            f'{r["latency_p95_ms"]:.2f} | {r["frames_per_s"]:.1f} | {versus} |')
+    return '\n'.join(lines)
+
+
+def plot_pareto(rows: dict, path: Path) -> None:
+    """Accuracy against latency, static vs adaptive modes; the Pareto front joined."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    points = sorted((r['latency_p50_ms'], r['map'], mode) for mode, r in rows.items())
+    front, best = [], -1.0
+    for latency, accuracy, _ in points:  # fastest first: keep what beats all faster
+        if accuracy > best:
+            front.append((latency, accuracy))
+            best = accuracy
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for latency, accuracy, mode in points:
+        static = mode == 'static'
+        axes.scatter(latency, accuracy, marker='s' if static else 'o', s=50,
+                     color='tab:gray' if static else 'tab:blue')
+        axes.annotate(mode, (latency, accuracy), textcoords='offset points', xytext=(5, 5))
+    axes.plot(*zip(*front, strict=True), color='tab:blue', alpha=0.4, label='Pareto front')
+    axes.set_xlim(left=0)  # from zero, so that distances read as ratios
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel('latency p50 of process(msg) (ms)')
+    axes.set_ylabel('mAP@[.5:.95]')
+    axes.set_title('AdaCon: static head vs adaptive modes')
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_bench_detector(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_MODES,
+                       out_dir: Path = Path('reports/bench_detector'), repeats: int = 3,
+                       warmup: int = 10, frames: int = 50, providers: Sequence[str] = (CPU,),
+                       threads: int = 1, eval_limit: int | None = None) -> int:
+    """Measure, print the table, write JSON and the Pareto PNG into ``out_dir``; exit code 0.
+
+    ``frames``: how many images of the set are timed (each ``repeats`` times per mode).
+    """
+    modes = list(modes)
+    if len({str(parse_mode(m)) for m in modes}) != len(modes):
+        raise ValueError(f'modes must be distinct, got {modes}')
+    report = evaluate(model_dir, annotations, images_dir, modes, providers, threads or None,
+                      limit=eval_limit)
+    infos = sorted(json.loads(Path(annotations).read_text())['images'], key=lambda i: i['id'])
+    images = [load_rgb(Path(images_dir) / info['file_name']) for info in infos[:frames]]
+    samples = time_process(model_dir, images, modes, repeats, warmup, providers, threads)
+    rows = _rows(report, samples, Manifest.load(model_dir))
+    result = {
+        'machine': {'platform': platform.platform(), 'processor': platform.processor(),
+                    'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,
+                    'providers': report['providers'], 'threads': threads},
+        'model_dir': str(model_dir), 'frames': len(images), 'repeats': repeats,
+        'modes': rows, 'controller': report['controller'], 'eval_images': report['images'],
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / 'bench_detector.json').write_text(json.dumps(result, indent=1))
+    plot_pareto(rows, out_dir / 'bench_detector_pareto.png')
+    print(format_table(rows))
+    accuracy = report['controller']['top1_accuracy']
+    if accuracy is not None:
+        print(f'controller top-1 = dominant cluster: {accuracy:.3f}')
+    print(f'written {out_dir / "bench_detector.json"} and {out_dir / "bench_detector_pareto.png"}')
+    return 0

@@ -1,0 +1,231 @@
+"""AdaCon model, data, training stages and ONNX export, on tiny generated scene sets."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from adaptive_perception.detection import scenes
+from adaptive_perception.detection.coco_data import CocoDetection, encode_targets
+from adaptive_perception.detection.export import count_macs, export_adacon, load_checkpoint
+from adaptive_perception.detection.manifest import Manifest
+from adaptive_perception.detection.model import AdaCon, DecodedHead, branch_width
+from adaptive_perception.detection.train import (
+    cache_features,
+    controller_loss,
+    freeze,
+    head_loss,
+    train_adacon,
+    train_branches,
+    train_static,
+)
+
+CLUSTERS = [[0, 1, 2, 3, 16, 17], [4, 5, 6, 7, 16, 17], [8, 9, 10, 11, 12, 16, 17],
+            [13, 14, 15, 16, 17]]
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('scenes')
+    train = scenes.write_dataset(root / 'train', 64, seed=0)
+    val = scenes.write_dataset(root / 'val', 16, seed=1)
+    return {'train': (train, train.parent / 'images'), 'val': (val, val.parent / 'images')}
+
+
+@pytest.fixture(scope='module')
+def smoke(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp('smoke')
+    checkpoint = train_adacon(*data['train'], *data['val'], out, seed=3, smoke=True)
+    return out, checkpoint
+
+
+def test_shapes():
+    model = AdaCon(18, CLUSTERS).eval()
+    out = model(torch.randn(2, 3, 128, 128))
+    assert out['features'].shape == (2, 96, 16, 16)
+    assert [t.shape for t in out['static']] == [(2, 18, 16, 16), (2, 4, 16, 16)]
+    assert out['logits'].shape == (2, 4)
+    for (heatmap, box), classes in zip(out['branches'], CLUSTERS, strict=True):
+        assert heatmap.shape == (2, len(classes), 16, 16) and box.shape == (2, 4, 16, 16)
+    heatmap, box = DecodedHead(model.static_head, 8)(torch.randn(1, 96, 12, 20))
+    assert heatmap.shape == (1, 18, 12, 20) and 0 <= heatmap.min() and heatmap.max() <= 1
+    assert (box[:, 2:] > 0).all()  # pixel sizes
+
+
+def test_every_branch_layer_is_scaled_by_its_share_of_classes():
+    model = AdaCon(18, CLUSTERS + [[5]], head_width=192)
+    static = [m.out_channels for m in model.static_head.trunk.modules()
+              if isinstance(m, torch.nn.Conv2d)]
+    assert static == [192, 192]
+    for branch, classes in zip(model.branches, model.branch_classes, strict=True):
+        convs = [m for m in branch.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+        width = max(8, round(192 * len(classes) / 18))
+        assert [c.out_channels for c in convs] == [width, width]
+        assert convs[1].in_channels == width
+        assert branch.heatmap.in_channels == branch.box.in_channels == width
+        assert branch.heatmap.out_channels == len(classes)
+    assert model.branches[-1].heatmap.in_channels == 11  # 192 / 18 rounded
+    assert branch_width(64, 1, 18) == 8  # never narrower than the minimum
+
+
+def test_one_branch_costs_at_most_half_of_the_static_head():
+    model = AdaCon(18, CLUSTERS).eval()
+    image = torch.zeros(1, 3, 128, 128)
+    features = model.backbone(image)
+    backbone = count_macs(model.backbone, image)
+    static = count_macs(DecodedHead(model.static_head, 8), features)
+    controller = count_macs(model.controller, features)
+    for branch in model.branches:
+        macs = count_macs(DecodedHead(branch, 8), features)
+        assert macs <= 0.5 * static
+        assert backbone + controller + macs <= 0.7 * (backbone + static)  # >= 30% end to end
+    assert static > backbone  # the head is the larger part, as in RetinaNet
+
+
+def test_controller_loss_is_bce_with_logits_on_multi_label_targets():
+    logits = torch.tensor([[2.0, -1.0, 0.5, -3.0], [0.0, 0.0, 4.0, 1.0]])
+    present = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]])  # two clusters each
+    p = torch.sigmoid(logits)
+    manual = -(present * p.log() + (1 - present) * (1 - p).log()).mean()
+    assert torch.allclose(controller_loss(logits, present), manual)
+    logits.requires_grad_(True)
+    controller_loss(logits, present).backward()
+    assert (logits.grad[present == 1] < 0).all() and (logits.grad[present == 0] > 0).all()
+
+
+def test_branch_targets_hold_only_its_classes():
+    boxes = np.array([[8.0, 8.0, 20.0, 20.0], [70.0, 60.0, 30.0, 24.0]])
+    targets = {k: torch.from_numpy(v)[None] for k, v in
+               encode_targets(boxes, np.array([2, 9]), 18, (16, 16), 8).items()}
+    outputs = (torch.full((1, 2, 16, 16), -20.0), torch.zeros(1, 4, 16, 16))
+    outputs[0][0, 0, 2, 2] = 20.0  # confident on class 2's centre, silent elsewhere
+    outputs[1][:, :, 2, 2] = targets['box'][:, :, 2, 2]
+    total, heat, reg = head_loss(outputs, targets, torch.tensor([2, 3]))
+    assert heat < 1e-3 and reg == 0  # class 9 is background for this branch
+    _, heat_all, _ = head_loss((torch.full((1, 18, 16, 16), -20.0), outputs[1]), targets)
+    assert heat_all > 1  # the static head is scored on both objects
+
+
+def test_letterbox_scale_maps_boxes_back(tmp_path):
+    from PIL import Image
+    (tmp_path / 'images').mkdir()
+    Image.new('RGB', (200, 100), (10, 20, 30)).save(tmp_path / 'images' / 'a.png')
+    coco = {'images': [{'id': 7, 'file_name': 'a.png', 'width': 200, 'height': 100}],
+            'annotations': [{'id': 1, 'image_id': 7, 'category_id': 5, 'bbox': [50, 20, 40, 60],
+                             'area': 2400, 'iscrowd': 0}],
+            'categories': [{'id': 5, 'name': 'x'}, {'id': 2, 'name': 'y'}]}
+    item = CocoDetection(coco, tmp_path / 'images', 128)[0]
+    mirrored = CocoDetection(coco, tmp_path / 'images', 128, mirror=True)[0]
+    assert torch.equal(mirrored['image'], item['image'].flip(-1))
+    assert item['scale'] == pytest.approx(0.64) and item['image_id'] == 7
+    assert item['image'][:, 64:].abs().max() < 0.01  # padding below: the mean in 8 bits
+    for target, x in ((item, 70 * 0.64), (mirrored, 128 - 70 * 0.64)):
+        row, col = np.argwhere(target['cls_map'].numpy() >= 0)[0]
+        dx, dy, lw, lh = target['box'][:, row, col].tolist()
+        assert target['cls_map'][row, col] == 1  # category 5 is the second in id order
+        assert ((col + dx) * 8, (row + dy) * 8) == pytest.approx((x, 50 * 0.64), abs=1e-3)
+        assert (np.exp(lw) * 8 / 0.64, np.exp(lh) * 8 / 0.64) == pytest.approx((40, 60))
+
+
+def test_zoomed_and_flipped_boxes_follow_the_pixels(tmp_path):
+    from PIL import Image
+    (tmp_path / 'images').mkdir()
+    image = np.zeros((128, 128, 3), np.uint8)
+    image[30:66, 40:64] = 255
+    Image.fromarray(image).save(tmp_path / 'images' / 'a.png')
+    coco = {'images': [{'id': 1, 'file_name': 'a.png', 'width': 128, 'height': 128}],
+            'annotations': [{'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [40, 30, 24, 36],
+                             'area': 864, 'iscrowd': 0}],
+            'categories': [{'id': 1, 'name': 'x'}]}
+    data = CocoDetection(coco, tmp_path / 'images', train=True, jitter=0.0, zoom=0.3,
+                         generator=torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(data.mean).view(3, 1, 1), torch.tensor(data.std).view(3, 1, 1)
+    for _ in range(8):
+        item = data[0]
+        rows, cols = np.nonzero((item['image'] * std + mean)[0].numpy() > 0.5)
+        row, col = np.argwhere(item['cls_map'].numpy() >= 0)[0]
+        dx, dy, lw, lh = item['box'][:, row, col].tolist()
+        w, h = np.exp(lw) * 8, np.exp(lh) * 8
+        x, y = (col + dx) * 8 - w / 2, (row + dy) * 8 - h / 2
+        assert [x, y, x + w, y + h] == pytest.approx(
+            [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], abs=1.5)
+
+
+def test_stage2_keeps_the_backbone_frozen(data):
+    torch.manual_seed(0)
+    train = CocoDetection(*data['train'])
+    model = AdaCon(train.num_classes, CLUSTERS)
+    with torch.no_grad():  # non-trivial running statistics
+        model.backbone(torch.stack([train[i]['image'] for i in range(8)]))
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    branch_before = model.branches[0].trunk[0][0].weight.clone()
+    freeze(model.backbone)
+    mirrored = CocoDetection(*data['train'], mirror=True)
+    cache = cache_features(model.backbone, [train, mirrored])
+    present = torch.randint(0, 2, (len(train), 4)).float()
+    train_branches(model, cache, present, cache, present, epochs=1, log=lambda line: None)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical, BN included
+    assert not model.backbone.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert not torch.equal(branch_before, model.branches[0].trunk[0][0].weight)
+
+
+def test_static_training_lowers_the_loss(data):
+    torch.manual_seed(0)
+    train = CocoDetection(*data['train'], train=True,
+                          generator=torch.Generator().manual_seed(0))
+    model = AdaCon(train.num_classes, CLUSTERS)
+    records = train_static(model, train, CocoDetection(*data['val']), epochs=4, batch_size=16,
+                           log=lambda line: None)
+    assert records[-1]['loss'] < 0.7 * records[0]['loss']
+
+
+def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_path):
+    out, checkpoint = smoke
+    log = json.loads((out / 'training_log.json').read_text())
+    assert log['seed'] == 3 and log['seconds']['total'] > 0
+    assert (out / 'clusters.json').is_file() and checkpoint.is_file()
+    again = train_adacon(*data['train'], *data['val'], tmp_path, seed=3, smoke=True)
+    repeat = json.loads((tmp_path / 'training_log.json').read_text())
+    strip = ('seconds',)
+    for stage in ('static', 'branches'):
+        assert ([{k: v for k, v in r.items() if k not in strip} for r in log[stage]]
+                == [{k: v for k, v in r.items() if k not in strip} for r in repeat[stage]])
+    first, second = load_checkpoint(checkpoint)[0], load_checkpoint(again)[0]
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                 second.state_dict().values(), strict=True))
+
+
+def test_export_matches_pytorch_and_the_manifest_loads(data, smoke, tmp_path):
+    _, checkpoint = smoke
+    manifest = export_adacon(checkpoint, tmp_path)
+    assert Manifest.load(tmp_path) == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ['manifest.json', 'backbone.onnx', 'controller.onnx', 'static_head.onnx',
+         *[f'branch_{i}.onnx' for i in range(len(manifest.branches))]])  # no external data
+    model, ckpt = load_checkpoint(checkpoint)
+    assert manifest.static_head.class_ids == sorted(manifest.classes)
+    assert [b.class_ids for b in manifest.branches] == ckpt['branch_ids']
+    assert all(set(manifest.common_class_ids) <= set(b.class_ids) for b in manifest.branches)
+    assert all(b.macs <= 0.5 * manifest.static_head.macs for b in manifest.branches)
+    assert manifest.controller['macs'] > 0 and manifest.training['seed'] == 3
+
+    real = CocoDetection(*data['val'])[0]['image'][None]
+    for image in (torch.randn(1, 3, 128, 128), real):
+        with torch.no_grad():
+            features = model.backbone(image)
+            expected = {'backbone.onnx': [features], 'controller.onnx': [model.controller(
+                features)], 'static_head.onnx': DecodedHead(model.static_head, 8)(features)}
+            for i, branch in enumerate(model.branches):
+                expected[f'branch_{i}.onnx'] = DecodedHead(branch, 8)(features)
+        for file, outputs in expected.items():
+            session = ort.InferenceSession(str(tmp_path / file),
+                                           providers=['CPUExecutionProvider'])
+            name = session.get_inputs()[0].name
+            feed = image if name == 'image' else features
+            for got, want in zip(session.run(None, {name: feed.numpy()}), outputs, strict=True):
+                np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4,
+                                           err_msg=file)
