@@ -92,7 +92,8 @@ def export_adacon(checkpoint, out_dir) -> Manifest:
         static_head=static, branches=branches,
         training=training)
     path = manifest.save(out_dir)
-    total = sum(p.stat().st_size for p in out_dir.glob('*.onnx'))
-    print(f'[adacon export] wrote {path} and {len(branches) + 3} graphs '
-          f'({total / 1e6:.2f} MB)', flush=True)
+    files = [backbone[0], controller[0], static.file, *[b.file for b in branches]]
+    total = sum((out_dir / file).stat().st_size for file in files)
+    print(f'[adacon export] wrote {path} and {len(files)} graphs ({total / 1e6:.2f} MB)',
+          flush=True)
     return manifest
