@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import fake_adacon as fake
-from adaptive_perception.detection.engine import AdaConEngine, letterbox, nms, select_branches
-from adaptive_perception.detection.manifest import Manifest, Mode, parse_mode
+from adaptive_perception.detection.engine import AdaConEngine, nms, select_branches
+from adaptive_perception.detection.manifest import Manifest, Mode, letterbox, parse_mode
 from adaptive_perception.runtime.onnx_sessions import resolve_providers
 
 # Controller probabilities for this colour: sigmoid(10 * (c / 255 - 0.5)).
@@ -118,7 +118,7 @@ def test_boxes_map_back_through_the_letterbox(engine):
 
 def test_letterbox_keeps_aspect_and_pads_right_and_bottom():
     rgb = np.full((10, 40, 3), 200, np.uint8)
-    canvas, scale = letterbox(rgb, (32, 32), (1, 2, 3))
+    canvas, scale = letterbox(rgb, (32, 32), (1 / 255, 2 / 255, 3 / 255))  # mean colour
     assert scale == 0.8 and canvas.shape == (32, 32, 3)
     assert (canvas[:8] == 200).all()
     assert (canvas[8:] == (1, 2, 3)).all()

@@ -15,19 +15,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from adaptive_perception.detection.manifest import letterbox
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def letterbox(image: Image.Image, size: tuple, fill: tuple) -> tuple:
-    """Resize ``image`` to fit (H, W) keeping its aspect, pad right/bottom; (image, scale)."""
-    height, width = size
-    scale = min(height / image.height, width / image.width)
-    new_w = max(1, round(image.width * scale))
-    new_h = max(1, round(image.height * scale))
-    canvas = Image.new('RGB', (width, height), fill)
-    canvas.paste(image.convert('RGB').resize((new_w, new_h), Image.BILINEAR), (0, 0))
-    return canvas, scale
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
@@ -176,7 +167,8 @@ class CocoDetection(Dataset):
         height, width = self.input_size
         fill = tuple(round(255 * m) for m in self.mean)
         with Image.open(self.image_dir / info['file_name']) as raw:
-            image, scale = letterbox(raw, self.input_size, fill)
+            canvas, scale = letterbox(np.asarray(raw.convert('RGB')), self.input_size, self.mean)
+        image = Image.fromarray(canvas)
         boxes = np.array([b for b, _ in self._boxes[info['id']]], np.float64).reshape(-1, 4)
         boxes *= scale
         classes = np.array([self._class_of[c] for _, c in self._boxes[info['id']]], np.int64)

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from adaptive_perception.detection.manifest import HeadSpec, Manifest, Mode
+from adaptive_perception.detection.manifest import HeadSpec, Manifest, Mode, letterbox
 from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
 
 GRAPH_IO = {  # graph -> (input names, output names), as manifest.py defines them
@@ -49,24 +48,6 @@ class DetectionResult:
     probabilities: np.ndarray | None  # sigmoid of the controller logits; None for static
     macs: int                   # sum over the graphs that ran (manifest counts)
     timings_ms: dict            # stage -> ms: letterbox, backbone, controller, heads, decode
-
-
-def letterbox(rgb: np.ndarray, size: Sequence[int], fill: tuple) -> tuple:
-    """Fit ``rgb`` into (H, W) keeping its aspect, padded right and bottom; (canvas, scale).
-
-    The same placement and resampling as training (``coco_data.letterbox``), so a box
-    maps back with ``original = input / scale``.
-    """
-    height, width = size
-    scale = min(height / rgb.shape[0], width / rgb.shape[1])
-    new_w = max(1, round(rgb.shape[1] * scale))
-    new_h = max(1, round(rgb.shape[0] * scale))
-    if (new_h, new_w) != rgb.shape[:2]:
-        rgb = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR))
-    canvas = np.empty((height, width, 3), np.uint8)
-    canvas[...] = fill
-    canvas[:new_h, :new_w] = rgb
-    return canvas, scale
 
 
 def select_branches(probabilities: np.ndarray, mode: Mode) -> list:
@@ -167,7 +148,6 @@ class AdaConEngine:
         self.branch_runs = [0] * len(m.branches)
         self._mean = np.asarray(m.mean, np.float32) * 255
         self._inv_std = 1 / (np.asarray(m.std, np.float32) * 255)
-        self._fill = tuple(int(round(v)) for v in self._mean)
         self._class_ids = {name: np.asarray(head.class_ids, np.int64)
                            for name, head in heads.items()}
 
@@ -231,7 +211,7 @@ class AdaConEngine:
             timings[stage] = (now - clock) * 1e3
             clock = now
 
-        canvas, scale = letterbox(rgb, self.input_size, self._fill)
+        canvas, scale = letterbox(rgb, self.input_size, self.manifest.mean)
         image = ((canvas - self._mean) * self._inv_std).transpose(2, 0, 1)[None]
         lap('letterbox')
         features = self._features(np.ascontiguousarray(image, np.float32))

@@ -6,8 +6,9 @@ The runtime reads only this: it never imports torch.
 
 Graph inputs and outputs (batch size 1, float32, NCHW):
 
-* backbone: ``image`` (1, 3, H, W), RGB scaled to 0..1 then normalised with
-  ``mean``/``std`` -> ``features`` (1, C, H/stride, W/stride)
+* backbone: ``image`` (1, 3, H, W): the RGB frame letterboxed with :func:`letterbox`,
+  scaled to 0..1 and normalised with ``mean``/``std`` -> ``features`` (1, C,
+  H/stride, W/stride)
 * controller: ``features`` -> ``logits`` (1, K); probability = sigmoid(logits)
 * static head and every branch: ``features`` -> ``heatmap`` (1, n, h, w), class
   probabilities after sigmoid, channel ``i`` = the head's ``class_ids[i]``;
@@ -18,6 +19,10 @@ Graph inputs and outputs (batch size 1, float32, NCHW):
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
 
 FORMAT = 'adacon-onnx/1'
 MANIFEST = 'manifest.json'
@@ -109,3 +114,22 @@ def parse_mode(text: str) -> Mode:
         if 0.0 <= threshold <= 1.0:
             return Mode('multi', threshold)
     raise ValueError(f"mode {text!r}: expected 'static', 'single' or 'multi:<0..1>'")
+
+
+def letterbox(rgb: np.ndarray, size: Sequence[int], mean: Sequence[float]) -> tuple:
+    """Fit ``rgb`` into (H, W) keeping its aspect, padded right and bottom; (canvas, scale).
+
+    Training and the runtime both call this, so they cannot drift apart: bilinear
+    resampling, padding in the mean colour (zero after normalisation), and a box maps
+    back with ``original = input / scale``.
+    """
+    height, width = size
+    scale = min(height / rgb.shape[0], width / rgb.shape[1])
+    new_w = max(1, round(rgb.shape[1] * scale))
+    new_h = max(1, round(rgb.shape[0] * scale))
+    if (new_h, new_w) != rgb.shape[:2]:
+        rgb = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR))
+    canvas = np.empty((height, width, 3), np.uint8)
+    canvas[...] = [round(255 * m) for m in mean]
+    canvas[:new_h, :new_w] = rgb
+    return canvas, scale
