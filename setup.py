@@ -46,6 +46,7 @@ setup(
         'numpy>=1.24',
         'pyyaml>=6.0',
         'matplotlib>=3.7',
+        'rosbags>=0.10',
         'onnxruntime>=1.17',
         'pycocotools>=2.0.7',
         'scikit-learn>=1.3',
@@ -55,7 +56,7 @@ setup(
     ],
     # Training and export only; inference runs on ONNX Runtime. Pin the CPU build
     # (requirements/ml.txt) where no GPU is wanted.
-    extras_require={'train': ['torch>=2.1', 'onnx>=1.15', 'onnxscript>=0.1']},
+    extras_require={'train': ['torch>=2.1', 'onnx>=1.15', 'onnxscript>=0.1', 'skl2onnx>=1.16']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE_NAME]),
         ('share/' + PACKAGE_NAME, ['package.xml']),

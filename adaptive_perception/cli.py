@@ -16,7 +16,7 @@ def _launch(args) -> int:
     from adaptive_perception.launcher.edge import run_edge
     try:
         return run_edge(args.params_file, args.power, args.perception, args.camera,
-                        args.duration, Path(args.report_dir))
+                        args.duration, Path(args.report_dir), imu=args.imu)
     except ValueError as error:  # a bad plan or argument: say why, no traceback
         print(f'adaptive-perception launch: {error}', file=sys.stderr)
         return 2
@@ -71,6 +71,73 @@ def _bench_detector(args) -> int:
                               threads=args.threads, eval_limit=args.limit)
 
 
+def _data_imu(args) -> int:
+    from adaptive_perception.activity.dataset import synthetic_recording
+    from adaptive_perception.activity.recordings import save_recording
+    from adaptive_perception.activity.sensor import SensorModel, parse_config
+    recording = synthetic_recording(args.minutes, args.segment_s, args.subject, args.seed,
+                                    parse_config(args.state), SensorModel(args.noise))
+    save_recording(recording, Path(args.out))
+    print(f'wrote {args.out}: {len(recording)} samples at {recording.rate_hz:g} Hz, '
+          f'{len(set(recording.labels))} activities')
+    return 0
+
+
+def _load_recordings(paths) -> list:
+    from adaptive_perception.activity.recordings import load_recording
+    return [load_recording(p) for p in paths]
+
+
+def _train_activity(args) -> int:
+    from adaptive_perception.activity.sensor import parse_config
+    from adaptive_perception.activity.train import train_activity
+    train_activity(Path(args.out), states=[parse_config(s) for s in args.states],
+                   recordings=_load_recordings(args.recordings),
+                   synthetic=not args.no_synthetic, minutes=args.minutes, hidden=args.hidden,
+                   seed=args.seed, noise=args.noise, smoke=args.smoke,
+                   command=' '.join(['adaptive-perception', *sys.argv[1:]]))
+    return 0
+
+
+def _eval_activity(args) -> int:
+    from adaptive_perception.activity.evaluate import run_eval_activity
+    return run_eval_activity(args.model_dir, _load_recordings(args.recordings), args.states,
+                             args.minutes, args.seed, args.noise,
+                             Path(args.out) if args.out else None)
+
+
+def _explore_activity(args) -> int:
+    from adaptive_perception.activity.explore import run_explore
+    run_explore(Path(args.out), minutes=args.minutes, hidden=args.hidden, seed=args.seed,
+                noise=args.noise, smoke=args.smoke)
+    return 0
+
+
+def _bench_activity(args) -> int:
+    from adaptive_perception.activity.bench import run_bench_activity
+    return run_bench_activity(args.model_dir, Path(args.out), hours=args.hours,
+                              stability_threshold=args.stability_threshold,
+                              confidence_threshold=args.confidence_threshold, seed=args.seed,
+                              noise=args.noise)
+
+
+def _activity_common(parser, minutes: float | None) -> None:
+    from adaptive_perception.activity.sensor import DEFAULT_MODEL
+    if minutes is not None:
+        parser.add_argument('--minutes', type=float, default=minutes,
+                            help='synthetic minutes per subject')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--noise', type=float, default=DEFAULT_MODEL.single_sample_noise,
+                        help='rms noise of one un-averaged low-power sample, m/s^2 '
+                             '(sensor model)')
+
+
+def _activity_model_dir(parser) -> None:
+    from adaptive_perception.launcher.plan import share_dir
+    parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'activity'),
+                        help='exported classifier (default: the shipped models/activity)')
+
+
 def _bench_budget(args) -> int:
     from adaptive_perception.budget.bench import run_budget_bench
     return run_budget_bench(args.repeats, Path(args.out))
@@ -110,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='simulated battery/thermal, Linux sysfs, or none (default sim)')
     launch.add_argument('--camera', choices=['sim', 'none'], default='sim',
                         help='camera_source (generated scenes) or none (a real camera)')
+    launch.add_argument('--imu', choices=['sim', 'none'], default='sim',
+                        help='imu_simulator (simulated accelerometer) or none (a real IMU)')
     launch.add_argument('--perception', default='all',
                         help="perception nodes: 'all', 'none' or a comma list of names")
     launch.add_argument('--duration', type=float, default=None,
@@ -131,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.add_argument('--seed', type=int, default=0)
     scenes.add_argument('--size', type=int, default=128, help='image side in pixels')
     scenes.set_defaults(func=_data_scenes)
+    imu = datasets.add_parser('imu', help='a labelled synthetic accelerometer recording')
+    imu.add_argument('--out', required=True, help='.csv, .npz or a rosbag2 folder (.bag)')
+    imu.add_argument('--minutes', type=float, default=10.0)
+    imu.add_argument('--segment-s', type=float, default=60.0,
+                     help='about how long each activity lasts')
+    imu.add_argument('--subject', type=int, default=0, help='which synthetic wearer')
+    imu.add_argument('--state', default='F100_A128', help='sensor configuration, e.g. F50_A16')
+    _activity_common(imu, None)
+    imu.set_defaults(func=_data_imu)
 
     cluster = commands.add_parser('cluster', help='spatial-context clustering of COCO classes')
     cluster.add_argument('--annotations', required=True, help='COCO annotation JSON')
@@ -158,6 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--input-size', type=int, default=128)
     adacon.add_argument('--smoke', action='store_true', help='tiny run for CI')
     adacon.set_defaults(func=_train_adacon)
+    activity = train_models.add_parser('activity', help='one IMU activity classifier for all '
+                                                        'sensor states (exports it too)')
+    activity.add_argument('--out', required=True, help='model directory, e.g. models/activity')
+    activity.add_argument('--states', nargs='+',
+                          default=['F100_A128', 'F50_A16', 'F12.5_A16', 'F12.5_A8'],
+                          help='sensor states to train at, costliest first')
+    activity.add_argument('--recordings', nargs='*', default=[],
+                          help='labelled recordings (.csv, .npz, rosbag2) to train on too')
+    activity.add_argument('--no-synthetic', action='store_true',
+                          help='train on the recordings only')
+    activity.add_argument('--hidden', type=int, default=64, help='hidden units')
+    activity.add_argument('--smoke', action='store_true', help='tiny run for CI')
+    _activity_common(activity, 8.0)
+    activity.set_defaults(func=_train_activity)
 
     export = commands.add_parser('export', help='export a trained model to ONNX')
     export_models = export.add_subparsers(dest='model', required=True)
@@ -172,6 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     _detector_eval_args(adacon)
     adacon.add_argument('--out', help='JSON report')
     adacon.set_defaults(func=_eval_adacon)
+    activity = eval_models.add_parser('activity', help='accuracy per sensor state, or on '
+                                                       'recordings')
+    _activity_model_dir(activity)
+    activity.add_argument('--recordings', nargs='*', default=[],
+                          help='labelled recordings to score (default: synthetic subjects)')
+    activity.add_argument('--states', nargs='*', default=None,
+                          help='configurations for the synthetic data (default: all 16)')
+    activity.add_argument('--out', help='JSON report')
+    _activity_common(activity, 8.0)
+    activity.set_defaults(func=_eval_activity)
+
+    explore = commands.add_parser('explore', help='design-space exploration')
+    explore_models = explore.add_subparsers(dest='model', required=True)
+    activity = explore_models.add_parser('activity', help='accuracy and current at the 16 '
+                                                          'sensor configurations; Pareto front')
+    activity.add_argument('--out', default='reports/activity_dse', help='folder')
+    activity.add_argument('--hidden', type=int, default=64, help='hidden units')
+    activity.add_argument('--smoke', action='store_true', help='tiny run for CI')
+    _activity_common(activity, 8.0)
+    activity.set_defaults(func=_explore_activity)
 
     bench = commands.add_parser('bench', help='measure against the targets')
     targets = bench.add_subparsers(dest='target', required=True)
@@ -185,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument('--repeats', type=int, default=40, help='threshold crossings to time')
     budget.add_argument('--out', default='reports/bench_budget.json', help='JSON result')
     budget.set_defaults(func=_bench_budget)
+    activity = targets.add_parser('activity', help='SPOT vs the fixed top state: accuracy '
+                                                   'and sensor current, closed loop')
+    _activity_model_dir(activity)
+    activity.add_argument('--hours', type=float, default=2.0, help='stream length per setting')
+    activity.add_argument('--stability-threshold', type=int, default=5)
+    activity.add_argument('--confidence-threshold', type=float, default=0.85)
+    activity.add_argument('--out', default='reports/bench_activity.json', help='JSON result')
+    _activity_common(activity, None)
+    activity.set_defaults(func=_bench_activity)
     return parser
 
 

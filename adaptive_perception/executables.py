@@ -12,4 +12,6 @@ EXECUTABLES = {
     'power_simulator': 'adaptive_perception.power.simulator_node',
     'adacon_detector': 'adaptive_perception.detection.detector_node',
     'camera_source': 'adaptive_perception.sources.camera_node',
+    'imu_simulator': 'adaptive_perception.activity.simulator_node',
+    'activity_recognizer': 'adaptive_perception.activity.recognizer_node',
 }

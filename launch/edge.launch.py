@@ -8,6 +8,7 @@ Arguments:
   params_file:=<path>            nodes and parameters (default config/edge.yaml)
   power:=sim|real|none           simulated battery/heat, Linux sysfs, or none
   camera:=sim|none               camera_source (generated scenes) or a real camera
+  imu:=sim|none                  imu_simulator (simulated accelerometer) or a real IMU
   perception:=all|none|a,b       which perception nodes to start
 """
 
@@ -26,7 +27,8 @@ def _nodes(context):
     plan = load_plan(LaunchConfiguration('params_file').perform(context),
                      power=LaunchConfiguration('power').perform(context),
                      perception=LaunchConfiguration('perception').perform(context),
-                     camera=LaunchConfiguration('camera').perform(context))
+                     camera=LaunchConfiguration('camera').perform(context),
+                     imu=LaunchConfiguration('imu').perform(context))
     return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
                  parameters=[spec.parameters], output='screen', emulate_tty=True)
             for spec in plan]
@@ -43,6 +45,8 @@ def generate_launch_description():
                               description='Battery/thermal source.'),
         DeclareLaunchArgument('camera', default_value='sim', choices=['sim', 'none'],
                               description='camera_source, or none when a real camera runs.'),
+        DeclareLaunchArgument('imu', default_value='sim', choices=['sim', 'none'],
+                              description='imu_simulator, or none when a real IMU driver runs.'),
         DeclareLaunchArgument('perception', default_value='all',
                               description="Perception nodes: 'all', 'none' or a comma list."),
         OpaqueFunction(function=_nodes),

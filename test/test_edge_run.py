@@ -54,5 +54,20 @@ def test_launch_edge_runs_bounded_and_writes_the_report(tmp_path):
     assert len(data['level_events']) >= 2, data['level_events']
     assert len(data['samples']) > 20
     assert (report / 'edge_report.png').stat().st_size > 10_000
-    assert '## Level changes' in (report / 'edge_report.md').read_text()
+    markdown = (report / 'edge_report.md').read_text()
+    assert '## Level changes' in markdown
     assert (report / 'logs' / 'budget_manager.log').exists()
+    # The IMU activity pipeline ran in the same run: imu_simulator -> activity_recognizer.
+    logs = (report / 'logs' / 'activity_recognizer.log').read_text()
+    activity = data['activity']
+    states = activity['states']
+    assert len(states) >= 3, (activity['summary'], logs)   # one per second after the first 2 s
+    assert activity['summary']['messages'] == len(states)
+    assert {s['label'] for s in states} <= {'walk', 'upstairs', 'downstairs', 'sit', 'stand',
+                                             'lie'}
+    assert all(s['sensor_current_ua'] > 0 for s in states if s['sensor_state'])
+    assert activity['truth_events'] and activity['summary']['truth']['compared'] > 0
+    assert '## Activity (activity_recognizer)' in markdown
+    assert f'ActivityState messages: {len(states)}' in markdown
+    assert 'accuracy against /imu/activity_truth' in markdown
+    assert 'activity: ' in run.stdout and '| activity_recognizer |' in run.stdout

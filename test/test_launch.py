@@ -9,17 +9,29 @@ import yaml
 
 from adaptive_perception.budget.manager_node import NODE_PARAMS, POLICY_PARAMS
 from adaptive_perception.cli import build_parser
-from adaptive_perception.launcher.plan import default_params_file, load_plan
+from adaptive_perception.launcher.plan import (
+    CAMERA_CHOICES,
+    IMU_CHOICES,
+    default_params_file,
+    load_plan,
+    share_dir,
+)
 from ros_harness import REPO
 
 
 def test_plan_selects_power_source_and_perception_nodes(tmp_path):
     names = [s.name for s in load_plan()]
-    assert names == ['budget_manager', 'power_simulator', 'camera_source', 'adacon_detector']
-    assert [s.name for s in load_plan(power='real', camera='none', perception='none')] == [
-        'budget_manager', 'power_monitor']
+    assert names == ['budget_manager', 'power_simulator', 'camera_source', 'imu_simulator',
+                     'adacon_detector', 'activity_recognizer']
+    assert [s.name for s in load_plan(power='real', camera='none', perception='none',
+                                      imu='none')] == ['budget_manager', 'power_monitor']
     assert [s.name for s in load_plan(power='none', perception='adacon_detector')] == [
-        'budget_manager', 'camera_source', 'adacon_detector']
+        'budget_manager', 'camera_source', 'imu_simulator', 'adacon_detector']
+    # imu:=none: a real IMU driver publishes; the recognizer still runs
+    assert [s.name for s in load_plan(power='none', camera='none', imu='none')] == [
+        'budget_manager', 'adacon_detector', 'activity_recognizer']
+    assert [s.name for s in load_plan(perception='activity_recognizer', camera='none')] == [
+        'budget_manager', 'power_simulator', 'imu_simulator', 'activity_recognizer']
     custom = tmp_path / 'edge.yaml'
     custom.write_text(yaml.safe_dump({'nodes': {
         'budget_manager': {'executable': 'budget_manager', 'role': 'core'},
@@ -40,6 +52,8 @@ def test_plan_selects_power_source_and_perception_nodes(tmp_path):
      {'power': 'solar'}, 'power'),
     ({'nodes': {'x': {'executable': 'budget_manager', 'role': 'core'}}},
      {'camera': 'usb'}, 'camera'),
+    ({'nodes': {'x': {'executable': 'budget_manager', 'role': 'core'}}},
+     {'imu': 'bmi160'}, r"imu must be one of \['none', 'sim'\], got 'bmi160'"),
 ])
 def test_bad_plans_are_rejected_with_reason(tmp_path, document, kwargs, message):
     path = tmp_path / 'edge.yaml'
@@ -55,6 +69,66 @@ def test_shipped_manager_parameters_exist_and_are_consistent():
     from adaptive_perception.budget.manager_node import policy_config
     values = {p.name: manager.parameters.get(p.name, p.default) for p in POLICY_PARAMS}
     policy_config(values).validate()
+
+
+def test_shipped_activity_parameters_fit_the_model_and_the_simulator():
+    from adaptive_perception.activity.classifier import ActivityManifest
+    from adaptive_perception.activity.recognizer_node import parse_sensing
+    from adaptive_perception.activity.sensor import SensorConfig, parse_config
+    plan = {s.name: s for s in load_plan()}
+    sim, recognizer = plan['imu_simulator'].parameters, plan['activity_recognizer'].parameters
+    assert plan['imu_simulator'].role == 'imu_sim'
+    # ROS 2 parameters are statically typed: a float written as 100 would be refused.
+    assert all(isinstance(sim[k], float) for k in ('sampling_hz', 'segment_s'))
+    assert all(isinstance(recognizer[k], float)
+               for k in ('confidence_threshold', 'level_timeout_s'))
+    states = [parse_config(s) for s in ActivityManifest.load(
+        share_dir() / 'models' / 'activity').states]
+    # The simulator starts in the recognizer's top state; every level names a known state,
+    # and a higher (more frugal) level never allows a costlier one.
+    assert SensorConfig(sim['sampling_hz'], sim['averaging_window']) == states[0]
+    caps = [parse_sensing(e, states)[0] for e in recognizer['level_sensing']]
+    assert caps == sorted(caps) and caps[0] == 0, caps
+    levels = plan['budget_manager'].parameters['level_names']
+    assert len(recognizer['level_sensing']) == len(levels)
+    assert recognizer['driver_node'] == '/imu_simulator'
+
+
+def _activity_state(t, label, sensor_state='F100_A128', current=180.0):
+    return {'t': t, 'stamp': t, 'label': label, 'confidence': 0.9, 'sensor_state': sensor_state,
+            'requested_sensor_state': sensor_state, 'sensor_current_ua': current, 'level': 0}
+
+
+def test_activity_report_section_counts_states_current_and_accuracy():
+    from adaptive_perception.launcher.report import activity_section, activity_summary
+    states = ([_activity_state(1.0, 'walk', '', 0.0)]
+              + [_activity_state(t, 'walk') for t in (2.0, 3.0)]
+              + [_activity_state(t, 'walk', 'F50_A16', 20.0) for t in (4.0, 5.0, 6.0)]
+              + [_activity_state(t, 'sit', 'F50_A16', 20.0) for t in (7.0, 8.0, 9.0, 10.0)])
+    truth = [{'t': 0.5, 'label': 'walk'}, {'t': 6.5, 'label': 'sit'}]
+    summary = activity_summary(states, truth)
+    assert summary['messages'] == 10
+    assert [(e['t'], e['label']) for e in summary['timeline']] == [(1.0, 'walk'), (7.0, 'sit')]
+    assert {k: v['messages'] for k, v in summary['sensor_states'].items()} == {
+        'F100_A128': 2, 'F50_A16': 7, 'unconfirmed': 1}
+    assert summary['sensor_states']['F50_A16']['share'] == 0.7
+    assert summary['mean_sensor_current_ua'] == (2 * 180.0 + 7 * 20.0) / 9  # confirmed only
+    truth_result = summary['truth']
+    assert (truth_result['compared'], truth_result['correct']) == (10, 10)
+    # states within 2 s (one window) of the change at 6.5 s are left out of 'steady'
+    assert truth_result['steady_compared'] == 10 - 4
+    section = activity_section(summary)
+    assert section.startswith('## Activity')
+    for text in ('ActivityState messages: 10', '1 label changes', '| F50_A16 | 7 | 70% | 20 |',
+                 'mean modelled sensor current: 55.6 uA', 'accuracy against /imu/activity_truth: '
+                 '1.00 (10/10)', 'leads or lags'):
+        assert text in section, (text, section)
+    # a wrong label, and no truth at all (imu:=none)
+    states[-1] = _activity_state(10.0, 'lie', 'F50_A16', 20.0)
+    assert activity_summary(states, truth)['truth']['correct'] == 9
+    assert 'accuracy: - (no /imu/activity_truth' in activity_section(
+        activity_summary(states, []))
+    assert 'no ActivityState arrived' in activity_section(activity_summary([], truth))
 
 
 def _fake_launch_modules(monkeypatch, share_dir):
@@ -93,20 +167,29 @@ def test_launch_file_starts_what_the_plan_says(monkeypatch):
     [actions] = description.args
     arguments = {a.args[0]: a.kwargs['default_value'] for a in actions[:-1]}
     assert arguments == {'params_file': str(default_params_file()), 'power': 'sim',
-                         'camera': 'sim', 'perception': 'all'}
+                         'camera': 'sim', 'imu': 'sim', 'perception': 'all'}
+    choices = {a.args[0]: a.kwargs.get('choices') for a in actions[:-1]}
+    assert sorted(choices['imu']) == sorted(IMU_CHOICES) == ['none', 'sim']
+    assert sorted(choices['camera']) == sorted(CAMERA_CHOICES)
     opaque = actions[-1]
     nodes = opaque.kwargs['function'](arguments)
     plan = load_plan(arguments['params_file'])
     assert [(n.kwargs['executable'], n.kwargs['name'], n.kwargs['parameters'])
             for n in nodes] == [(s.executable, s.name, [s.parameters]) for s in plan]
     assert all(n.kwargs['package'] == 'adaptive_perception' for n in nodes)
+    without_imu = opaque.kwargs['function']({**arguments, 'imu': 'none'})
+    assert [n.kwargs['name'] for n in without_imu] == [
+        s.name for s in plan if s.name != 'imu_simulator']
 
 
 def test_cli_parses_the_documented_commands():
     parser = build_parser()
     args = parser.parse_args(['launch', 'edge', '--duration', '60', '--report-dir', 'r'])
-    assert (args.pipeline, args.duration, args.power) == ('edge', 60.0, 'sim')
+    assert (args.pipeline, args.duration, args.power, args.imu) == ('edge', 60.0, 'sim', 'sim')
+    assert parser.parse_args(['launch', 'edge', '--imu', 'none']).imu == 'none'
     assert parser.parse_args(['bench', 'budget']).target == 'budget'
     assert parser.parse_args(['run', 'budget_manager']).executable == 'budget_manager'
     with pytest.raises(SystemExit):
         parser.parse_args(['launch', 'edge', '--power', 'solar'])
+    with pytest.raises(SystemExit):
+        parser.parse_args(['launch', 'edge', '--imu', 'real'])

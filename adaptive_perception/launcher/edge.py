@@ -14,13 +14,18 @@ from adaptive_perception.budget.policy import PolicyConfig
 from adaptive_perception.launcher.monitor import EdgeMonitor
 from adaptive_perception.launcher.plan import load_plan
 from adaptive_perception.launcher.processes import start_all, stop_all
-from adaptive_perception.launcher.report import node_table, write_report
+from adaptive_perception.launcher.report import (
+    activity_line,
+    activity_summary,
+    node_table,
+    write_report,
+)
 
 
 def run_edge(params_file=None, power='sim', perception='all', camera='sim', duration_s=None,
-             report_dir=Path('reports/edge'), status_period_s=1.0) -> int:
+             report_dir=Path('reports/edge'), status_period_s=1.0, imu='sim') -> int:
     """Run the pipeline; return 0 if every node ran and stopped cleanly."""
-    specs = load_plan(params_file, power, perception, camera)
+    specs = load_plan(params_file, power, perception, camera, imu)
     print(f'starting {", ".join(f"{s.name} ({s.executable})" for s in specs)}; '
           f'logs in {report_dir / "logs"}', flush=True)
     processes = start_all(specs, report_dir / 'logs')
@@ -54,16 +59,22 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
     print()
     manager = next((s.parameters for s in specs if s.executable == 'budget_manager'), {})
     defaults = PolicyConfig()
+    # The activity section when the recognizer was started (or another one published).
+    recognizer = any(s.executable == 'activity_recognizer' for s in specs)
+    activity = ({'states': monitor.activity_states, 'truth_events': monitor.truth_events}
+                if recognizer or monitor.activity_states else None)
     paths = write_report(
         report_dir, monitor.samples, monitor.level_events, monitor.statuses,
         manager.get('battery_thresholds', defaults.battery_thresholds),
         manager.get('temperature_thresholds_c', defaults.temperature_thresholds_c),
-        manager.get('level_names', defaults.level_names))
+        manager.get('level_names', defaults.level_names), activity)
     print(node_table(monitor.statuses))
     print(f'level changes: {len(monitor.level_events) - 1 if monitor.level_events else 0}')
     for event in monitor.level_events:
         print(f'  {event["t"]:6.1f} s  level {event["level"]} ({event["level_name"]}): '
               f'{event["reason"]}')
+    if activity is not None:
+        print(activity_line(activity_summary(activity['states'], activity['truth_events'])))
     print(f'report: {paths["plot"]}, {paths["table"]}, {paths["data"]}')
     # SIGINT-stopped nodes exit 0; a node that exits on its own with 0 (e.g. power_monitor
     # on a machine without sysfs power data) has said why in its log.

@@ -1,4 +1,4 @@
-"""A node that watches the running pipeline: power, level and per-node diagnostics.
+"""A node that watches the running pipeline: power, level, activity and node diagnostics.
 
 Used by ``adaptive-perception launch edge`` for its one-line live status and the
 report written at exit. It only subscribes; it changes nothing.
@@ -10,8 +10,11 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
+from std_msgs.msg import String
 
-from adaptive_perception.msg import ExecutionLevel
+from adaptive_perception.activity.recognizer_node import ACTIVITY_TOPIC, OUTPUT_QOS
+from adaptive_perception.activity.simulator_node import ACTIVITY_TRUTH_QOS, ACTIVITY_TRUTH_TOPIC
+from adaptive_perception.msg import ActivityState, ExecutionLevel
 from adaptive_perception.ros import diagnostics
 from adaptive_perception.ros.interfaces import (
     BATTERY_TOPIC,
@@ -27,7 +30,7 @@ SEVERITY_NAMES = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
 
 
 class EdgeMonitor(Node):
-    """Records battery, temperature and level over time, and the latest node statuses."""
+    """Records battery, temperature, level and activity over time, and the node statuses."""
 
     def __init__(self, sample_period_s: float = 0.25):
         super().__init__('edge_monitor')
@@ -38,12 +41,19 @@ class EdgeMonitor(Node):
         self.samples = []  # dicts: t, battery, temperature_c, level
         self.level_events = []  # dicts: t, level, level_name, reason
         self.statuses = {}  # node name -> {'severity', 'message', values...}
+        # every ActivityState: t, stamp, label, confidence, sensor_state,
+        # requested_sensor_state, sensor_current_ua, level
+        self.activity_states = []
+        self.truth_events = []  # dicts: t, label; the simulator's true activity, on change
         self.create_subscription(BatteryState, BATTERY_TOPIC, self._on_battery, POWER_QOS)
         self.create_subscription(Temperature, TEMPERATURE_TOPIC, self._on_temperature, POWER_QOS)
         self.create_subscription(ExecutionLevel, EXECUTION_LEVEL_TOPIC, self._on_level,
                                  EXECUTION_LEVEL_QOS)
         self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
                                  DIAGNOSTICS_QOS)
+        self.create_subscription(ActivityState, ACTIVITY_TOPIC, self._on_activity, OUTPUT_QOS)
+        self.create_subscription(String, ACTIVITY_TRUTH_TOPIC, self._on_truth,
+                                 ACTIVITY_TRUTH_QOS)
         self.create_timer(sample_period_s, self._sample)
 
     def elapsed(self) -> float:
@@ -62,6 +72,17 @@ class EdgeMonitor(Node):
                                       'level_name': msg.level_name, 'reason': msg.reason})
         self.level = msg
 
+    def _on_activity(self, msg):
+        self.activity_states.append({
+            't': self.elapsed(), 'stamp': msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+            'label': msg.label, 'confidence': msg.confidence, 'sensor_state': msg.sensor_state,
+            'requested_sensor_state': msg.requested_sensor_state,
+            'sensor_current_ua': msg.sensor_current_ua, 'level': msg.level})
+
+    def _on_truth(self, msg):
+        if not self.truth_events or self.truth_events[-1]['label'] != msg.data:
+            self.truth_events.append({'t': self.elapsed(), 'label': msg.data})
+
     def _on_diagnostics(self, msg):
         for status in msg.status:
             severity = status.level[0] if isinstance(status.level, bytes) else status.level
@@ -75,10 +96,15 @@ class EdgeMonitor(Node):
                              'level': self.level.level if self.level else math.nan})
 
     def status_line(self) -> str:
-        """One line: battery, temperature, level, per-node rate."""
+        """One line: battery, temperature, level, activity (if any), per-node rate."""
         level = (f'level {self.level.level} {self.level.level_name}' if self.level
                  else 'level ?')
         rates = ' '.join(f'{name} {float(s["rate_hz"]):.1f}Hz'
                          for name, s in sorted(self.statuses.items()) if 'rate_hz' in s)
+        activity = ''
+        if self.activity_states:
+            last = self.activity_states[-1]
+            activity = f'{last["label"]} {last["sensor_state"] or "?"} | '
         return (f'[{self.elapsed():6.1f}s] battery {self.battery:.2f} | '
-                f'{self.temperature:5.1f} C | {level} | {rates or "no node rates yet"}')
+                f'{self.temperature:5.1f} C | {level} | {activity}'
+                f'{rates or "no node rates yet"}')

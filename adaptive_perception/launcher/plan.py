@@ -9,7 +9,7 @@ File format::
     nodes:
       <node name>:
         executable: <one of adaptive_perception.executables.EXECUTABLES>
-        role: core | power_sim | power_real | camera_sim | perception
+        role: core | power_sim | power_real | camera_sim | imu_sim | perception
         parameters: {<name>: <value>, ...}
 """
 
@@ -21,9 +21,10 @@ import yaml
 
 from adaptive_perception.executables import EXECUTABLES
 
-ROLES = ('core', 'power_sim', 'power_real', 'camera_sim', 'perception')
+ROLES = ('core', 'power_sim', 'power_real', 'camera_sim', 'imu_sim', 'perception')
 POWER_CHOICES = {'sim': 'power_sim', 'real': 'power_real', 'none': None}
 CAMERA_CHOICES = {'sim': 'camera_sim', 'none': None}
+IMU_CHOICES = {'sim': 'imu_sim', 'none': None}
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,12 @@ def default_params_file() -> Path:
 
 
 def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
-              camera: str = 'sim') -> list:
-    """Nodes to start: core nodes, the chosen power and camera sources, perception nodes.
+              camera: str = 'sim', imu: str = 'sim') -> list:
+    """Nodes to start: core nodes, the chosen power, camera and IMU sources, perception nodes.
 
     ``power``: 'sim' (simulated battery and heat), 'real' (sysfs) or 'none';
     ``camera``: 'sim' (camera_source) or 'none' (a real camera publishes);
+    ``imu``: 'sim' (imu_simulator) or 'none' (a real IMU driver publishes);
     ``perception``: 'all', 'none' or a comma-separated list of node names.
     Raises ValueError with the reason for a bad file or argument.
     """
@@ -86,8 +88,10 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
         raise ValueError(f'power must be one of {sorted(POWER_CHOICES)}, got {power!r}')
     if camera not in CAMERA_CHOICES:
         raise ValueError(f'camera must be one of {sorted(CAMERA_CHOICES)}, got {camera!r}')
+    if imu not in IMU_CHOICES:
+        raise ValueError(f'imu must be one of {sorted(IMU_CHOICES)}, got {imu!r}')
     wanted = _perception_names(perception, [s.name for s in specs if s.role == 'perception'])
-    sources = {POWER_CHOICES[power], CAMERA_CHOICES[camera]} - {None}
+    sources = {POWER_CHOICES[power], CAMERA_CHOICES[camera], IMU_CHOICES[imu]} - {None}
     return [s for s in specs if s.role == 'core' or s.role in sources or s.name in wanted]
 
 

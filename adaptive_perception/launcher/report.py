@@ -2,12 +2,15 @@
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+
+from adaptive_perception.activity.features import HOP_S, WINDOW_S  # noqa: E402
 
 TABLE_COLUMNS = [  # (diagnostics key, header)
     ('severity', 'status'), ('applied_level', 'level'), ('level_source', 'source'),
@@ -38,28 +41,154 @@ def _cell(text) -> str:
     return f'{value:.0f}' if value == int(value) and abs(value) >= 1 else f'{value:.3g}'
 
 
+def activity_summary(states: list, truth_events: list, margin_s: float = WINDOW_S) -> dict:
+    """Summarise the activity recognizer's ActivityState messages (no ROS).
+
+    ``states``: one dict per message, in arrival order (``t``: arrival, s since the
+    start; ``label``, ``confidence``, ``sensor_state``, ``sensor_current_ua``);
+    ``truth_events``: the simulator's true activity on change (``t``, ``label``).
+    Each message stands for ``HOP_S`` of IMU data, so its share is a time share.
+    A state is compared with the latest truth that arrived before it. The window a
+    state classifies may straddle an activity change, so a second accuracy ("steady")
+    leaves out the states that arrived within ``margin_s`` of a truth change.
+    """
+    summary = {'messages': len(states), 'timeline': [], 'sensor_states': {},
+               'mean_sensor_current_ua': math.nan, 'costliest_sensor_state': None,
+               'truth': None}
+    for state in states:
+        if not summary['timeline'] or summary['timeline'][-1]['label'] != state['label']:
+            summary['timeline'].append({key: state[key] for key in (
+                't', 'label', 'confidence', 'sensor_state')})
+    counts = Counter(state['sensor_state'] or '' for state in states)
+    current = {state['sensor_state']: state['sensor_current_ua'] for state in states
+               if state['sensor_state']}
+    order = sorted(counts, key=lambda name: (name == '', -current.get(name, 0.0), name))
+    summary['sensor_states'] = {
+        name or 'unconfirmed': {'messages': counts[name], 'share': counts[name] / len(states),
+                                'current_ua': current.get(name, math.nan)} for name in order}
+    confirmed = [state['sensor_current_ua'] for state in states if state['sensor_state']]
+    if confirmed:
+        summary['mean_sensor_current_ua'] = sum(confirmed) / len(confirmed)
+        costliest = max(current, key=current.get)
+        summary['costliest_sensor_state'] = {'name': costliest,
+                                             'current_ua': current[costliest]}
+    if truth_events:
+        changes = [event['t'] for event in truth_events[1:]]
+        compared = correct = steady = steady_correct = 0
+        for state in states:
+            truth = next((e['label'] for e in reversed(truth_events) if e['t'] <= state['t']),
+                         None)
+            if truth is None:
+                continue
+            hit = state['label'] == truth
+            compared, correct = compared + 1, correct + hit
+            if all(abs(state['t'] - change) > margin_s for change in changes):
+                steady, steady_correct = steady + 1, steady_correct + hit
+        summary['truth'] = {
+            'compared': compared, 'correct': correct,
+            'accuracy': correct / compared if compared else math.nan,
+            'steady_compared': steady, 'steady_correct': steady_correct,
+            'steady_accuracy': steady_correct / steady if steady else math.nan,
+            'margin_s': margin_s, 'events': truth_events}
+    return summary
+
+
+def activity_section(summary: dict, max_timeline: int = 40) -> str:
+    """Return the report's markdown section on the activity recognizer."""
+    lines = ['## Activity (activity_recognizer)', '',
+             f'- ActivityState messages: {summary["messages"]} (one per {HOP_S:g} s of IMU '
+             f'data, each classifying the last {WINDOW_S:g} s)']
+    if not summary['messages']:
+        lines.append('- no ActivityState arrived on /adaptive_perception/activity: see '
+                     'logs/activity_recognizer.log')
+        return '\n'.join(lines) + '\n'
+    timeline = summary['timeline']
+    lines.append(f'- recognised activity timeline ({len(timeline) - 1} label changes):')
+    lines += [f'  - {e["t"]:.1f} s: {e["label"]} (confidence {e["confidence"]:.2f}, sensor '
+              f'{e["sensor_state"] or "unconfirmed"})' for e in timeline[:max_timeline]]
+    if len(timeline) > max_timeline:
+        lines.append(f'  - ... {len(timeline) - max_timeline} more in edge_report.json')
+    lines += ['', '| sensor state | messages | time share | modelled current uA |',
+              '| --- | --- | --- | --- |']
+    lines += [f'| {name} | {v["messages"]} | {100 * v["share"]:.0f}% | {_cell(v["current_ua"])} |'
+              for name, v in summary['sensor_states'].items()]
+    lines.append('')
+    mean, costliest = summary['mean_sensor_current_ua'], summary['costliest_sensor_state']
+    if costliest:
+        saving = 1 - mean / costliest['current_ua'] if costliest['current_ua'] else 0.0
+        lines.append(f'- mean modelled sensor current: {mean:.1f} uA ({costliest["name"]} all '
+                     f'the time: {costliest["current_ua"]:.1f} uA, {100 * saving:.0f}% less)')
+    else:
+        lines.append('- mean modelled sensor current: - (the driver never confirmed a state)')
+    truth = summary['truth']
+    if truth is None:
+        lines.append('- accuracy: - (no /imu/activity_truth: the simulator did not run)')
+    else:
+        lines.append(f'- accuracy against /imu/activity_truth: {_ratio(truth, "")}; away from '
+                     f'truth changes (more than {truth["margin_s"]:g} s): '
+                     f'{_ratio(truth, "steady_")}')
+        lines.append('- true activity: ' + ', '.join(
+            f'{e["t"]:.1f} s {e["label"]}' for e in truth['events']))
+        lines.append(f'- note: each state is compared with the latest true label that arrived '
+                     f'before it; a state classifies the {WINDOW_S:g} s window before its '
+                     f'stamp, so around a change the truth leads or lags the window by up to '
+                     f'{WINDOW_S:g} s and some disagreement there is expected.')
+    return '\n'.join(lines) + '\n'
+
+
+def _ratio(truth: dict, prefix: str) -> str:
+    compared = truth[f'{prefix}compared']
+    if not compared:
+        return '- (nothing to compare)'
+    return f'{truth[f"{prefix}accuracy"]:.2f} ({truth[f"{prefix}correct"]}/{compared})'
+
+
+def activity_line(summary: dict) -> str:
+    """One line for the console: messages, label changes, current, accuracy."""
+    text = (f'activity: {summary["messages"]} states, '
+            f'{max(len(summary["timeline"]) - 1, 0)} label changes, mean sensor current '
+            f'{_cell(summary["mean_sensor_current_ua"])} uA')
+    if summary['truth'] is not None:
+        text += (f', accuracy {_ratio(summary["truth"], "")} '
+                 f'({_ratio(summary["truth"], "steady_")} away from changes)')
+    return text
+
+
 def write_report(out_dir: Path, samples: list, level_events: list, statuses: dict,
-                 battery_thresholds=(), temperature_thresholds_c=(), level_names=()) -> dict:
-    """Write edge_report.png / .md / .json into ``out_dir``; return their paths."""
+                 battery_thresholds=(), temperature_thresholds_c=(), level_names=(),
+                 activity: dict | None = None) -> dict:
+    """Write edge_report.png / .md / .json into ``out_dir``; return their paths.
+
+    ``activity`` (when the recognizer ran): ``{'states': [...], 'truth_events': [...]}``
+    as ``EdgeMonitor`` records them; adds the activity section, panel and series.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {'plot': out_dir / 'edge_report.png', 'table': out_dir / 'edge_report.md',
              'data': out_dir / 'edge_report.json'}
+    summary = (activity_summary(activity['states'], activity['truth_events'])
+               if activity is not None else None)
     _plot(paths['plot'], samples, level_events, battery_thresholds, temperature_thresholds_c,
-          level_names)
+          level_names, activity['states'] if summary else None)
     changes = '\n'.join(f'- {e["t"]:.1f} s: level {e["level"]} ({e["level_name"]}): '
                         f'{e["reason"]}' for e in level_events)
+    section = f'\n{activity_section(summary)}' if summary else ''
     paths['table'].write_text(f'# Edge run report\n\n## Nodes (last diagnostics)\n\n'
                               f'{node_table(statuses)}\n\n## Level changes\n\n'
-                              f'{changes or "- none"}\n')
-    paths['data'].write_text(json.dumps({'samples': samples, 'level_events': level_events,
-                                         'statuses': statuses}, indent=1, default=str))
+                              f'{changes or "- none"}\n{section}')
+    data = {'samples': samples, 'level_events': level_events, 'statuses': statuses}
+    if summary:
+        data['activity'] = {'summary': summary, 'states': activity['states'],
+                            'truth_events': activity['truth_events']}
+    paths['data'].write_text(json.dumps(data, indent=1, default=str))
     return paths
 
 
 def _plot(path, samples, level_events, battery_thresholds, temperature_thresholds_c,
-          level_names):
+          level_names, activity_states=None):
     t = [s['t'] for s in samples]
-    fig, (ax_b, ax_t, ax_l) = plt.subplots(3, 1, sharex=True, figsize=(9, 7))
+    rows = 4 if activity_states else 3
+    fig, axes = plt.subplots(rows, 1, sharex=True, figsize=(9, 2.3 * rows + 0.1))
+    ax_b, ax_t, ax_l = axes[:3]
     ax_b.plot(t, [s['battery'] for s in samples], color='tab:green')
     for th in battery_thresholds:
         ax_b.axhline(th, color='gray', linestyle=':', linewidth=1)
@@ -75,8 +204,25 @@ def _plot(path, samples, level_events, battery_thresholds, temperature_threshold
         ax_l.set_yticks(range(len(level_names)), [f'{i} {n}' for i, n in enumerate(level_names)])
     ax_l.invert_yaxis()
     ax_l.set_ylabel('execution level')
-    ax_l.set_xlabel('time since start (s)')
-    ax_b.set_title('adaptive_perception edge run: power state and execution level')
+    if activity_states:
+        _plot_activity(axes[3], activity_states)
+    axes[-1].set_xlabel('time since start (s)')
+    ax_b.set_title('adaptive_perception edge run: power state, execution level'
+                   + (' and IMU sensor state' if activity_states else ''))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_activity(ax, states):
+    """Modelled sensor current over time, the recognised activity written at each change."""
+    ax.step([s['t'] for s in states], [s['sensor_current_ua'] for s in states], where='post',
+            color='tab:purple')
+    label = None
+    for state in states:
+        if state['label'] != label:
+            label = state['label']
+            ax.axvline(state['t'], color='tab:purple', alpha=0.2)
+            ax.annotate(label, (state['t'], 1.0), xycoords=('data', 'axes fraction'),
+                        fontsize=7, rotation=90, va='top', ha='right')
+    ax.set_ylabel('sensor current (uA)')

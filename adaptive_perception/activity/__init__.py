@@ -1,0 +1,1 @@
+"""AdaSense: IMU activity recognition with adaptive low-power sensing (thesis ch. 5)."""

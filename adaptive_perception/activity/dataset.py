@@ -1,0 +1,203 @@
+"""Labelled feature windows from synthetic streams and from user recordings.
+
+Synthetic: every subject walks through a random schedule of the six activities;
+the stream is emulated at a sensor configuration and cut into 2 s windows every
+1 s. A window's label is the activity at its centre (the majority, since
+segments are longer than a window). Training and validation use disjoint
+subjects, so validation measures how the classifier does on a new wearer.
+
+Training also uses *switching* windows, whose two seconds come from two sensor
+states, because that is what the recognizer sees right after SPOT changes state.
+
+Recordings (``recordings.py``) are used at their own rate, and also decimated to
+each requested configuration slower than that rate, with the sensor model's noise
+for its averaging window added: what a recording can show of a cheaper state.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from adaptive_perception.activity.features import (
+    FEATURE_SIZE,
+    HOP_S,
+    MIN_SAMPLES,
+    WINDOW_S,
+    stream_features,
+    window_ends,
+    window_features,
+)
+from adaptive_perception.activity.generator import ACTIVITIES, ActivityStream, Subject, schedule
+from adaptive_perception.activity.sensor import (
+    DEFAULT_MODEL,
+    INTERNAL_HZ,
+    SensorConfig,
+    SensorModel,
+    emulate,
+    raw_span,
+)
+
+TRAIN_SUBJECTS = tuple(range(0, 24))
+VAL_SUBJECTS = tuple(range(1000, 1012))
+SEGMENT_S = 30.0  # about how long each synthetic activity lasts
+CHUNK_S = 300.0   # emulate long streams in pieces of this length (bounded memory)
+
+
+@dataclass
+class Windows:
+    """Feature rows and their labels (index into ``class_names``)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    class_names: tuple = ACTIVITIES
+
+    @classmethod
+    def concat(cls, parts) -> 'Windows':
+        """Join parts that share class names."""
+        parts = list(parts)
+        names = parts[0].class_names if parts else ACTIVITIES
+        if any(p.class_names != names for p in parts):
+            raise ValueError('cannot join windows with different class names')
+        if not parts:
+            return cls(np.zeros((0, FEATURE_SIZE), np.float32), np.zeros(0, np.int64))
+        return cls(np.concatenate([p.features for p in parts]),
+                   np.concatenate([p.labels for p in parts]), names)
+
+
+def emulate_stream(stream: ActivityStream, config: SensorConfig, rng: np.random.Generator,
+                   start_s: float = 0.0, end_s: float | None = None,
+                   model: SensorModel = DEFAULT_MODEL) -> tuple:
+    """Sensor output (t, acc) of ``stream`` at ``config`` over ``[start_s, end_s)``."""
+    end_s = stream.duration_s if end_s is None else end_s
+    times, readings = [], []
+    for a in np.arange(start_s, end_s, CHUNK_S):
+        b = min(a + CHUNK_S, end_s)
+        t0, count = raw_span(config, a, b)
+        _, raw, _ = stream.raw(t0, count)
+        t, acc = emulate(t0, raw, config, a, b, rng, model)
+        times.append(t)
+        readings.append(acc)
+    return np.concatenate(times), np.concatenate(readings)
+
+
+def emulate_states(stream: ActivityStream, states, rng: np.random.Generator,
+                   model: SensorModel = DEFAULT_MODEL) -> list:
+    """Sensor output (t, acc) of the whole stream at every state, from one true signal."""
+    outputs = [([], []) for _ in states]
+    margin = max(c.filter_window for c in states) + 2
+    for a in np.arange(0.0, stream.duration_s, CHUNK_S):
+        b = min(a + CHUNK_S, stream.duration_s)
+        t0 = (np.floor(a * INTERNAL_HZ) - margin) / INTERNAL_HZ
+        count = int(np.ceil((b - t0) * INTERNAL_HZ)) + 2
+        _, raw, _ = stream.raw(t0, count)
+        for (times, readings), config in zip(outputs, states, strict=True):
+            t, acc = emulate(t0, raw, config, a, b, rng, model)
+            times.append(t)
+            readings.append(acc)
+    return [(np.concatenate(t), np.concatenate(a)) for t, a in outputs]
+
+
+def switching_windows(stream: ActivityStream, states, rng: np.random.Generator,
+                      model: SensorModel = DEFAULT_MODEL) -> Windows:
+    """Windows whose two seconds come from two random states, as after a SPOT switch.
+
+    When the controller changes state, the next window holds one second at the old
+    configuration and one at the new; a classifier that has never seen such a
+    window may call it a new activity, and SPOT would jump back to the top state
+    because of its own switch.
+    """
+    outputs = emulate_states(stream, states, rng, model)
+    ends = window_ends(0.0, stream.duration_s)
+    rows, kept = [], []
+    for end in ends:
+        parts = []
+        for second, state in zip((end - 2 * HOP_S, end - HOP_S),
+                                 rng.integers(len(states), size=2), strict=True):
+            t, acc = outputs[state]
+            lo, hi = np.searchsorted(t, [second, second + HOP_S], side='right')
+            parts.append((t[lo:hi], acc[lo:hi]))
+        t = np.concatenate([p[0] for p in parts])
+        if len(t) >= MIN_SAMPLES:
+            rows.append(window_features(t, np.concatenate([p[1] for p in parts])))
+            kept.append(end)
+    labels = stream.label_at(np.array(kept) - WINDOW_S / 2)
+    return Windows(np.stack(rows), labels.astype(np.int64))
+
+
+def subject_stream(subject: int, minutes: float, segment_s: float, seed: int) -> ActivityStream:
+    """Build one subject's synthetic stream: a schedule of activities, deterministic by seed."""
+    stream_seed = seed * 100_003 + subject
+    return ActivityStream(schedule(minutes * 60.0, segment_s, stream_seed),
+                          Subject.sample(subject), stream_seed)
+
+
+def stream_windows(stream: ActivityStream, config: SensorConfig, rng: np.random.Generator,
+                   model: SensorModel = DEFAULT_MODEL) -> Windows:
+    """All full windows of ``stream`` at ``config``, labelled by their centre."""
+    t, acc = emulate_stream(stream, config, rng, model=model)
+    ends = window_ends(0.0, stream.duration_s)
+    features, kept = stream_features(t, acc, ends)
+    labels = stream.label_at(ends[kept] - WINDOW_S / 2)
+    return Windows(features, labels.astype(np.int64))
+
+
+def synthetic_windows(config: SensorConfig, subjects, minutes: float = 8.0,
+                      segment_s: float = SEGMENT_S, seed: int = 0,
+                      model: SensorModel = DEFAULT_MODEL) -> Windows:
+    """Windows of every subject's stream at ``config``; deterministic by seed."""
+    parts = []
+    for subject in subjects:
+        rng = np.random.default_rng([seed, subject, int(config.sampling_hz * 100),
+                                     config.averaging_window])
+        parts.append(stream_windows(subject_stream(subject, minutes, segment_s, seed),
+                                    config, rng, model))
+    return Windows.concat(parts)
+
+
+def recording_windows(recording, class_names, configs=(), seed: int = 0,
+                      model: SensorModel = DEFAULT_MODEL) -> Windows:
+    """Windows of a labelled recording: at its own rate, and decimated to ``configs``.
+
+    Windows whose samples carry no label are skipped; a label outside
+    ``class_names`` is an error naming the recording.
+    """
+    if recording.labels is None:
+        raise ValueError(f'{recording.name}: has no labels; training needs labelled data')
+    unknown = sorted(set(recording.labels) - set(class_names) - {''})
+    if unknown:
+        raise ValueError(f'{recording.name}: labels {unknown} are not among the classes '
+                         f'{list(class_names)}')
+    index = {name: i for i, name in enumerate(class_names)}
+    coded = np.array([index.get(label, -1) for label in recording.labels])
+    rng = np.random.default_rng(seed)
+    versions = [(recording.t, recording.acc, coded)]
+    for config in configs:
+        if config.sampling_hz >= recording.rate_hz:
+            continue
+        grid = np.arange(np.ceil(recording.t[0] * config.sampling_hz),
+                         np.floor(recording.t[-1] * config.sampling_hz) + 1) / config.sampling_hz
+        nearest = np.clip(np.searchsorted(recording.t, grid, side='right') - 1, 0,
+                          len(recording.t) - 1)
+        noisy = recording.acc[nearest] + rng.normal(0, model.noise_rms(config),
+                                                    (len(nearest), 3))
+        versions.append((recording.t[nearest], noisy, coded[nearest]))
+    parts = []
+    for t, acc, codes in versions:
+        ends = window_ends(t[0], t[-1] + 1e-9)
+        features, kept = stream_features(t, acc, ends)
+        centre = np.clip(np.searchsorted(t, ends[kept] - WINDOW_S / 2), 0, len(t) - 1)
+        labels = codes[centre]
+        labelled = labels >= 0
+        parts.append(Windows(features[labelled], labels[labelled], tuple(class_names)))
+    return Windows.concat(parts)
+
+
+def synthetic_recording(minutes: float, segment_s: float, subject: int, seed: int,
+                        config: SensorConfig, model: SensorModel = DEFAULT_MODEL):
+    """Make a labelled ``Recording`` of one synthetic subject at ``config``."""
+    from adaptive_perception.activity.recordings import Recording
+    stream = subject_stream(subject, minutes, segment_s, seed)
+    rng = np.random.default_rng([seed, subject, 0x5F])
+    t, acc = emulate_stream(stream, config, rng, model=model)
+    labels = np.array(ACTIVITIES)[stream.label_at(t)]
+    return Recording(t, acc, labels, name=f'synthetic subject {subject} at {config.name}')
