@@ -47,7 +47,8 @@ def _train_adacon(args) -> int:
                  args.val_images, Path(args.out), num_clusters=args.clusters,
                  clusters_file=args.clusters_file, seed=args.seed,
                  epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
-                 input_size=args.input_size, smoke=args.smoke, command=' '.join(sys.argv))
+                 input_size=args.input_size, head_width=args.head_width, smoke=args.smoke,
+                 command=' '.join(sys.argv))
     return 0
 
 
@@ -234,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--epochs-static', type=int, default=30)
     adacon.add_argument('--epochs-branches', type=int, default=30)
     adacon.add_argument('--input-size', type=int, default=128)
+    adacon.add_argument('--head-width', type=int, default=192,
+                        help='static head width; each branch gets its share of the classes')
     adacon.add_argument('--smoke', action='store_true', help='tiny run for CI')
     adacon.set_defaults(func=_train_adacon)
     activity = train_models.add_parser('activity', help='one IMU activity classifier for all '
