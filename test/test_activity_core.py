@@ -250,7 +250,7 @@ def test_feature_names_and_size():
 @pytest.mark.parametrize('config', CONFIGS, ids=CONFIG_IDS)
 def test_feature_size_is_the_same_at_every_rate(config):
     stream = ActivityStream(schedule(10.0, 5.0, seed=11), Subject.sample(11), seed=11)
-    t, acc = dataset.emulate_stream(stream, config, np.random.default_rng(0))
+    [(t, acc)] = dataset.emulate_states(stream, [config], np.random.default_rng(0))
     ends = window_ends(0.0, 10.0)
     np.testing.assert_allclose(ends, np.arange(2.0, 10.5, 1.0))
     rows, kept = stream_features(t, acc, ends)

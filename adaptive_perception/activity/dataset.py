@@ -34,7 +34,6 @@ from adaptive_perception.activity.sensor import (
     SensorConfig,
     SensorModel,
     emulate,
-    raw_span,
 )
 
 TRAIN_SUBJECTS = tuple(range(0, 24))
@@ -64,25 +63,12 @@ class Windows:
                    np.concatenate([p.labels for p in parts]), names)
 
 
-def emulate_stream(stream: ActivityStream, config: SensorConfig, rng: np.random.Generator,
-                   start_s: float = 0.0, end_s: float | None = None,
-                   model: SensorModel = DEFAULT_MODEL) -> tuple:
-    """Sensor output (t, acc) of ``stream`` at ``config`` over ``[start_s, end_s)``."""
-    end_s = stream.duration_s if end_s is None else end_s
-    times, readings = [], []
-    for a in np.arange(start_s, end_s, CHUNK_S):
-        b = min(a + CHUNK_S, end_s)
-        t0, count = raw_span(config, a, b)
-        _, raw, _ = stream.raw(t0, count)
-        t, acc = emulate(t0, raw, config, a, b, rng, model)
-        times.append(t)
-        readings.append(acc)
-    return np.concatenate(times), np.concatenate(readings)
-
-
 def emulate_states(stream: ActivityStream, states, rng: np.random.Generator,
                    model: SensorModel = DEFAULT_MODEL) -> list:
-    """Sensor output (t, acc) of the whole stream at every state, from one true signal."""
+    """Sensor output (t, acc) of the whole stream at every state, from one true signal.
+
+    The stream is emulated in CHUNK_S pieces, so memory stays bounded for hours of data.
+    """
     outputs = [([], []) for _ in states]
     margin = max(c.filter_window for c in states) + 2
     for a in np.arange(0.0, stream.duration_s, CHUNK_S):
@@ -134,7 +120,7 @@ def subject_stream(subject: int, minutes: float, segment_s: float, seed: int) ->
 def stream_windows(stream: ActivityStream, config: SensorConfig, rng: np.random.Generator,
                    model: SensorModel = DEFAULT_MODEL) -> Windows:
     """All full windows of ``stream`` at ``config``, labelled by their centre."""
-    t, acc = emulate_stream(stream, config, rng, model=model)
+    [(t, acc)] = emulate_states(stream, [config], rng, model)
     ends = window_ends(0.0, stream.duration_s)
     features, kept = stream_features(t, acc, ends)
     labels = stream.label_at(ends[kept] - WINDOW_S / 2)
@@ -198,6 +184,6 @@ def synthetic_recording(minutes: float, segment_s: float, subject: int, seed: in
     from adaptive_perception.activity.recordings import Recording
     stream = subject_stream(subject, minutes, segment_s, seed)
     rng = np.random.default_rng([seed, subject, 0x5F])
-    t, acc = emulate_stream(stream, config, rng, model=model)
+    [(t, acc)] = emulate_states(stream, [config], rng, model)
     labels = np.array(ACTIVITIES)[stream.label_at(t)]
     return Recording(t, acc, labels, name=f'synthetic subject {subject} at {config.name}')

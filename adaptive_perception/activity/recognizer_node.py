@@ -242,12 +242,12 @@ class ActivityRecognizer(Node):
     def _on_imu(self, msg: Imu) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         a = msg.linear_acceleration
-        refused = sum(self.windows.refused.values())
+        accepted = self.windows.accepted
         for window in self.windows.push(stamp, (a.x, a.y, a.z)):
             self._classify(window, msg.header.frame_id)
-        if sum(self.windows.refused.values()) > refused:
-            reason = max(self.windows.refused, key=self.windows.refused.get)
-            self._report('bad_samples', f'refused a sample ({reason}) at stamp {stamp:.6f}')
+        if self.windows.accepted == accepted:
+            self._report('bad_samples', f'refused a sample at stamp {stamp:.6f} '
+                         f'(refused so far: {dict(self.windows.refused)})')
 
     def _classify(self, window, frame_id: str) -> None:
         start = time.perf_counter()
