@@ -18,6 +18,7 @@ from adaptive_perception.launcher.plan import NodeSpec
 from adaptive_perception.launcher.processes import NodeProcess
 
 REPO = Path(__file__).resolve().parents[1]
+RETRY_S = 2.0  # a parameter request unanswered this long is sent again
 
 
 def node_env() -> dict:
@@ -79,8 +80,21 @@ class Probe:
         self.spin_until(lambda: client.service_is_ready(), timeout_s, f'{name} service')
         request = service.Request(parameters=[
             Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        future = client.call_async(request)
-        self.spin_until(future.done, timeout_s, f'{name} response')
+        # service_is_ready() means the server's request reader is matched, not that the
+        # server has matched this client's response reader yet: an early response can be
+        # lost. Setting the same values again is harmless, so ask again until answered.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            future = client.call_async(request)
+            try:
+                self.spin_until(future.done, min(RETRY_S, max(0.0, deadline - time.monotonic())),
+                                f'{name} response')
+                break
+            except AssertionError:
+                client.remove_pending_request(future)
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f'timed out after {timeout_s} s waiting for '
+                                         f'{name} response') from None
         self.node.destroy_client(client)
         return future.result().result if atomically else future.result().results
 

@@ -226,6 +226,7 @@ class ActivityRecognizer(Node):
             if wanted != self.confirmed:
                 self._request(wanted)
         elif time.monotonic() - sent > self._request_timeout_s:
+            self._client.remove_pending_request(future)   # asked again at the next window
             self._pending = None
             self._report('request_timeout', f'driver {self._driver} did not answer the '
                          f'request for {config.name} within {self._request_timeout_s:g} s')
