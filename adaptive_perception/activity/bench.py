@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptive_perception.activity.classifier import ActivityClassifier
-from adaptive_perception.activity.dataset import VAL_SUBJECTS, emulate_states
+from adaptive_perception.activity.dataset import VAL_SUBJECTS, emulate_states, switched_window
 from adaptive_perception.activity.features import HOP_S, WINDOW_S, window_features
 from adaptive_perception.activity.generator import ActivityStream, Subject, schedule
 from adaptive_perception.activity.sensor import CONFIGS, DEFAULT_MODEL, SensorModel
@@ -59,13 +59,8 @@ def replay(stream: ActivityStream, outputs: list, states, classifier: ActivityCl
         k = int(end) - 1                       # the second that just finished
         if spot is not None and k < seconds:
             state_of_second[k] = spot.state
-        parts_t, parts_a = [], []
-        for second in (k - 1, k):              # a window holds the last two seconds
-            t, acc = outputs[state_of_second[second]]
-            lo, hi = np.searchsorted(t, [second, second + 1], side='right')
-            parts_t.append(t[lo:hi])
-            parts_a.append(acc[lo:hi])
-        features = window_features(np.concatenate(parts_t), np.concatenate(parts_a))
+        t, acc = switched_window(outputs, end, state_of_second[k - 1], state_of_second[k])
+        features = window_features(t, acc)
         probabilities = classifier.probabilities(features)[0]
         label = int(probabilities.argmax())
         windows += 1

@@ -83,6 +83,22 @@ def emulate_states(stream: ActivityStream, states, rng: np.random.Generator,
     return [(np.concatenate(t), np.concatenate(a)) for t, a in outputs]
 
 
+def switched_window(outputs: list, end: float, first: int, second: int) -> tuple:
+    """Return the samples (t, acc) of the window ending at ``end``, across a state change.
+
+    Its first second comes from state ``first``'s output, its second from state
+    ``second``'s (``outputs`` as ``emulate_states`` returns them): what the
+    recognizer sees when the state changed in between.
+    """
+    times, readings = [], []
+    for start, state in ((end - 2 * HOP_S, first), (end - HOP_S, second)):
+        t, acc = outputs[state]
+        lo, hi = np.searchsorted(t, [start, start + HOP_S], side='right')
+        times.append(t[lo:hi])
+        readings.append(acc[lo:hi])
+    return np.concatenate(times), np.concatenate(readings)
+
+
 def switching_windows(stream: ActivityStream, states, rng: np.random.Generator,
                       model: SensorModel = DEFAULT_MODEL) -> Windows:
     """Windows whose two seconds come from two random states, as after a SPOT switch.
@@ -96,15 +112,9 @@ def switching_windows(stream: ActivityStream, states, rng: np.random.Generator,
     ends = window_ends(0.0, stream.duration_s)
     rows, kept = [], []
     for end in ends:
-        parts = []
-        for second, state in zip((end - 2 * HOP_S, end - HOP_S),
-                                 rng.integers(len(states), size=2), strict=True):
-            t, acc = outputs[state]
-            lo, hi = np.searchsorted(t, [second, second + HOP_S], side='right')
-            parts.append((t[lo:hi], acc[lo:hi]))
-        t = np.concatenate([p[0] for p in parts])
+        t, acc = switched_window(outputs, end, *rng.integers(len(states), size=2))
         if len(t) >= MIN_SAMPLES:
-            rows.append(window_features(t, np.concatenate([p[1] for p in parts])))
+            rows.append(window_features(t, acc))
             kept.append(end)
     labels = stream.label_at(np.array(kept) - WINDOW_S / 2)
     return Windows(np.stack(rows), labels.astype(np.int64))
