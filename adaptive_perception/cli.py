@@ -165,6 +165,88 @@ def _detector_eval_args(parser) -> None:
     parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images')
 
 
+def _data_dense(args) -> int:
+    from adaptive_perception.multitask.dataset import write_dataset
+    out = write_dataset(Path(args.out), args.count, args.seed, args.size)
+    print(f'written {args.count} scenes to {out}')
+    return 0
+
+
+def _dense(path, count: int, seed: int, size: int) -> tuple:
+    """(DenseArrays, description): a dataset folder, or the generated scenes."""
+    from adaptive_perception.multitask.dataset import generate_dataset_arrays, load_dataset
+    if path:
+        return load_dataset(Path(path), size), f'folder:{Path(path).resolve()}'
+    return (generate_dataset_arrays(count, seed, size),
+            f'generated:seed={seed},count={count},size={size}')
+
+
+def _dense_args(parser, split: str, count: int, seed: int) -> None:
+    parser.add_argument(f'--{split}', help=f'{split} dataset folder (default: generated scenes)')
+    parser.add_argument(f'--{split}-count', type=int, default=count,
+                        help='generated scenes (without a folder)')
+    parser.add_argument(f'--{split}-seed', type=int, default=seed, help='generator seed')
+
+
+def _train_adamtl(args) -> int:
+    from adaptive_perception.multitask.model import ModelConfig
+    from adaptive_perception.multitask.train import Schedule, train_adamtl
+    size = ModelConfig().image_size
+    train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
+    val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
+    schedule = Schedule.smoke() if args.smoke else Schedule(
+        static=args.epochs_static, fine_tune=args.epochs_fine_tune,
+        alternating_rounds=args.alternating_rounds)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    train_adamtl(train, val, out, schedule, seed=args.seed, alpha=args.alpha,
+                 skip_rate=args.skip_rate,
+                 single_task=not args.no_single_task, jobs=args.jobs,
+                 static_from=args.static_from, train_description=train_text,
+                 val_description=val_text,
+                 provenance={'command': ' '.join(sys.argv), 'train': train_text,
+                             'val': val_text})
+    print(f'written {out}')
+    return 0
+
+
+def _export_adamtl(args) -> int:
+    from adaptive_perception.multitask.export import export_adamtl
+    export_adamtl(Path(args.checkpoint), Path(args.out), args.references)
+    print(f'written {args.out}')
+    return 0
+
+
+def _eval_adamtl(args) -> int:
+    import json
+
+    from adaptive_perception.multitask.engine import MultiTaskEngine
+    from adaptive_perception.multitask.evaluate import evaluate_report
+    engine = MultiTaskEngine(args.model_dir, args.providers, args.threads)
+    data, text = _dense(args.data, args.data_count, args.data_seed, engine.input_size)
+    report = evaluate_report(engine, data, text, args.policies)
+    print(json.dumps(report, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + '\n')
+    return 0
+
+
+def _bench_multitask(args) -> int:
+    from adaptive_perception.multitask.bench import run_bench_multitask
+    from adaptive_perception.multitask.model import ModelConfig
+    data, text = _dense(args.data, args.data_count, args.data_seed, ModelConfig().image_size)
+    run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
+                        args.threads)
+    return 0
+
+
+def _multitask_model_dir(parser) -> None:
+    from adaptive_perception.launcher.plan import share_dir
+    parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adamtl'),
+                        help='exported model (default: the installed models/adamtl)')
+    parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (also used by the tests)."""
     parser = argparse.ArgumentParser(prog='adaptive-perception', description=__doc__.split(
@@ -210,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     imu.add_argument('--state', default='F100_A128', help='sensor configuration, e.g. F50_A16')
     _activity_common(imu, None)
     imu.set_defaults(func=_data_imu)
+    dense = datasets.add_parser('dense', help='dense-prediction scenes for the multi-task '
+                                              'model (segmentation, depth, normals, saliency)')
+    dense.add_argument('--out', required=True, help='dataset folder (format: README)')
+    dense.add_argument('--count', type=int, default=4000, help='number of scenes')
+    dense.add_argument('--seed', type=int, default=0)
+    dense.add_argument('--size', type=int, default=64, help='image side in pixels')
+    dense.set_defaults(func=_data_dense)
 
     cluster = commands.add_parser('cluster', help='spatial-context clustering of COCO classes')
     cluster.add_argument('--annotations', required=True, help='COCO annotation JSON')
@@ -253,6 +342,29 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument('--smoke', action='store_true', help='tiny run for CI')
     _activity_common(activity, 8.0)
     activity.set_defaults(func=_train_activity)
+    adamtl = train_models.add_parser('adamtl', help='adaptive multi-task transformer: static, '
+                                                    'policy init, co-training; single-task '
+                                                    'references')
+    _dense_args(adamtl, 'train', 4000, 0)
+    _dense_args(adamtl, 'val', 500, 1)
+    adamtl.add_argument('--out', required=True, help='checkpoint file (.pt)')
+    adamtl.add_argument('--seed', type=int, default=0)
+    adamtl.add_argument('--epochs-static', type=int, default=30,
+                        help='stage 1 (and each single-task model)')
+    adamtl.add_argument('--alternating-rounds', type=int, default=1,
+                        help='stage 3a: epochs per task')
+    adamtl.add_argument('--epochs-fine-tune', type=int, default=12, help='stage 3b')
+    adamtl.add_argument('--alpha', type=float, default=1.0, help='efficiency loss weight')
+    adamtl.add_argument('--skip-rate', type=float, default=0.2,
+                        help='stage 1: stochastic depth for blocks and tokens')
+    adamtl.add_argument('--no-single-task', action='store_true',
+                        help='skip the single-task reference models')
+    adamtl.add_argument('--static-from', help='reuse stage 1 and the single-task references '
+                                              'of an earlier checkpoint (same data/settings)')
+    adamtl.add_argument('--jobs', type=int, choices=[1, 2], default=1,
+                        help='2: train the single-task models in a second process')
+    adamtl.add_argument('--smoke', action='store_true', help='tiny run for CI')
+    adamtl.set_defaults(func=_train_adamtl)
 
     export = commands.add_parser('export', help='export a trained model to ONNX')
     export_models = export.add_subparsers(dest='model', required=True)
@@ -260,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--checkpoint', required=True)
     adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
     adacon.set_defaults(func=_export_adacon)
+    adamtl = export_models.add_parser('adamtl', help='one graph per block, policy, decoder '
+                                                     '+ manifest.json')
+    adamtl.add_argument('--checkpoint', required=True)
+    adamtl.add_argument('--out', required=True, help='model directory, e.g. models/adamtl')
+    adamtl.add_argument('--references', help='take the single-task references from this '
+                                             'checkpoint (same stage 1, e.g. the run '
+                                             'that --static-from reused)')
+    adamtl.set_defaults(func=_export_adamtl)
 
     evaluate = commands.add_parser('eval', help='score an exported model')
     eval_models = evaluate.add_subparsers(dest='model', required=True)
@@ -277,6 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument('--out', help='JSON report')
     _activity_common(activity, 8.0)
     activity.set_defaults(func=_eval_activity)
+    adamtl = eval_models.add_parser('adamtl', help='per task and policy: mIoU, depth RMSE, '
+                                                   'normals error, saliency maxF, delta_m')
+    _multitask_model_dir(adamtl)
+    _dense_args(adamtl, 'data', 500, 1)
+    adamtl.add_argument('--policies', nargs='+', default=None,
+                        help='policies to score (default: all in the model)')
+    adamtl.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'],
+                        help='ONNX Runtime execution providers, in order of preference')
+    adamtl.add_argument('--out', help='JSON report')
+    adamtl.set_defaults(func=_eval_adamtl)
 
     explore = commands.add_parser('explore', help='design-space exploration')
     explore_models = explore.add_subparsers(dest='model', required=True)
@@ -309,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument('--out', default='reports/bench_activity.json', help='JSON result')
     _activity_common(activity, None)
     activity.set_defaults(func=_bench_activity)
+    multitask = targets.add_parser('multitask', help='AdaMTL policies vs static: scores, '
+                                                     'delta_m, FLOPs, latency, histogram')
+    _multitask_model_dir(multitask)
+    _dense_args(multitask, 'data', 500, 1)
+    multitask.add_argument('--checkpoint', help='also time the PyTorch model (runtime choice)')
+    multitask.add_argument('--out', default='reports/bench_multitask', help='folder')
+    multitask.set_defaults(func=_bench_multitask)
     return parser
 
 

@@ -11,6 +11,7 @@ EXECUTABLES = {
     'power_monitor': 'adaptive_perception.power.monitor_node',
     'power_simulator': 'adaptive_perception.power.simulator_node',
     'adacon_detector': 'adaptive_perception.detection.detector_node',
+    'adamtl_multitask': 'adaptive_perception.multitask.node',
     'camera_source': 'adaptive_perception.sources.camera_node',
     'imu_simulator': 'adaptive_perception.activity.simulator_node',
     'activity_recognizer': 'adaptive_perception.activity.recognizer_node',

@@ -33,3 +33,17 @@ def launch(tmp_path):
     yield start
     for node in started:
         node.stop()
+
+
+@pytest.fixture(scope='session')
+def random_adamtl(tmp_path_factory):
+    """A small untrained AdaMTL, exported once per session: (model dir, PyTorch model)."""
+    import torch
+
+    from adaptive_perception.multitask.export import export_random_model
+    from adaptive_perception.multitask.model import AdaMTL, ModelConfig
+    model_dir = export_random_model(tmp_path_factory.mktemp('adamtl'), seed=0)
+    checkpoint = torch.load(model_dir / 'model.pt', weights_only=False)
+    model = AdaMTL(ModelConfig.from_json(checkpoint['config']))
+    model.load_state_dict(checkpoint['state_dict'])
+    return model_dir, model.eval()

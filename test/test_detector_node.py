@@ -17,10 +17,10 @@ from adaptive_perception.detection.detector_node import (
     OUTPUT_QOS,
     OVERLAY_TOPIC,
 )
-from adaptive_perception.detection.images import rgb_to_image_fields
 from adaptive_perception.msg import DetectionArray
 from adaptive_perception.ros.diagnostics import as_float, values_of
 from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
+from adaptive_perception.runtime.images import rgb_to_image_fields
 from ros_harness import start_node
 
 TIMEOUT_S = 15.0

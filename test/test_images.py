@@ -1,16 +1,19 @@
-"""sensor_msgs image fields <-> RGB arrays, and every way an input image can be bad."""
+"""sensor_msgs image fields <-> arrays, every way an input image can be bad, the overlay."""
 
 import io
+import re
+import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from adaptive_perception.detection.images import (
+from adaptive_perception.detection.overlay import draw_overlay
+from adaptive_perception.runtime.images import (
     BadImage,
+    array_to_image_fields,
     compressed_to_rgb,
-    draw_overlay,
     image_to_rgb,
     rgb_to_image_fields,
 )
@@ -59,6 +62,42 @@ def test_rgb8_fields_round_trip():
     assert (out['encoding'], out['width'], out['height'], out['step']) == ('rgb8', 5, 3, 15)
     np.testing.assert_array_equal(image_to_rgb(**{k: v for k, v in out.items()
                                                   if k != 'is_bigendian'}), RGB)
+
+
+@pytest.mark.parametrize('encoding, array, dtype, channels', [
+    ('mono8', RNG.integers(0, 256, (3, 5), dtype=np.uint8), '=u1', 1),
+    ('32FC1', RNG.normal(size=(3, 5)).astype(np.float32), '=f4', 1),
+    ('32FC3', RNG.normal(size=(3, 5, 3)).astype(np.float32), '=f4', 3),
+])
+def test_output_arrays_round_trip_through_image_fields(encoding, array, dtype, channels):
+    out = array_to_image_fields(array, encoding)
+    assert (out['encoding'], out['height'], out['width']) == (encoding, 3, 5)
+    assert out['step'] == 5 * channels * np.dtype(dtype).itemsize
+    assert out['is_bigendian'] == (sys.byteorder == 'big')
+    order = '>' if out['is_bigendian'] else '<'
+    back = np.frombuffer(out['data'], np.dtype(dtype).newbyteorder(order))
+    np.testing.assert_array_equal(back.reshape(array.shape), array)
+
+
+def test_output_arrays_take_only_copies_in_row_order():
+    depth = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = array_to_image_fields(depth.T, '32FC1')   # a non-contiguous view
+    assert (out['height'], out['width'], out['step']) == (4, 3, 12)
+    np.testing.assert_array_equal(np.frombuffer(out['data'], np.float32).reshape(4, 3), depth.T)
+
+
+@pytest.mark.parametrize('array, encoding, message', [
+    (np.zeros((3, 5), np.float32), 'mono8', 'mono8 needs a non-empty uint8 array (H, W)'),
+    (np.zeros((3, 5, 1), np.uint8), 'mono8', 'got uint8 (3, 5, 1)'),
+    (np.zeros((3, 5), np.float64), '32FC1', 'needs a non-empty float32'),
+    (np.zeros((3, 5), np.float32), '32FC3', 'float32 array (H, W, 3), got float32 (3, 5)'),
+    (np.zeros((3, 5, 4), np.float32), '32FC3', 'got float32 (3, 5, 4)'),
+    (np.zeros((0, 5), np.uint8), 'mono8', 'non-empty'),
+    (np.zeros((3, 5), np.uint16), '16UC1', "encoding '16UC1'"),
+])
+def test_output_arrays_that_do_not_fit_the_encoding_are_refused(array, encoding, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        array_to_image_fields(array, encoding)
 
 
 def test_compressed_png_is_exact_and_jpeg_close():

@@ -22,14 +22,14 @@ from ros_harness import REPO
 def test_plan_selects_power_source_and_perception_nodes(tmp_path):
     names = [s.name for s in load_plan()]
     assert names == ['budget_manager', 'power_simulator', 'camera_source', 'imu_simulator',
-                     'adacon_detector', 'activity_recognizer']
+                     'adacon_detector', 'adamtl_multitask', 'activity_recognizer']
     assert [s.name for s in load_plan(power='real', camera='none', perception='none',
                                       imu='none')] == ['budget_manager', 'power_monitor']
     assert [s.name for s in load_plan(power='none', perception='adacon_detector')] == [
         'budget_manager', 'camera_source', 'imu_simulator', 'adacon_detector']
     # imu:=none: a real IMU driver publishes; the recognizer still runs
     assert [s.name for s in load_plan(power='none', camera='none', imu='none')] == [
-        'budget_manager', 'adacon_detector', 'activity_recognizer']
+        'budget_manager', 'adacon_detector', 'adamtl_multitask', 'activity_recognizer']
     assert [s.name for s in load_plan(perception='activity_recognizer', camera='none')] == [
         'budget_manager', 'power_simulator', 'imu_simulator', 'activity_recognizer']
     custom = tmp_path / 'edge.yaml'
@@ -92,6 +92,17 @@ def test_shipped_activity_parameters_fit_the_model_and_the_simulator():
     levels = plan['budget_manager'].parameters['level_names']
     assert len(recognizer['level_sensing']) == len(levels)
     assert recognizer['driver_node'] == '/imu_simulator'
+
+
+def test_shipped_multitask_parameters_parse_one_entry_per_level():
+    from adaptive_perception.multitask.levels import parse_level_choice
+    plan = {s.name: s for s in load_plan()}
+    multitask = plan['adamtl_multitask']
+    assert multitask.role == 'perception' and multitask.parameters['threads'] == 1
+    assert isinstance(multitask.parameters['level_timeout_s'], float)
+    choices = [parse_level_choice(e) for e in multitask.parameters['level_policies']]
+    assert len(choices) == len(plan['budget_manager'].parameters['level_names'])
+    assert choices[0].policy == 'static' and choices[0].tasks is None
 
 
 def _activity_state(t, label, sensor_state='F100_A128', current=180.0):
@@ -193,3 +204,35 @@ def test_cli_parses_the_documented_commands():
         parser.parse_args(['launch', 'edge', '--power', 'solar'])
     with pytest.raises(SystemExit):
         parser.parse_args(['launch', 'edge', '--imu', 'real'])
+
+
+def test_multitask_report_section_counts_images_per_task():
+    from adaptive_perception.launcher.report import (
+        multitask_line,
+        multitask_section,
+        multitask_summary,
+    )
+    outputs = ([{'t': 1.0 + i / 10, 'task': task, 'age_ms': 20.0 + i} for i in range(11)
+                for task in ('segmentation', 'depth')]
+               + [{'t': 1.0, 'task': 'normals', 'age_ms': 30.0}])
+    status = {'policy': 'low', 'tasks': 'segmentation,depth', 'frames': '11',
+              'frames_unwatched': '3', 'latency_p50_ms': '12.5', 'latency_p95_ms': '20',
+              'block_share_mean': '0.75', 'token_share_mean': '0.5', 'flops_mean': '2.5e+06'}
+    summary = multitask_summary(outputs, status)
+    assert summary['messages'] == 23
+    tasks = summary['tasks']
+    assert [tasks[t]['messages'] for t in ('segmentation', 'depth', 'normals', 'saliency')] == [
+        11, 11, 1, 0]
+    assert tasks['depth']['rate_hz'] == pytest.approx(10.0)
+    assert tasks['depth']['age_p50_ms'] == 25.0
+    section = multitask_section(summary)
+    for text in ('## Multi-task (adamtl_multitask)', '| depth | 11 | 10 | 25 |',
+                 '| normals | 1 | - | 30 |', '| saliency | 0 | - | - |', 'policy low',
+                 'tasks allowed segmentation,depth; 11 frames run, 3 unwatched',
+                 'latency p50 12.5 ms, p95 20 ms', 'mean block share 0.75, token share 0.5',
+                 'MFLOPs/frame 2.5'):
+        assert text in section, (text, section)
+    assert multitask_line(summary).startswith(
+        'multitask: segmentation 11, depth 11, normals 1, saliency 0 images; policy low')
+    assert 'no task output arrived' in multitask_section(multitask_summary([], None))
+    assert 'no diagnostics from the node' in multitask_section(multitask_summary([], None))

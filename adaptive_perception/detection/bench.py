@@ -27,8 +27,8 @@ from std_msgs.msg import Header
 
 from adaptive_perception.detection.detector_node import AdaConDetector
 from adaptive_perception.detection.evaluate import evaluate, load_rgb
-from adaptive_perception.detection.images import rgb_to_image_fields
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Manifest, parse_mode
+from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.runtime.onnx_sessions import CPU
 
 

@@ -17,6 +17,8 @@ from adaptive_perception.launcher.processes import start_all, stop_all
 from adaptive_perception.launcher.report import (
     activity_line,
     activity_summary,
+    multitask_line,
+    multitask_summary,
     node_table,
     write_report,
 )
@@ -63,11 +65,16 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
     recognizer = any(s.executable == 'activity_recognizer' for s in specs)
     activity = ({'states': monitor.activity_states, 'truth_events': monitor.truth_events}
                 if recognizer or monitor.activity_states else None)
+    # The multi-task section likewise; its diagnostics are found under the node's name.
+    multitask_node = next((s.name for s in specs if s.executable == 'adamtl_multitask'),
+                          'adamtl_multitask' if monitor.multitask_outputs else None)
+    multitask = ({'node': multitask_node, 'outputs': monitor.multitask_outputs}
+                 if multitask_node else None)
     paths = write_report(
         report_dir, monitor.samples, monitor.level_events, monitor.statuses,
         manager.get('battery_thresholds', defaults.battery_thresholds),
         manager.get('temperature_thresholds_c', defaults.temperature_thresholds_c),
-        manager.get('level_names', defaults.level_names), activity)
+        manager.get('level_names', defaults.level_names), activity, multitask)
     print(node_table(monitor.statuses))
     print(f'level changes: {len(monitor.level_events) - 1 if monitor.level_events else 0}')
     for event in monitor.level_events:
@@ -75,6 +82,9 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
               f'{event["reason"]}')
     if activity is not None:
         print(activity_line(activity_summary(activity['states'], activity['truth_events'])))
+    if multitask is not None:
+        print(multitask_line(multitask_summary(multitask['outputs'],
+                                               monitor.statuses.get(multitask_node))))
     print(f'report: {paths["plot"]}, {paths["table"]}, {paths["data"]}')
     # SIGINT-stopped nodes exit 0; a node that exits on its own with 0 (e.g. power_monitor
     # on a machine without sysfs power data) has said why in its log.

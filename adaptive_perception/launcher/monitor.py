@@ -1,7 +1,10 @@
-"""A node that watches the running pipeline: power, level, activity and node diagnostics.
+"""A node that watches the running pipeline: power, level, outputs and node diagnostics.
 
 Used by ``adaptive-perception launch edge`` for its one-line live status and the
-report written at exit. It only subscribes; it changes nothing.
+report written at exit. It only subscribes. One subscription has an effect:
+``adamtl_multitask`` computes a task only while its topic has a subscriber, so
+the monitor, standing in for the application that uses the maps, makes it compute
+every task its level allows.
 """
 
 import math
@@ -9,12 +12,14 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from sensor_msgs.msg import BatteryState, Temperature
+from sensor_msgs.msg import BatteryState, Image, Temperature
 from std_msgs.msg import String
 
 from adaptive_perception.activity.recognizer_node import ACTIVITY_TOPIC, OUTPUT_QOS
 from adaptive_perception.activity.simulator_node import ACTIVITY_TRUTH_QOS, ACTIVITY_TRUTH_TOPIC
 from adaptive_perception.msg import ActivityState, ExecutionLevel
+from adaptive_perception.multitask.node import OUTPUT_QOS as MULTITASK_QOS
+from adaptive_perception.multitask.node import TASK_TOPICS
 from adaptive_perception.ros import diagnostics
 from adaptive_perception.ros.interfaces import (
     BATTERY_TOPIC,
@@ -45,6 +50,8 @@ class EdgeMonitor(Node):
         # requested_sensor_state, sensor_current_ua, level
         self.activity_states = []
         self.truth_events = []  # dicts: t, label; the simulator's true activity, on change
+        # every multi-task output image: t, task, age_ms (arrival - header stamp)
+        self.multitask_outputs = []
         self.create_subscription(BatteryState, BATTERY_TOPIC, self._on_battery, POWER_QOS)
         self.create_subscription(Temperature, TEMPERATURE_TOPIC, self._on_temperature, POWER_QOS)
         self.create_subscription(ExecutionLevel, EXECUTION_LEVEL_TOPIC, self._on_level,
@@ -54,6 +61,9 @@ class EdgeMonitor(Node):
         self.create_subscription(ActivityState, ACTIVITY_TOPIC, self._on_activity, OUTPUT_QOS)
         self.create_subscription(String, ACTIVITY_TRUTH_TOPIC, self._on_truth,
                                  ACTIVITY_TRUTH_QOS)
+        for task, topic in TASK_TOPICS.items():
+            self.create_subscription(Image, topic, lambda msg, task=task: self._on_task_output(
+                task, msg), MULTITASK_QOS)
         self.create_timer(sample_period_s, self._sample)
 
     def elapsed(self) -> float:
@@ -78,6 +88,12 @@ class EdgeMonitor(Node):
             'label': msg.label, 'confidence': msg.confidence, 'sensor_state': msg.sensor_state,
             'requested_sensor_state': msg.requested_sensor_state,
             'sensor_current_ua': msg.sensor_current_ua, 'level': msg.level})
+
+    def _on_task_output(self, task, msg):
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.multitask_outputs.append({
+            't': self.elapsed(), 'task': task,
+            'age_ms': (self.get_clock().now().nanoseconds - stamp_ns) / 1e6})
 
     def _on_truth(self, msg):
         if not self.truth_events or self.truth_events[-1]['label'] != msg.data:

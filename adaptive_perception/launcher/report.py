@@ -2,6 +2,7 @@
 
 import json
 import math
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 from adaptive_perception.activity.features import HOP_S, WINDOW_S  # noqa: E402
+from adaptive_perception.multitask.scenes import TASKS  # noqa: E402
 
 TABLE_COLUMNS = [  # (diagnostics key, header)
     ('severity', 'status'), ('applied_level', 'level'), ('level_source', 'source'),
@@ -136,6 +138,13 @@ def activity_section(summary: dict, max_timeline: int = 40) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _ratio(truth: dict, prefix: str) -> str:
     compared = truth[f'{prefix}compared']
     if not compared:
@@ -154,13 +163,70 @@ def activity_line(summary: dict) -> str:
     return text
 
 
+def multitask_summary(outputs: list, status: dict | None) -> dict:
+    """Summarise the multi-task node's output images and its last diagnostics (no ROS).
+
+    ``outputs``: one dict per image as ``EdgeMonitor`` received it (``t``: arrival, s
+    since the start; ``task``; ``age_ms``: arrival minus the header stamp, i.e. the
+    camera frame's age). ``status``: the node's last diagnostics values, or None.
+    """
+    tasks = {}
+    for task in TASKS:
+        times = [o['t'] for o in outputs if o['task'] == task]
+        ages = [o['age_ms'] for o in outputs if o['task'] == task]
+        span = times[-1] - times[0] if times else 0.0
+        tasks[task] = {'messages': len(times),
+                       'rate_hz': (len(times) - 1) / span if span > 0 else math.nan,
+                       'age_p50_ms': statistics.median(ages) if ages else math.nan}
+    return {'messages': len(outputs), 'tasks': tasks, 'node': status}
+
+
+def multitask_section(summary: dict, node_name: str = 'adamtl_multitask') -> str:
+    """Return the report's markdown section on the multi-task node."""
+    lines = [f'## Multi-task ({node_name})', '']
+    if not summary['messages']:
+        lines.append(f'- no task output arrived on /adaptive_perception/multitask/*: see '
+                     f'logs/{node_name}.log')
+    else:
+        lines += ['| task | images | rate Hz | frame age on arrival p50 ms |',
+                  '| --- | --- | --- | --- |']
+        lines += [f'| {task} | {v["messages"]} | {_cell(v["rate_hz"])} | '
+                  f'{_cell(v["age_p50_ms"])} |' for task, v in summary['tasks'].items()]
+        lines.append('')
+    node = summary['node']
+    if node is None:
+        lines.append('- no diagnostics from the node')
+    else:
+        lines.append(
+            f'- last diagnostics: policy {node.get("policy", "-")}, tasks allowed '
+            f'{node.get("tasks") or "-"}; {_cell(node.get("frames", "-"))} frames run, '
+            f'{_cell(node.get("frames_unwatched", "-"))} unwatched; latency p50 '
+            f'{_cell(node.get("latency_p50_ms", "-"))} ms, p95 '
+            f'{_cell(node.get("latency_p95_ms", "-"))} ms; mean block share '
+            f'{_cell(node.get("block_share_mean", "-"))}, token share '
+            f'{_cell(node.get("token_share_mean", "-"))}, MFLOPs/frame '
+            f'{_cell(_number(node.get("flops_mean")) / 1e6)}')
+    return '\n'.join(lines) + '\n'
+
+
+def multitask_line(summary: dict) -> str:
+    """One line for the console: images per task, the policy, the mean block share."""
+    counts = ', '.join(f'{task} {v["messages"]}' for task, v in summary['tasks'].items())
+    node = summary['node'] or {}
+    return (f'multitask: {counts} images; policy {node.get("policy", "-")}, mean block share '
+            f'{_cell(node.get("block_share_mean", "-"))}, token share '
+            f'{_cell(node.get("token_share_mean", "-"))}')
+
+
 def write_report(out_dir: Path, samples: list, level_events: list, statuses: dict,
                  battery_thresholds=(), temperature_thresholds_c=(), level_names=(),
-                 activity: dict | None = None) -> dict:
+                 activity: dict | None = None, multitask: dict | None = None) -> dict:
     """Write edge_report.png / .md / .json into ``out_dir``; return their paths.
 
     ``activity`` (when the recognizer ran): ``{'states': [...], 'truth_events': [...]}``
     as ``EdgeMonitor`` records them; adds the activity section, panel and series.
+    ``multitask`` (when the multi-task node ran): ``{'node': its name, 'outputs': [...]}``;
+    adds the multi-task section and series.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {'plot': out_dir / 'edge_report.png', 'table': out_dir / 'edge_report.md',
@@ -172,6 +238,10 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
     changes = '\n'.join(f'- {e["t"]:.1f} s: level {e["level"]} ({e["level_name"]}): '
                         f'{e["reason"]}' for e in level_events)
     section = f'\n{activity_section(summary)}' if summary else ''
+    tasks = (multitask_summary(multitask['outputs'], statuses.get(multitask['node']))
+             if multitask is not None else None)
+    if tasks is not None:
+        section += f'\n{multitask_section(tasks, multitask["node"])}'
     paths['table'].write_text(f'# Edge run report\n\n## Nodes (last diagnostics)\n\n'
                               f'{node_table(statuses)}\n\n## Level changes\n\n'
                               f'{changes or "- none"}\n{section}')
@@ -179,6 +249,8 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
     if summary:
         data['activity'] = {'summary': summary, 'states': activity['states'],
                             'truth_events': activity['truth_events']}
+    if tasks is not None:
+        data['multitask'] = {'summary': tasks, 'outputs': multitask['outputs']}
     paths['data'].write_text(json.dumps(data, indent=1, default=str))
     return paths
 

@@ -10,9 +10,9 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from adaptive_perception.detection.images import rgb_to_image_fields
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.ros.run import run_node, set_timer_period
+from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.sources.frames import open_source
 
 CAMERA_TOPIC = '/camera/image_raw'

@@ -2,13 +2,14 @@
 
 Inputs come from other processes and may be wrong in every way a message can be:
 each problem raises ``BadImage`` with a reason a person can act on, before any
-pixel is touched. Outputs are rgb8 fields and a debug overlay.
+pixel is touched. Outputs are rgb8 camera frames and the per-pixel maps of the
+multi-task node (class ids, depth, normals, saliency) in their standard encodings.
 """
 
 import io
+import sys
 from array import array
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -84,37 +85,40 @@ def compressed_to_rgb(fmt: str, data, max_pixels: int = MAX_PIXELS) -> np.ndarra
 
 
 def rgb_to_image_fields(rgb: np.ndarray) -> dict:
-    """RGB uint8 (H, W, 3) -> keyword arguments for ``sensor_msgs/Image`` (rgb8).
-
-    ``data`` is an ``array('B')``: the message takes it without checking every byte.
-    """
+    """RGB uint8 (H, W, 3) -> keyword arguments for ``sensor_msgs/Image`` (rgb8)."""
     height, width = rgb.shape[:2]
     return {'encoding': 'rgb8', 'height': height, 'width': width, 'step': width * 3,
-            'is_bigendian': 0, 'data': array('B', np.ascontiguousarray(rgb).tobytes())}
+            'is_bigendian': 0, 'data': _message_bytes(rgb)}
 
 
-def _colour(class_id: int) -> tuple:
-    """Pick a stable, bright colour for a class."""
-    hue = (class_id * 47) % 180
-    hsv = np.uint8([[[hue, 220, 255]]])
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+# encoding -> (dtype, channels) of the per-pixel outputs array_to_image_fields writes.
+OUTPUT_ENCODINGS = {'mono8': (np.dtype(np.uint8), 1), '32FC1': (np.dtype(np.float32), 1),
+                    '32FC3': (np.dtype(np.float32), 3)}
 
 
-def draw_overlay(rgb: np.ndarray, detections) -> np.ndarray:
-    """Draw each detection's box, class name and score on a copy of ``rgb``.
+def array_to_image_fields(array: np.ndarray, encoding: str) -> dict:
+    """Per-pixel output -> keyword arguments for ``sensor_msgs/Image`` in ``encoding``.
 
-    ``detections``: objects with class_id, class_name, score, x_min .. y_max.
+    'mono8': uint8 (H, W); '32FC1': float32 (H, W); '32FC3': float32 (H, W, 3).
+    The bytes are written in this machine's order and ``is_bigendian`` says which,
+    so a receiver on another architecture can still read the floats. A dtype or
+    shape that does not fit the encoding is a programming error: ValueError.
     """
-    out = np.ascontiguousarray(rgb).copy()
-    scale = max(0.35, min(out.shape[:2]) / 800)
-    for d in detections:
-        colour = _colour(d.class_id)
-        top_left = (int(round(d.x_min)), int(round(d.y_min)))
-        cv2.rectangle(out, top_left, (int(round(d.x_max)), int(round(d.y_max))), colour, 1)
-        label = f'{d.class_name} {d.score:.2f}'
-        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        x, y = top_left[0], max(top_left[1], h + 2)
-        cv2.rectangle(out, (x, y - h - 2), (x + w, y), colour, -1)
-        cv2.putText(out, label, (x, y - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return out
+    if encoding not in OUTPUT_ENCODINGS:
+        raise ValueError(f'encoding {encoding!r}: expected one of {", ".join(OUTPUT_ENCODINGS)}')
+    dtype, channels = OUTPUT_ENCODINGS[encoding]
+    shape = '(H, W)' if channels == 1 else f'(H, W, {channels})'
+    fits = (array.ndim == 2 if channels == 1
+            else array.ndim == 3 and array.shape[2] == channels)
+    if array.dtype != dtype or not fits or 0 in array.shape:
+        raise ValueError(f'{encoding} needs a non-empty {dtype} array {shape}, got '
+                         f'{array.dtype} {array.shape}')
+    height, width = array.shape[:2]
+    return {'encoding': encoding, 'height': height, 'width': width,
+            'step': width * channels * dtype.itemsize,
+            'is_bigendian': int(sys.byteorder == 'big'), 'data': _message_bytes(array)}
+
+
+def _message_bytes(pixels: np.ndarray) -> array:
+    """Copy the pixels into an ``array('B')``, which a message takes without checking bytes."""
+    return array('B', np.ascontiguousarray(pixels).tobytes())

@@ -1,0 +1,1 @@
+"""AdaMTL: the adaptive multi-task vision transformer for four dense tasks."""

@@ -1,0 +1,202 @@
+"""``bench multitask``: every resident policy against the static model, in one run.
+
+Frames are interleaved: each frame goes through every configuration in a rotating
+order, so that a slow stretch of the machine hits them all alike and latency ratios
+are fair. Per configuration: task scores, delta_m against static (and single-task
+models where the references apply), mean FLOPs, block and token shares, latency
+p50/p95 of the runtime's ``infer`` at batch 1. Configurations: the static model, each
+trained policy, a random policy keeping the same shares as ``low`` (the ablation's
+baseline), and ``low`` with tasks dropped as a level may do.
+
+Input dependence: a histogram of per-frame FLOPs per policy (PNG) and the rank
+correlation between a frame's FLOPs and its number of objects.
+
+Runtime choice: with ``--checkpoint``, the PyTorch model (``run_adaptive``) is timed
+on the same frames next to ONNX Runtime.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from adaptive_perception.multitask.dataset import DenseArrays
+from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
+from adaptive_perception.multitask.evaluate import deltas, evaluate_engine
+from adaptive_perception.multitask.metrics import TaskScores
+
+TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
+TASK_DROP = ('low', ('segmentation', 'depth'))
+
+
+def _percentile_ms(seconds: list, q: float) -> float:
+    return float(np.percentile(seconds, q) * 1e3)
+
+
+def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> dict:
+    """Name -> (policy, tasks). The random policy copies ``low``'s measured shares."""
+    configs = {name: (name, engine.tasks) for name in engine.policies}
+    if 'low' in engine.policies:
+        probe = evaluate_engine(engine, data.subset(range(min(50, len(data)))), 'low')
+        share = (probe['block_share'], probe['token_share'])
+        configs['random'] = (RandomPolicy(*share, seed=seed), engine.tasks)
+        policy, tasks = TASK_DROP
+        if all(t in engine.tasks for t in tasks):
+            configs[f'{policy}:{"+".join(tasks)}'] = (policy, tasks)
+    return configs
+
+
+def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5) -> dict:
+    """Run every frame through every configuration, interleaved; collect what it cost."""
+    names = list(configs)
+    scores = {name: TaskScores(len(data.class_names)) for name in names}
+    samples = {name: {'seconds': [], 'flops': [], 'blocks': [], 'tokens': []} for name in names}
+    for i in range(min(warmup, len(data))):
+        for name in names:
+            engine.infer(data.images[i], *configs[name], resize=False)
+    for i in range(len(data)):
+        for k in range(len(names)):
+            name = names[(i + k) % len(names)]
+            policy, tasks = configs[name]
+            start = time.perf_counter()
+            result = engine.infer(data.images[i], policy, tasks, resize=False)
+            samples[name]['seconds'].append(time.perf_counter() - start)
+            samples[name]['flops'].append(result.flops)
+            samples[name]['blocks'].append(result.block_share)
+            samples[name]['tokens'].append(result.token_share)
+            for task, answer in result.outputs.items():
+                prediction = answer.astype(np.float32) / 255.0 if task == 'saliency' else answer
+                scores[name].add(task, prediction[None], getattr(data, task)[i:i + 1])
+    return {name: {'scores': scores[name].result(), **samples[name]} for name in names}
+
+
+def _rows(measured: dict, engine: MultiTaskEngine, objects: np.ndarray,
+          data_description: str) -> dict:
+    static = measured[STATIC]
+    rows = {}
+    for name, m in measured.items():
+        scores = m['scores']
+        reference = {t: v for t, v in static['scores'].items() if t in scores}
+        row = {'scores': scores,
+               **deltas(scores, reference, engine.references, data_description),
+               'flops_mean': float(np.mean(m['flops'])),
+               'flops_vs_static': float(np.mean(m['flops']) / np.mean(static['flops'])),
+               'block_share': float(np.mean(m['blocks'])),
+               'token_share': float(np.mean(m['tokens'])),
+               'latency_p50_ms': _percentile_ms(m['seconds'], 50),
+               'latency_p95_ms': _percentile_ms(m['seconds'], 95),
+               'latency_p50_vs_static': float(np.median(m['seconds'])
+                                              / np.median(static['seconds']))}
+        if len(set(m['flops'])) > 1 and (objects >= 0).all():
+            row['flops_objects_spearman'] = float(spearmanr(m['flops'], objects).statistic)
+        rows[name] = row
+    return rows
+
+
+def runtime_comparison(checkpoint, engine: MultiTaskEngine, data: DenseArrays,
+                       frames: int = 100) -> dict:
+    """Median ``infer`` time, ONNX Runtime vs the PyTorch model, static and ``low``."""
+    import torch
+
+    from adaptive_perception.multitask.export import load_checkpoint
+    from adaptive_perception.multitask.model import normalise
+
+    model, _ = load_checkpoint(checkpoint)
+    torch.set_num_threads(1)  # as the node's sessions: one intra-op thread
+    out = {}
+    for policy in (STATIC, 'low'):
+        times = {'onnxruntime': [], 'pytorch': []}
+        for i in range(min(frames, len(data))):
+            start = time.perf_counter()
+            engine.infer(data.images[i], policy, resize=False)
+            times['onnxruntime'].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.run_adaptive(normalise(data.images[i:i + 1]),
+                               None if policy == STATIC else policy)
+            times['pytorch'].append(time.perf_counter() - start)
+        out[policy] = {k: _percentile_ms(v, 50) for k, v in times.items()}
+    return out
+
+
+def format_table(rows: dict) -> str:
+    """One line per configuration: scores, deltas, FLOPs, shares, latency."""
+    tasks = sorted({t for row in rows.values() for t in row['scores']})
+    head = (f'{"config":28s} ' + ' '.join(f'{t[:6]:>7s}' for t in tasks)
+            + '  dm_st%  dm_ST% MFLOPs  xFLOP blocks tokens p50ms p95ms xp50')
+    lines = [head]
+    for name, row in rows.items():
+        cells = ' '.join(f'{row["scores"][t]:7.3f}' if t in row['scores'] else f'{"-":>7s}'
+                         for t in tasks)
+        single = row.get('delta_m_single_task')
+        lines.append(
+            f'{name:28s} {cells} {row["delta_m_static"]:7.2f} '
+            f'{single if single is None else round(single, 2)!s:>7s} '
+            f'{row["flops_mean"] / 1e6:6.1f} {row["flops_vs_static"]:6.2f} '
+            f'{row["block_share"]:6.2f} {row["token_share"]:6.2f} '
+            f'{row["latency_p50_ms"]:5.2f} {row["latency_p95_ms"]:5.2f} '
+            f'{row["latency_p50_vs_static"]:5.2f}')
+    return '\n'.join(lines)
+
+
+def plot_histogram(measured: dict, path: Path) -> None:
+    """Per-frame FLOPs of each adaptive configuration, as a share of static."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    static = float(np.mean(measured[STATIC]['flops']))
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, m in measured.items():
+        if name == STATIC or len(set(m['flops'])) <= 1:
+            continue
+        axis.hist(np.asarray(m['flops']) / static * 100, bins=40, alpha=0.55, label=name)
+    axis.set_xlabel('per-frame FLOPs, % of the static model')
+    axis.set_ylabel('frames')
+    axis.set_title('AdaMTL: compute per frame depends on the input')
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def check_targets(rows: dict) -> dict:
+    """Check the issue's targets at the low-budget policy."""
+    low = rows.get('low')
+    if low is None:
+        return {}
+    return {
+        'flops_reduction': 1 - low['flops_vs_static'],
+        'flops_reduction_met': 1 - low['flops_vs_static'] >= TARGETS['flops_reduction'],
+        'latency_reduction': 1 - low['latency_p50_vs_static'],
+        'latency_reduction_met':
+            1 - low['latency_p50_vs_static'] >= TARGETS['latency_reduction'],
+        'delta_m_static': low['delta_m_static'],
+        'delta_m_met': low['delta_m_static'] >= TARGETS['delta_m_static'],
+    }
+
+
+def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out_dir,
+                        checkpoint=None, threads: int = 1, seed: int = 0) -> dict:
+    """Measure, print the table, write ``bench_multitask.json`` and the histogram."""
+    engine = MultiTaskEngine(model_dir, threads=threads)
+    configs = _configurations(engine, data, seed)
+    started = time.perf_counter()
+    measured = measure(engine, data, configs)
+    rows = _rows(measured, engine, data.objects, data_description)
+    report = {'model_dir': str(model_dir), 'data': data_description, 'frames': len(data),
+              'threads': threads, 'rows': rows, 'targets': check_targets(rows),
+              'seconds': round(time.perf_counter() - started, 1)}
+    if checkpoint:
+        report['runtime_comparison'] = runtime_comparison(checkpoint, engine, data)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_histogram(measured, out_dir / 'bench_multitask_flops.png')
+    (out_dir / 'bench_multitask.json').write_text(json.dumps(report, indent=1) + '\n')
+    print(format_table(rows))
+    print(json.dumps({'targets': report['targets'],
+                      'runtime_comparison': report.get('runtime_comparison')}, indent=1))
+    print(f'written {out_dir / "bench_multitask.json"} and '
+          f'{out_dir / "bench_multitask_flops.png"}')
+    return report

@@ -1,0 +1,100 @@
+"""Score AdaMTL per task and policy: the thesis's metrics and the multi-task delta.
+
+Metrics (``metrics.TaskScores``): segmentation mIoU, depth RMSE (m), normals mean
+angular error (degrees), saliency max-F. The multi-task delta (``delta_m``, %) is
+taken against the static model on the same data and, where the manifest's
+single-task references were measured on the same data, against single-task models.
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from adaptive_perception.multitask.dataset import DenseArrays
+from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine
+from adaptive_perception.multitask.metrics import TaskScores, multitask_delta
+from adaptive_perception.multitask.model import AdaMTL, normalise, postprocess
+
+
+def _prediction(task: str, answer: np.ndarray) -> np.ndarray:
+    """Engine output at model size -> what ``TaskScores`` takes for ``task``."""
+    if task == 'saliency':
+        return answer.astype(np.float32) / 255.0
+    return answer
+
+
+def score_model(model: AdaMTL, data: DenseArrays, policy: str | None = None,
+                batch_size: int = 64) -> dict:
+    """PyTorch masked pass with deterministic decisions -> scores per task."""
+    model.eval()
+    scores = TaskScores(len(data.class_names))
+    tasks = [t for t in model.config.tasks if t in data.tasks]
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            rows = slice(start, min(len(data), start + batch_size))
+            outputs, _ = model(normalise(data.images[rows]), policy, tasks)
+            for task, raw in outputs.items():
+                scores.add(task, postprocess(task, raw).numpy(),
+                           getattr(data, task)[rows])
+    return scores.result()
+
+
+def evaluate_engine(engine: MultiTaskEngine, data: DenseArrays, policy=STATIC,
+                    tasks=None) -> dict:
+    """Every frame through the runtime, one at a time as the node runs it.
+
+    Returns scores per task, FLOPs (mean and per frame), block/token shares and the
+    per-frame wall time of ``infer`` (seconds).
+    """
+    tasks = [t for t in (tasks or engine.tasks) if t in data.tasks]
+    if data.images.shape[1:3] != (engine.input_size, engine.input_size):
+        raise ValueError(f'data is {data.images.shape[2]}x{data.images.shape[1]}, the model '
+                         f'takes {engine.input_size}x{engine.input_size}: load it with '
+                         f'size={engine.input_size}')
+    scores = TaskScores(len(data.class_names))
+    flops, blocks, tokens, seconds = [], [], [], []
+    for i in range(len(data)):
+        start = time.perf_counter()
+        result = engine.infer(data.images[i], policy, tasks, resize=False)
+        seconds.append(time.perf_counter() - start)
+        for task, answer in result.outputs.items():
+            scores.add(task, _prediction(task, answer)[None],
+                       getattr(data, task)[i:i + 1])
+        flops.append(result.flops)
+        blocks.append(result.block_share)
+        tokens.append(result.token_share)
+    return {'scores': scores.result(), 'flops_mean': float(np.mean(flops)),
+            'flops': flops, 'block_share': float(np.mean(blocks)),
+            'token_share': float(np.mean(tokens)), 'seconds': seconds}
+
+
+def deltas(scores: dict, static: dict, references: dict, data_description: str) -> dict:
+    """delta_m vs static and, if measured on this data, vs the single-task models."""
+    out = {'delta_m_static': multitask_delta(scores, static)}
+    single = references.get('single_task')
+    if single and single.get('data') == data_description:
+        out['delta_m_single_task'] = multitask_delta(scores, single['scores'])
+    return out
+
+
+def evaluate_report(engine: MultiTaskEngine, data: DenseArrays, data_description: str,
+                    policies=None) -> dict:
+    """``eval adamtl``: scores, deltas, FLOPs and shares per policy (static always runs)."""
+    policies = list(policies or engine.policies)
+    if STATIC not in policies:
+        policies.insert(0, STATIC)
+    results = {name: evaluate_engine(engine, data, name) for name in policies}
+    static = results[STATIC]['scores']
+    report = {'model_dir': str(engine.model_dir), 'data': data_description,
+              'frames': len(data), 'policies': {}}
+    for name, result in results.items():
+        report['policies'][name] = {
+            'scores': result['scores'],
+            **deltas(result['scores'], static, engine.references, data_description),
+            'flops_mean': result['flops_mean'], 'block_share': result['block_share'],
+            'token_share': result['token_share']}
+    single = engine.references.get('single_task')
+    if single:
+        report['single_task'] = single
+    return report

@@ -1,0 +1,49 @@
+"""What one execution level means to the multi-task node: a policy and the tasks it may run.
+
+An entry of ``level_policies`` is ``<policy>`` (every task allowed) or
+``<policy>:<task>+<task>...`` (only those tasks are computed at that level).
+Parsing is pure; whether the loaded model has the policy is the node's check.
+"""
+
+from dataclasses import dataclass
+
+from adaptive_perception.multitask.scenes import TASKS
+
+# level -> entry: full model; the two learned budgets; the frugal one for two tasks only.
+DEFAULT_LEVEL_POLICIES = ('static', 'high', 'low', 'low:segmentation+depth')
+
+
+@dataclass(frozen=True)
+class LevelChoice:
+    """A resident policy (its budget target) and the tasks allowed; ``None`` = all."""
+
+    policy: str
+    tasks: tuple | None = None
+
+    def __str__(self) -> str:
+        return self.policy if self.tasks is None else f'{self.policy}:{"+".join(self.tasks)}'
+
+
+def parse_level_choice(text: str) -> LevelChoice:
+    """Parse ``'<policy>'`` or ``'<policy>:<task>+<task>...'``; ValueError says what is wrong.
+
+    Tasks are kept in ``TASKS`` order, so equal sets give equal choices.
+    """
+    text = str(text).strip()
+    policy, colon, task_text = text.partition(':')
+    policy = policy.strip()
+    expected = f"expected '<policy>' or '<policy>:<task>+<task>...' with tasks from {TASKS}"
+    if not policy or any(c.isspace() for c in policy):
+        raise ValueError(f'level policy entry {text!r}: {expected}')
+    if not colon:
+        return LevelChoice(policy)
+    names = [name.strip() for name in task_text.split('+')]
+    if not all(names):
+        raise ValueError(f'level policy entry {text!r}: empty task name; {expected}')
+    unknown = [name for name in names if name not in TASKS]
+    if unknown:
+        raise ValueError(f'level policy entry {text!r}: unknown task {unknown[0]!r}; '
+                         f'tasks are {", ".join(TASKS)}')
+    if len(set(names)) != len(names):
+        raise ValueError(f'level policy entry {text!r}: a task is named twice')
+    return LevelChoice(policy, tuple(task for task in TASKS if task in names))

@@ -1,0 +1,265 @@
+"""AdaMTL without ROS: decisions, real skipping, FLOPs, export vs PyTorch, the recipe."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from adaptive_perception.multitask.dataset import generate_dataset_arrays
+from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
+from adaptive_perception.multitask.export import block_flop_model, count_flops
+from adaptive_perception.multitask.model import (
+    Block,
+    Decisions,
+    ModelConfig,
+    PolicySpec,
+    decide,
+    normalise,
+    postprocess,
+)
+from adaptive_perception.multitask.train import efficiency_loss
+
+POLICIES = ['high', 'low', 'low_agnostic']
+
+
+@pytest.fixture(scope='module')
+def frames():
+    """Scenes at the random model's input size (32 px)."""
+    return generate_dataset_arrays(6, seed=5, size=32)
+
+
+def test_inference_decisions_are_deterministic_training_ones_are_not():
+    logits = torch.linspace(-3, 3, 1000)
+    assert torch.equal(decide(logits, training=False), (logits > 0).float())
+    torch.manual_seed(0)
+    noisy = decide(logits, training=True)
+    assert set(noisy.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(noisy, decide(logits, training=True))  # Gumbel noise
+
+
+@pytest.mark.parametrize('policy', POLICIES)
+def test_masked_pass_is_repeatable(random_adamtl, frames, policy):
+    _, model = random_adamtl
+    images = normalise(frames.images)
+    first, decisions = model(images, policy)
+    second, again = model(images, policy)
+    for task in first:
+        assert torch.equal(first[task], second[task])
+    for a, b in zip(decisions.tokens, again.tokens, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('policy', [None, *POLICIES])
+def test_skipping_for_real_equals_the_masked_reference(random_adamtl, frames, policy):
+    _, model = random_adamtl
+    for i in range(len(frames)):
+        image = normalise(frames.images[i:i + 1])
+        reference, decisions = model(image, policy)
+        adaptive, counts = model.run_adaptive(image, policy)
+        for task in reference:
+            torch.testing.assert_close(adaptive[task], reference[task], atol=2e-5, rtol=1e-4)
+        if decisions is not None:
+            kept = [(d_b[0, :, None] * d_t[0]).sum(1).int().tolist()
+                    for d_b, d_t in zip(decisions.blocks, decisions.tokens, strict=True)]
+            assert counts == kept
+
+
+def test_policies_really_drop_work(random_adamtl, frames):
+    _, model = random_adamtl
+    dropped = []
+    for policy in POLICIES:
+        for i in range(len(frames)):
+            _, counts = model.run_adaptive(normalise(frames.images[i:i + 1]), policy)
+            full = [[model.config.grid(s) ** 2] * d for s, d in enumerate(model.config.depths)]
+            dropped.append(counts != full)
+    assert any(dropped)  # otherwise the equivalence tests above would prove nothing
+
+
+def test_skipped_blocks_are_never_called_and_blocks_see_only_kept_tokens(random_adamtl, frames):
+    _, model = random_adamtl
+    seen = []
+    hooks = [block.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+             for stage in model.stages for block in stage]
+    try:
+        for policy in POLICIES:
+            for i in range(len(frames)):
+                seen.clear()
+                _, counts = model.run_adaptive(normalise(frames.images[i:i + 1]), policy)
+                assert seen == [c for stage in counts for c in stage if c > 0]
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+class CountingSession:
+    """Stands in front of an ONNX Runtime session and counts runs and tokens fed."""
+
+    def __init__(self, session):
+        self.session, self.runs, self.tokens = session, 0, []
+
+    def run(self, outputs, feeds):
+        self.runs += 1
+        self.tokens.append(next(iter(feeds.values())).shape[1])
+        return self.session.run(outputs, feeds)
+
+
+def test_runtime_skip_all_runs_no_block(random_adamtl, frames):
+    """An all-skip policy: no block graph runs, so a skipped block costs nothing."""
+    engine = MultiTaskEngine(random_adamtl[0])
+    counters = [[CountingSession(s) for s in stage] for stage in engine._blocks]
+    engine._blocks = counters
+    result = engine.infer(frames.images[0], RandomPolicy(0.0, 0.0))
+    assert sum(c.runs for stage in counters for c in stage) == 0
+    assert result.block_share == 0 and result.token_share == 0
+    result = engine.infer(frames.images[0], RandomPolicy(1.0, 1.0))
+    assert all(c.runs == 1 for stage in counters for c in stage)
+    assert result.block_share == 1 and result.token_share == 1
+    result = engine.infer(frames.images[0], STATIC)  # the one-graph static encoder
+    assert all(c.runs == 1 for stage in counters for c in stage)
+    assert result.block_share == 1 and result.token_share == 1
+    kept = engine.infer(frames.images[0], RandomPolicy(1.0, 0.5, seed=3))
+    fed = [c.tokens[-1] for stage in counters for c in stage]
+    expected = [max(2, n) for stage in kept.tokens_run for n in stage if n > 0]
+    assert fed == expected  # a lone token is fed twice (graphs take >= 2)
+
+
+@pytest.mark.parametrize('policy', [STATIC, *POLICIES])
+def test_exported_runtime_matches_pytorch(random_adamtl, frames, policy):
+    model_dir, model = random_adamtl
+    engine = MultiTaskEngine(model_dir)
+    for i in range(len(frames)):
+        result = engine.infer(frames.images[i], policy, resize=False)
+        with torch.no_grad():
+            reference, _ = model(normalise(frames.images[i:i + 1]),
+                                 None if policy == STATIC else policy)
+        for task, raw in reference.items():
+            expected = postprocess(task, raw)[0].numpy()
+            got = result.outputs[task]
+            if task == 'segmentation':
+                assert (got == expected).mean() > 0.99  # argmax ties may flip
+            elif task == 'saliency':
+                assert np.abs(got.astype(float) - expected * 255).max() <= 1.0
+            else:
+                np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize('policy', [STATIC, *POLICIES])
+def test_runtime_flops_equal_the_counter_on_what_ran(random_adamtl, frames, policy):
+    model_dir, model = random_adamtl
+    engine = MultiTaskEngine(model_dir)
+    for i in range(3):
+        result = engine.infer(frames.images[i], policy, resize=False)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.run_adaptive(normalise(frames.images[i:i + 1]),
+                               None if policy == STATIC else policy)
+        assert result.flops == pytest.approx(counter.get_total_flops(), rel=1e-6)
+
+
+def test_block_flop_model_is_exact_at_any_token_count():
+    block = Block(32, 16, 4).eval()
+    a, b = block_flop_model(block, 64, 32)
+    for n in (2, 7, 33, 64):
+        assert a * n + b * n * n == pytest.approx(count_flops(block, torch.zeros(1, n, 32)))
+
+
+def test_outputs_have_the_input_size_and_published_types(random_adamtl):
+    engine = MultiTaskEngine(random_adamtl[0])
+    rgb = np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    outputs = engine.infer(rgb, 'low').outputs
+    assert outputs['segmentation'].shape == (45, 70)
+    assert outputs['segmentation'].dtype == np.uint8
+    assert outputs['depth'].dtype == np.float32 and outputs['depth'].shape == (45, 70)
+    assert outputs['normals'].shape == (45, 70, 3)
+    np.testing.assert_allclose(np.linalg.norm(outputs['normals'], axis=-1), 1, atol=1e-4)
+    assert outputs['saliency'].dtype == np.uint8
+    assert set(engine.infer(rgb, 'low', ['depth']).outputs) == {'depth'}
+    with pytest.raises(ValueError, match='unknown policy'):
+        engine.infer(rgb, 'medium')
+    with pytest.raises(ValueError, match='not in this model'):
+        engine.infer(rgb, 'low', ['edges'])
+
+
+def test_task_aware_policy_runs_only_the_running_tasks_networks(random_adamtl, frames):
+    """Fewer tasks: the OR covers fewer sub-networks, so never more tokens run."""
+    engine = MultiTaskEngine(random_adamtl[0])
+    for i in range(len(frames)):
+        every = engine.infer(frames.images[i], 'low').tokens_run
+        one = engine.infer(frames.images[i], 'low', ['depth']).tokens_run
+        assert all(o <= e for so, se in zip(one, every, strict=True)
+                   for o, e in zip(so, se, strict=True))
+
+
+def test_bad_model_dir_says_why(tmp_path):
+    with pytest.raises(ValueError, match='manifest'):
+        MultiTaskEngine(tmp_path)
+    (tmp_path / 'manifest.json').write_text(json.dumps({'format': 'other'}))
+    with pytest.raises(ValueError, match='format'):
+        MultiTaskEngine(tmp_path)
+
+
+def test_efficiency_loss_weighs_token_shares_by_width():
+    spec = PolicySpec(0.5, 0.5)
+    everything = Decisions(blocks=[torch.ones(2, 2), torch.ones(2, 2)],
+                           tokens=[torch.ones(2, 2, 16), torch.ones(2, 2, 4)])
+    # blocks: (1 - 0.5)^2; tokens: mean of (w * 0.5)^2 with w = 32/48, 64/48
+    expected = 0.25 + np.mean([(w * 0.5) ** 2 for w in (2 / 3, 2 / 3, 4 / 3, 4 / 3)])
+    assert float(efficiency_loss(everything, spec, (32, 64))) == pytest.approx(expected)
+    on_target = Decisions(blocks=[torch.tensor([[1.0, 0.0]] * 2)] * 2,
+                          tokens=[torch.ones(2, 2, 16) * 0.5, torch.ones(2, 2, 4) * 0.5])
+    assert float(efficiency_loss(on_target, spec, (32, 64))) == pytest.approx(0.0)
+
+
+def test_config_round_trips_through_json():
+    config = ModelConfig(image_size=32, dims=(8, 16), depths=(1, 3))
+    assert ModelConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_smoke_recipe_trains_exports_and_scores(tmp_path):
+    """The CLI path end to end at toy size: train (all stages), export, eval."""
+    from adaptive_perception.cli import main
+    from adaptive_perception.multitask.export import export_adamtl
+    from adaptive_perception.multitask.train import Schedule, train_adamtl
+    train = generate_dataset_arrays(40, seed=0, size=64)
+    val = generate_dataset_arrays(32, seed=1, size=64)
+    config = ModelConfig(dims=(16, 32, 64), depths=(1, 1, 1), head_dim=16, decoder_dim=8)
+    checkpoint = train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), config,
+                              batch_size=16, val_description='val32', log=lambda line: None)
+    assert set(checkpoint['references']['single_task']['scores']) == set(config.tasks)
+    assert {'static', 'policy_init', 'alternating', 'fine_tune'} <= set(checkpoint['history'])
+    export_adamtl(tmp_path / 'adamtl.pt', tmp_path / 'model')
+    report = tmp_path / 'eval.json'
+    assert main(['eval', 'adamtl', '--model-dir', str(tmp_path / 'model'), '--data-count', '8',
+                 '--policies', 'low', '--out', str(report)]) == 0
+    scores = json.loads(report.read_text())['policies']
+    assert set(scores) == {'static', 'low'}
+    assert set(scores['low']['scores']) == set(config.tasks)
+    assert scores['static']['delta_m_static'] == 0
+
+
+def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
+    """Stages 2-3 tuned again on an earlier stage 1; references only from the same one."""
+    from adaptive_perception.multitask.export import export_adamtl
+    from adaptive_perception.multitask.train import Schedule, train_adamtl
+    train = generate_dataset_arrays(32, seed=0, size=32)
+    config = ModelConfig(image_size=32, dims=(8, 16), depths=(1, 1), head_dim=8,
+                         decoder_dim=8, policy_hidden=4)
+    quiet = {'log': lambda line: None, 'batch_size': 16, 'val_description': 'v'}
+    first = train_adamtl(train, train, tmp_path / 'a.pt', Schedule.smoke(), config, **quiet)
+    again = train_adamtl(train, train, tmp_path / 'b.pt', Schedule.smoke(), config,
+                         static_from=tmp_path / 'a.stage1.pt', single_task=False, alpha=3.0,
+                         **quiet)
+    for key, value in first['static']['state_dict'].items():
+        assert torch.equal(value, again['static']['state_dict'][key])
+    assert again['references'] == {}  # the stage-1 file has none
+    manifest = export_adamtl(tmp_path / 'b.pt', tmp_path / 'model', tmp_path / 'a.pt')
+    assert manifest['references'] == first['references']
+    other = train_adamtl(train, train, tmp_path / 'c.pt', Schedule.smoke(), config, seed=1,
+                         **quiet)
+    assert other['references']
+    with pytest.raises(ValueError, match='does not share stage 1'):
+        export_adamtl(tmp_path / 'b.pt', tmp_path / 'model2', tmp_path / 'c.pt')
+    with pytest.raises(ValueError, match='other seed'):
+        train_adamtl(train, train, tmp_path / 'd.pt', Schedule.smoke(), config, seed=2,
+                     static_from=tmp_path / 'a.pt', **quiet)
