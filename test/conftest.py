@@ -37,7 +37,7 @@ def launch(tmp_path):
 
 @pytest.fixture(scope='session')
 def random_adamtl(tmp_path_factory):
-    """A small untrained AdaMTL, exported once per session: (model dir, PyTorch model)."""
+    """Export a small untrained AdaMTL once per session: (model dir, PyTorch model)."""
     import torch
 
     from adaptive_perception.multitask.export import export_random_model
