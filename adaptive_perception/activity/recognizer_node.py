@@ -31,7 +31,7 @@ from adaptive_perception.activity.windowing import SampleWindows
 from adaptive_perception.launcher.plan import share_dir
 from adaptive_perception.msg import ActivityState
 from adaptive_perception.ros.level_following import LevelFollowing
-from adaptive_perception.ros.params import Param, declare, on_change
+from adaptive_perception.ros.params import Param, declare, on_change, onnx_model_params
 from adaptive_perception.ros.run import run_node
 
 ACTIVITY_TOPIC = '/adaptive_perception/activity'
@@ -63,14 +63,9 @@ class ActivityRecognizer(Node):
     def __init__(self, **kwargs):
         super().__init__('activity_recognizer', **kwargs)
         values = declare(self, [
-            Param('model_dir', str(share_dir() / 'models' / 'activity'),
-                  'Exported activity classifier (manifest.json + classifier.onnx).',
-                  read_only=True),
-            Param('providers', ['CPUExecutionProvider'],
-                  'ONNX Runtime execution providers in order of preference; missing ones '
-                  'are dropped with a warning, CPU is always the last resort.', read_only=True),
-            Param('threads', 1, 'Intra-op threads; 0 = the onnxruntime default.', 0, 1024,
-                  read_only=True),
+            *onnx_model_params(str(share_dir() / 'models' / 'activity'),
+                               'Exported activity classifier (manifest.json + '
+                               'classifier.onnx).'),
             Param('states', [''],
                   "Sensor states SPOT moves between, costliest first, e.g. ['F100_A128', "
                   "'F50_A16']; [''] = the states the model was trained at.", read_only=True),

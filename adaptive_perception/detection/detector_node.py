@@ -20,7 +20,7 @@ from adaptive_perception.launcher.plan import share_dir
 from adaptive_perception.msg import Detection, DetectionArray
 from adaptive_perception.ros.camera_frames import CameraFrames
 from adaptive_perception.ros.level_following import LevelFollowing
-from adaptive_perception.ros.params import Param, declare, on_change
+from adaptive_perception.ros.params import Param, declare, on_change, onnx_model_params
 from adaptive_perception.ros.run import run_node
 from adaptive_perception.runtime.images import rgb_to_image_fields
 
@@ -39,17 +39,9 @@ class AdaConDetector(Node):
         super().__init__('adacon_detector', **kwargs)
         self.camera = None  # destroy_node may meet a node that failed to start
         values = declare(self, [
-            Param('model_dir', str(share_dir() / 'models' / 'adacon'),
-                  'Exported AdaCon model directory (manifest.json + ONNX graphs).',
-                  read_only=True),
-            Param('providers', ['CPUExecutionProvider'],
-                  'ONNX Runtime execution providers in order of preference; missing ones '
-                  'are dropped with a warning, CPU is always the last resort.', read_only=True),
-            Param('threads', 1,
-                  'Intra-op threads per graph; 0 = the onnxruntime default (one per core). '
-                  'The graphs are small and other nodes share the CPU: 1 was several times '
-                  'faster than the default on a loaded 2-core machine.', 0, 1024,
-                  read_only=True),
+            *onnx_model_params(str(share_dir() / 'models' / 'adacon'),
+                               'Exported AdaCon model directory (manifest.json + ONNX '
+                               'graphs).'),
             Param('score_threshold', 0.3, 'Minimum detection score.', 0.0, 1.0),
             Param('nms_iou', 0.5, 'IoU above which NMS removes the weaker box of a class.',
                   0.0, 1.0),

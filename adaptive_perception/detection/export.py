@@ -5,17 +5,15 @@ branch the controller does not select costs nothing at run time. MACs are counte
 per graph by PyTorch's FLOP counter (MACs = FLOPs / 2) on exactly what is exported.
 """
 
-import logging
-import warnings
 from pathlib import Path
 
-import onnx
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_perception.detection.manifest import HeadSpec, Manifest
 from adaptive_perception.detection.model import AdaCon, DecodedHead
 from adaptive_perception.detection.train import CHECKPOINT_FORMAT
+from adaptive_perception.runtime.onnx_export import export_graph
 
 
 def load_checkpoint(path) -> tuple:
@@ -33,24 +31,6 @@ def count_macs(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(*inputs)
     return counter.get_total_flops() // 2
-
-
-def export_graph(module: torch.nn.Module, inputs: tuple, path: Path, input_names: list,
-                 output_names: list) -> None:
-    """Write ``module`` as one self-contained ONNX file (no external data) and check it."""
-    # Quiet the exporter's notes on its own internals (e.g. "torchvision is not installed").
-    exporter_log = logging.getLogger('torch.onnx')
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter('ignore')
-            torch.onnx.export(module, inputs, path, input_names=input_names,
-                              output_names=output_names, dynamo=True, external_data=False,
-                              verbose=False)
-    finally:
-        exporter_log.setLevel(level)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
 def export_adacon(checkpoint, out_dir) -> Manifest:

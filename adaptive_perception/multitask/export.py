@@ -15,11 +15,8 @@ at two token counts and stored, so the runtime can report each frame's FLOPs.
 """
 
 import json
-import logging
-import warnings
 from pathlib import Path
 
-import onnx
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -34,6 +31,7 @@ from adaptive_perception.multitask.model import (
     tokens_to_map,
 )
 from adaptive_perception.multitask.train import CHECKPOINT_FORMAT
+from adaptive_perception.runtime.onnx_export import export_graph
 
 
 def load_checkpoint(path) -> tuple:
@@ -51,23 +49,6 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(*inputs)
     return int(counter.get_total_flops())
-
-
-def export_graph(module: nn.Module, inputs: tuple, path: Path, input_names: list,
-                 output_names: list, dynamic_shapes=None) -> None:
-    """Write ``module`` as one self-contained ONNX file and check it."""
-    exporter_log = logging.getLogger('torch.onnx')
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter('ignore')
-            torch.onnx.export(module, inputs, path, input_names=input_names,
-                              output_names=output_names, dynamo=True, external_data=False,
-                              dynamic_shapes=dynamic_shapes, verbose=False)
-    finally:
-        exporter_log.setLevel(level)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
 class StaticEncoder(nn.Module):

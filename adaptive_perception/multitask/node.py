@@ -22,7 +22,7 @@ from adaptive_perception.multitask.levels import DEFAULT_LEVEL_POLICIES, parse_l
 from adaptive_perception.multitask.scenes import TASKS
 from adaptive_perception.ros.camera_frames import CameraFrames
 from adaptive_perception.ros.level_following import LevelFollowing
-from adaptive_perception.ros.params import Param, declare
+from adaptive_perception.ros.params import declare, onnx_model_params
 from adaptive_perception.ros.run import run_node
 from adaptive_perception.runtime.images import array_to_image_fields
 
@@ -42,18 +42,9 @@ class AdaMtlMultitask(Node):
     def __init__(self, **kwargs):
         super().__init__('adamtl_multitask', **kwargs)
         self.camera = None  # destroy_node may meet a node that failed to start
-        values = declare(self, [
-            Param('model_dir', str(share_dir() / 'models' / 'adamtl'),
-                  'Exported AdaMTL model directory (manifest.json + ONNX graphs).',
-                  read_only=True),
-            Param('providers', ['CPUExecutionProvider'],
-                  'ONNX Runtime execution providers in order of preference; missing ones '
-                  'are dropped with a warning, CPU is always the last resort.', read_only=True),
-            Param('threads', 1,
-                  'Intra-op threads per graph; 0 = the onnxruntime default (one per core). '
-                  'Other nodes share the CPU: one thread per node avoids oversubscribing it.',
-                  0, 1024, read_only=True),
-        ])
+        values = declare(self, onnx_model_params(
+            str(share_dir() / 'models' / 'adamtl'),
+            'Exported AdaMTL model directory (manifest.json + ONNX graphs).'))
         self.frames_unwatched = 0
         self.task_frames = dict.fromkeys(TASKS, 0)  # frames published per task
         self._totals = {'flops': 0, 'block_share': 0.0, 'token_share': 0.0}

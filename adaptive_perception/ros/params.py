@@ -30,6 +30,24 @@ class Param:
     read_only: bool = False
 
 
+def onnx_model_params(model_dir: str, what: str) -> list:
+    """Describe the parameters every node that runs an exported model in ONNX Runtime has.
+
+    ``model_dir`` is the default (the installed copy), ``what`` describes its contents.
+    """
+    return [
+        Param('model_dir', model_dir, what, read_only=True),
+        Param('providers', ['CPUExecutionProvider'],
+              'ONNX Runtime execution providers in order of preference; missing ones '
+              'are dropped with a warning, CPU is always the last resort.', read_only=True),
+        Param('threads', 1,
+              'Intra-op threads per graph; 0 = the onnxruntime default (one per core). '
+              'The graphs are small and other nodes share the CPU: 1 was several times '
+              'faster than the default on a loaded 2-core machine.', 0, 1024,
+              read_only=True),
+    ]
+
+
 def declare(node, params) -> dict:
     """Declare ``params`` on ``node`` and return their current values by name."""
     values = {}
