@@ -110,16 +110,16 @@ def test_runtime_skip_all_runs_no_block(random_adamtl, frames):
     engine = MultiTaskEngine(random_adamtl[0])
     counters = [[CountingSession(s) for s in stage] for stage in engine._blocks]
     engine._blocks = counters
-    result = engine.infer(frames.images[0], RandomPolicy(0.0, 0.0))
+    result = engine.infer(frames.images[0], RandomPolicy(0.0, 0.0, engine.depths))
     assert sum(c.runs for stage in counters for c in stage) == 0
     assert result.block_share == 0 and result.token_share == 0
-    result = engine.infer(frames.images[0], RandomPolicy(1.0, 1.0))
+    result = engine.infer(frames.images[0], RandomPolicy(1.0, 1.0, engine.depths))
     assert all(c.runs == 1 for stage in counters for c in stage)
     assert result.block_share == 1 and result.token_share == 1
     result = engine.infer(frames.images[0], STATIC)  # the one-graph static encoder
     assert all(c.runs == 1 for stage in counters for c in stage)
     assert result.block_share == 1 and result.token_share == 1
-    kept = engine.infer(frames.images[0], RandomPolicy(1.0, 0.5, seed=3))
+    kept = engine.infer(frames.images[0], RandomPolicy(1.0, 0.5, engine.depths, seed=3))
     fed = [c.tokens[-1] for stage in counters for c in stage]
     expected = [max(2, n) for stage in kept.tokens_run for n in stage if n > 0]
     assert fed == expected  # a lone token is fed twice (graphs take >= 2)

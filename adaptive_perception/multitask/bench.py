@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 
 from adaptive_perception.multitask.dataset import DenseArrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
-from adaptive_perception.multitask.evaluate import deltas, evaluate_engine
+from adaptive_perception.multitask.evaluate import deltas, evaluate_engine, prediction_to_score
 from adaptive_perception.multitask.metrics import TaskScores
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
@@ -41,7 +41,7 @@ def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> di
     if 'low' in engine.policies:
         probe = evaluate_engine(engine, data.subset(range(min(50, len(data)))), 'low')
         share = (probe['block_share'], probe['token_share'])
-        configs['random'] = (RandomPolicy(*share, seed=seed), engine.tasks)
+        configs['random'] = (RandomPolicy(*share, engine.depths, seed), engine.tasks)
         policy, tasks = TASK_DROP
         if all(t in engine.tasks for t in tasks):
             configs[f'{policy}:{"+".join(tasks)}'] = (policy, tasks)
@@ -67,8 +67,8 @@ def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: i
             samples[name]['blocks'].append(result.block_share)
             samples[name]['tokens'].append(result.token_share)
             for task, answer in result.outputs.items():
-                prediction = answer.astype(np.float32) / 255.0 if task == 'saliency' else answer
-                scores[name].add(task, prediction[None], getattr(data, task)[i:i + 1])
+                scores[name].add(task, prediction_to_score(task, answer)[None],
+                                 getattr(data, task)[i:i + 1])
     return {name: {'scores': scores[name].result(), **samples[name]} for name in names}
 
 

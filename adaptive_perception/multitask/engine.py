@@ -60,11 +60,12 @@ class OnnxPolicy:
 class RandomPolicy:
     """The ablation's baseline: blocks and tokens kept at random with fixed shares."""
 
-    def __init__(self, block_share: float, token_share: float, seed: int = 0):
+    def __init__(self, block_share: float, token_share: float, depths: Sequence[int],
+                 seed: int = 0):
         self.name = f'random:{block_share:g}/{token_share:g}'
         self.block_share, self.token_share = block_share, token_share
+        self.depths = list(depths)  # blocks per stage (the engine's ``depths``)
         self._rng = np.random.default_rng(seed)
-        self.depths = None  # set by the engine
 
     def decide(self, stage: int, tokens: np.ndarray, tasks: Sequence[str]) -> tuple:
         """Random decisions, whatever the tokens say."""
@@ -122,7 +123,6 @@ class MultiTaskEngine:
             except KeyError:
                 raise ValueError(f'unknown policy {name!r}; this model has '
                                  f'{", ".join(self.policies)}') from None
-        name.depths = self.depths
         return name
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
@@ -168,7 +168,11 @@ class MultiTaskEngine:
             tokens_run=tokens_run)
 
     def _run_adaptive(self, image: np.ndarray, chooser, tasks) -> tuple:
-        """Run the encoder block by block: (stage outputs, tokens run per block, FLOPs)."""
+        """Run the encoder block by block: (stage outputs, tokens run per block, FLOPs).
+
+        Kept tokens are written back in place: every array here is the fresh output
+        of a graph that nothing else holds.
+        """
         x = self._embed.run(None, {'image': image})[0]
         flops = self.manifest['flops']['embed']
         features, tokens_run = [], []
@@ -183,7 +187,6 @@ class MultiTaskEngine:
                 flops += a * count + b * count * count
                 stage_counts.append(int(count))
                 if count >= 2:
-                    x = x.copy()
                     kept_tokens = np.ascontiguousarray(x[:, index])
                     x[:, index] = session.run(None, {'tokens': kept_tokens})[0]
                 elif count == 1:
@@ -191,7 +194,6 @@ class MultiTaskEngine:
                     # tokens; a lone token attends only to itself, and so does each of
                     # two copies of it.
                     pair = np.concatenate([x[:, index], x[:, index]], 1)
-                    x = x.copy()
                     x[:, index] = session.run(None, {'tokens': pair})[0][:, :1]
             tokens_run.append(stage_counts)
             features.append(x)

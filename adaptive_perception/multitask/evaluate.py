@@ -17,7 +17,7 @@ from adaptive_perception.multitask.metrics import TaskScores, multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, normalise, postprocess
 
 
-def _prediction(task: str, answer: np.ndarray) -> np.ndarray:
+def prediction_to_score(task: str, answer: np.ndarray) -> np.ndarray:
     """Engine output at model size -> what ``TaskScores`` takes for ``task``."""
     if task == 'saliency':
         return answer.astype(np.float32) / 255.0
@@ -59,7 +59,7 @@ def evaluate_engine(engine: MultiTaskEngine, data: DenseArrays, policy=STATIC,
         result = engine.infer(data.images[i], policy, tasks, resize=False)
         seconds.append(time.perf_counter() - start)
         for task, answer in result.outputs.items():
-            scores.add(task, _prediction(task, answer)[None],
+            scores.add(task, prediction_to_score(task, answer)[None],
                        getattr(data, task)[i:i + 1])
         flops.append(result.flops)
         blocks.append(result.block_share)
