@@ -48,7 +48,7 @@ def _train_adacon(args) -> int:
                  clusters_file=args.clusters_file, seed=args.seed,
                  epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
                  input_size=args.input_size, head_width=args.head_width, smoke=args.smoke,
-                 command=' '.join(sys.argv))
+                 stage1_from=args.stage1_from, command=' '.join(sys.argv))
     return 0
 
 
@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--input-size', type=int, default=128)
     adacon.add_argument('--head-width', type=int, default=192,
                         help='static head width; each branch gets its share of the classes')
+    adacon.add_argument('--stage1-from', metavar='CHECKPOINT',
+                        help='take backbone and static head from an earlier run with the same '
+                             'data, seed and configuration; train stage 2 only')
     adacon.add_argument('--smoke', action='store_true', help='tiny run for CI')
     adacon.set_defaults(func=_train_adacon)
     activity = train_models.add_parser('activity', help='one IMU activity classifier for all '

@@ -13,10 +13,9 @@ from adaptive_perception.detection.export import count_macs, export_adacon, load
 from adaptive_perception.detection.manifest import Manifest
 from adaptive_perception.detection.model import AdaCon, DecodedHead, branch_width
 from adaptive_perception.detection.train import (
-    cache_features,
     controller_loss,
-    freeze,
     head_loss,
+    init_branches_from_static,
     train_adacon,
     train_branches,
     train_static,
@@ -161,16 +160,47 @@ def test_stage2_keeps_the_backbone_frozen(data):
         model.backbone(torch.stack([train[i]['image'] for i in range(8)]))
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     branch_before = model.branches[0].trunk[0][0].weight.clone()
-    freeze(model.backbone)
-    mirrored = CocoDetection(*data['train'], mirror=True)
-    cache = cache_features(model.backbone, [train, mirrored])
+    static_before = {k: v.clone() for k, v in model.static_head.state_dict().items()}
     present = torch.randint(0, 2, (len(train), 4)).float()
-    train_branches(model, cache, present, cache, present, epochs=1, log=lambda line: None)
+    train_branches(model, train, present, train, present, epochs=1, log=lambda line: None)
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical, BN included
+    static_after = model.static_head.state_dict()
+    assert all(torch.equal(static_before[k], static_after[k]) for k in static_before)
     assert not model.backbone.training
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert not torch.equal(branch_before, model.branches[0].trunk[0][0].weight)
+
+
+def test_branches_start_as_the_static_head_cut_to_their_width():
+    """A fresh branch is the static head on its classes.
+
+    With all but the narrowest branch's width of static channels silenced (zero scale
+    and shift), every fresh branch outputs exactly the static head's heatmap rows of
+    its classes and its boxes.
+    """
+    torch.manual_seed(0)
+    model = AdaCon(18, CLUSTERS, head_width=48).eval()
+    static = model.static_head
+    active = min(branch.trunk[0][0].out_channels for branch in model.branches)
+    with torch.no_grad():
+        for layer in static.trunk:
+            norm = layer[1]
+            norm.running_mean.uniform_(-0.1, 0.1)
+            norm.running_var.uniform_(0.5, 1.5)
+            norm.weight.copy_(torch.randperm(48).float() + 1)  # distinct importances
+            norm.bias.uniform_(-0.1, 0.1)
+            silent = norm.weight <= 48 - active
+            norm.weight[silent] = 0.0
+            norm.bias[silent] = 0.0
+    init_branches_from_static(model)
+    features = torch.randn(2, model.backbone.out_channels, 8, 8)
+    with torch.no_grad():
+        heat, box = static(features)
+        for branch, classes in zip(model.branches, model.branch_classes, strict=True):
+            branch_heat, branch_box = branch(features)
+            torch.testing.assert_close(branch_heat, heat[:, classes], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(branch_box, box, atol=1e-4, rtol=1e-4)
 
 
 def test_static_training_lowers_the_loss(data):
