@@ -48,6 +48,7 @@ def _train_adacon(args) -> int:
                  clusters_file=args.clusters_file, seed=args.seed,
                  epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
                  input_size=args.input_size, head_width=args.head_width, smoke=args.smoke,
+                 widths=tuple(args.widths), init_from=args.init_from,
                  stage1_from=args.stage1_from, command=' '.join(sys.argv))
     return 0
 
@@ -70,6 +71,21 @@ def _bench_detector(args) -> int:
     return run_bench_detector(args.model_dir, args.annotations, args.images, args.modes,
                               Path(args.out), frames=args.frames, providers=args.providers,
                               threads=args.threads, eval_limit=args.limit)
+
+
+def _bench_channels(args) -> int:
+    from adaptive_perception.channels.bench import run_bench_channels
+    return run_bench_channels(args.model_dir, args.annotations, args.images, args.modes,
+                              Path(args.out), frames=args.frames, providers=args.providers,
+                              threads=args.threads, eval_limit=args.limit, levels=args.levels)
+
+
+def _bench_gating(args) -> int:
+    from adaptive_perception.channels.gating_bench import run_bench_gating
+    return run_bench_gating(args.checkpoint, args.model_dir, args.train_annotations,
+                            args.train_images, args.annotations, args.images, args.alphas,
+                            args.epochs, args.width, frames=args.frames, out_dir=Path(args.out),
+                            threads=args.threads, eval_limit=args.limit)
 
 
 def _data_imu(args) -> int:
@@ -158,7 +174,8 @@ def _detector_eval_args(parser) -> None:
     parser.add_argument('--annotations', required=True, help='COCO annotation JSON')
     parser.add_argument('--images', required=True, help='image folder')
     parser.add_argument('--modes', nargs='+', default=list(DEFAULT_MODES),
-                        help='modes: static, single, multi:<threshold>')
+                        help='modes: static, single, multi:<threshold>, each optionally '
+                             "at a backbone width: 'single@0.5'")
     parser.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'],
                         help='ONNX Runtime execution providers, in order of preference')
     parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
@@ -326,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--input-size', type=int, default=128)
     adacon.add_argument('--head-width', type=int, default=192,
                         help='static head width; each branch gets its share of the classes')
+    adacon.add_argument('--widths', type=float, nargs='+', default=[1.0],
+                        help='backbone widths (nested channel sets) trained on shared '
+                             'weights, e.g. 1.0 0.75 0.5')
+    adacon.add_argument('--init-from', metavar='CHECKPOINT',
+                        help='start stage 1 from that checkpoint\'s backbone and static head')
     adacon.add_argument('--stage1-from', metavar='CHECKPOINT',
                         help='take backbone and static head from an earlier run with the same '
                              'data, seed and configuration; train stage 2 only')
@@ -428,6 +450,27 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument('--frames', type=int, default=50, help='images timed per mode')
     detector.add_argument('--out', default='reports/bench_detector', help='folder')
     detector.set_defaults(func=_bench_detector)
+    channels = targets.add_parser('channels', help='every width x mode: mAP, MACs, latency; '
+                                                   'latency model, Pareto front, level profile')
+    _detector_eval_args(channels)
+    channels.add_argument('--frames', type=int, default=50, help='images timed per point')
+    channels.add_argument('--levels', type=int, default=4,
+                          help='execution levels to propose a profile for')
+    channels.add_argument('--out', default='reports/bench_channels', help='folder')
+    channels.set_defaults(func=_bench_channels)
+    gating = targets.add_parser('gating', help='per-input channel skipping of the static head: '
+                                               'mechanism overhead, trained gates vs dense')
+    _detector_eval_args(gating)
+    gating.add_argument('--checkpoint', required=True,
+                        help='the AdaCon checkpoint --model-dir was exported from')
+    _coco_pair(gating, 'train')
+    gating.add_argument('--alphas', type=float, nargs='+', default=[0.1, 1.0],
+                        help='cost weights to train a gate with')
+    gating.add_argument('--epochs', type=int, default=6, help='gate training epochs')
+    gating.add_argument('--width', type=float, default=1.0, help='backbone width')
+    gating.add_argument('--frames', type=int, default=50, help='images timed')
+    gating.add_argument('--out', default='reports/bench_gating', help='folder')
+    gating.set_defaults(func=_bench_gating)
     budget = targets.add_parser('budget', help='level-change latency and apply cost, '
                                                'across processes')
     budget.add_argument('--repeats', type=int, default=40, help='threshold crossings to time')

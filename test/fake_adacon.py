@@ -8,7 +8,9 @@ but every part is a few lines of torch with a predictable answer:
   multiplied by zero, to make a frame cost real time;
 * controller: branch ``k``'s logit = ``GAIN`` x (mean of colour channel ``k`` - 0.5),
   so the image colour sets the branch probabilities;
-* heads: constant heatmaps and boxes, peaks listed in ``STATIC_PEAKS`` / ``BRANCH_PEAKS``.
+* heads: constant heatmaps and boxes, peaks listed in ``STATIC_PEAKS`` / ``BRANCH_PEAKS``;
+* a second backbone width, ``HALF``: the same graphs at half the backbone MACs, except
+  a static head that finds only the first two static peaks.
 """
 
 import json
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adaptive_perception.detection.manifest import HeadSpec, Manifest
+from adaptive_perception.detection.manifest import HeadSpec, Manifest, WidthGraphs
 
 INPUT = 32
 STRIDE = 4
@@ -30,6 +32,8 @@ COMMON = [1]
 STATIC_CLASS_IDS = [1, 2, 3, 5]
 BRANCHES = [('street', [2, 1]), ('home', [5, 3, 1]), ('park', [3, 1])]
 MACS = {'backbone': 1000, 'controller': 10, 'static': 400, 'branches': [100, 150, 120]}
+HALF = 0.5
+HALF_STATIC_PEAKS = 2  # the static head at HALF finds STATIC_PEAKS[:2]
 
 # (local channel, row, col, score, dx, dy, w, h): one peak of a constant head.
 STATIC_PEAKS = [(1, 1, 1, 0.9, 0.5, 0.5, 6.0, 6.0),    # car
@@ -105,20 +109,25 @@ def build(model_dir: Path, work_channels: int = 0) -> Path:
     _export(Backbone(work_channels), image, model_dir / 'backbone.onnx', ['image'],
             ['features'])
     _export(Controller(), features, model_dir / 'controller.onnx', ['features'], ['logits'])
-    heads = [('static.onnx', len(STATIC_CLASS_IDS), STATIC_PEAKS)]
+    heads = [('static.onnx', len(STATIC_CLASS_IDS), STATIC_PEAKS),
+             ('static_half.onnx', len(STATIC_CLASS_IDS), STATIC_PEAKS[:HALF_STATIC_PEAKS])]
     heads += [(f'branch_{name}.onnx', len(ids), peaks)
               for (name, ids), peaks in zip(BRANCHES, BRANCH_PEAKS, strict=True)]
     for file, num_classes, peaks in heads:
         _export(ConstantHead(num_classes, peaks), features, model_dir / file, ['features'],
                 ['heatmap', 'box'])
+    branches = [HeadSpec(name, f'branch_{name}.onnx', ids, macs)
+                for (name, ids), macs in zip(BRANCHES, MACS['branches'], strict=True)]
     Manifest(
         input_size=[INPUT, INPUT], stride=STRIDE, mean=[0.0] * 3, std=[1.0] * 3,
         classes=CLASSES, common_class_ids=COMMON,
-        backbone={'file': 'backbone.onnx', 'macs': MACS['backbone']},
-        controller={'file': 'controller.onnx', 'macs': MACS['controller']},
-        static_head=HeadSpec('static', 'static.onnx', STATIC_CLASS_IDS, MACS['static']),
-        branches=[HeadSpec(name, f'branch_{name}.onnx', ids, macs)
-                  for (name, ids), macs in zip(BRANCHES, MACS['branches'], strict=True)],
+        widths=[WidthGraphs(
+            width=width,
+            backbone={'file': 'backbone.onnx', 'macs': int(MACS['backbone'] * width)},
+            controller={'file': 'controller.onnx', 'macs': MACS['controller']},
+            static_head=HeadSpec('static', static, STATIC_CLASS_IDS, MACS['static']),
+            branches=branches) for width, static in [(1.0, 'static.onnx'),
+                                                     (HALF, 'static_half.onnx')]],
         training={'fake': True},
     ).save(model_dir)
     return model_dir

@@ -7,6 +7,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from adaptive_perception.channels.bench import run_bench_channels
+from adaptive_perception.channels.gating_bench import run_bench_gating
+from adaptive_perception.channels.slimmable import SlimmableAdaCon
 from adaptive_perception.detection import scenes
 from adaptive_perception.detection.coco_data import CocoDetection, encode_targets
 from adaptive_perception.detection.export import count_macs, export_adacon, load_checkpoint
@@ -23,6 +26,8 @@ from adaptive_perception.detection.train import (
 
 CLUSTERS = [[0, 1, 2, 3, 16, 17], [4, 5, 6, 7, 16, 17], [8, 9, 10, 11, 12, 16, 17],
             [13, 14, 15, 16, 17]]
+CONFIG = {'num_classes': 18, 'branch_classes': CLUSTERS}
+WIDTHS = (1.0, 0.5)
 
 
 @pytest.fixture(scope='module')
@@ -36,7 +41,8 @@ def data(tmp_path_factory):
 @pytest.fixture(scope='module')
 def smoke(data, tmp_path_factory):
     out = tmp_path_factory.mktemp('smoke')
-    checkpoint = train_adacon(*data['train'], *data['val'], out, seed=3, smoke=True)
+    checkpoint = train_adacon(*data['train'], *data['val'], out, seed=3, smoke=True,
+                              widths=WIDTHS)
     return out, checkpoint
 
 
@@ -152,24 +158,29 @@ def test_zoomed_and_flipped_boxes_follow_the_pixels(tmp_path):
             [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], abs=1.5)
 
 
-def test_stage2_keeps_the_backbone_frozen(data):
+def test_stage2_keeps_the_backbone_frozen_at_every_width(data):
     torch.manual_seed(0)
     train = CocoDetection(*data['train'])
-    model = AdaCon(train.num_classes, CLUSTERS)
+    slim = SlimmableAdaCon(CONFIG, WIDTHS)
+    images = torch.stack([train[i]['image'] for i in range(8)])
     with torch.no_grad():  # non-trivial running statistics
-        model.backbone(torch.stack([train[i]['image'] for i in range(8)]))
-    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    branch_before = model.branches[0].trunk[0][0].weight.clone()
-    static_before = {k: v.clone() for k, v in model.static_head.state_dict().items()}
+        for width in WIDTHS:
+            slim.part('backbone', images, width)
+
+    def state(*parts):
+        return {k: v.clone() for k, v in slim.state_dict().items()
+                if any(k.startswith(f'full.{p}.') or f'.{p}/' in k for p in parts)}
+
+    frozen, trained = state('backbone', 'static_head'), state('branches')
     present = torch.randint(0, 2, (len(train), 4)).float()
-    train_branches(model, train, present, train, present, epochs=1, log=lambda line: None)
-    after = model.backbone.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical, BN included
-    static_after = model.static_head.state_dict()
-    assert all(torch.equal(static_before[k], static_after[k]) for k in static_before)
-    assert not model.backbone.training
-    assert not any(p.requires_grad for p in model.backbone.parameters())
-    assert not torch.equal(branch_before, model.branches[0].trunk[0][0].weight)
+    train_branches(slim, train, present, train, present, epochs=1, log=lambda line: None)
+    after = slim.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items())  # bit-identical, BN too
+    changed = {k for k, v in trained.items() if not torch.equal(v, after[k])}
+    assert 'full.branches.0.trunk.0.0.weight' in changed
+    assert 'norms.w050.branches/0/trunk/0/1.weight' in changed  # the half width's own norm
+    assert not slim.full.backbone.training
+    assert not any(p.requires_grad for p in slim.full.backbone.parameters())
 
 
 def test_branches_start_as_the_static_head_cut_to_their_width():
@@ -207,7 +218,7 @@ def test_static_training_lowers_the_loss(data):
     torch.manual_seed(0)
     train = CocoDetection(*data['train'], train=True,
                           generator=torch.Generator().manual_seed(0))
-    model = AdaCon(train.num_classes, CLUSTERS)
+    model = SlimmableAdaCon(CONFIG)
     records = train_static(model, train, CocoDetection(*data['val']), epochs=4, batch_size=16,
                            log=lambda line: None)
     assert records[-1]['loss'] < 0.7 * records[0]['loss']
@@ -218,7 +229,8 @@ def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_p
     log = json.loads((out / 'training_log.json').read_text())
     assert log['seed'] == 3 and log['seconds']['total'] > 0
     assert (out / 'clusters.json').is_file() and checkpoint.is_file()
-    again = train_adacon(*data['train'], *data['val'], tmp_path, seed=3, smoke=True)
+    again = train_adacon(*data['train'], *data['val'], tmp_path, seed=3, smoke=True,
+                         widths=WIDTHS)
     repeat = json.loads((tmp_path / 'training_log.json').read_text())
     strip = ('seconds',)
     for stage in ('static', 'branches'):
@@ -229,33 +241,94 @@ def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_p
                                                  second.state_dict().values(), strict=True))
 
 
-def test_export_matches_pytorch_and_the_manifest_loads(data, smoke, tmp_path):
+def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
     _, checkpoint = smoke
     manifest = export_adacon(checkpoint, tmp_path)
     assert Manifest.load(tmp_path) == manifest
+    assert [g.width for g in manifest.widths] == list(WIDTHS)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ['manifest.json', 'backbone.onnx', 'controller.onnx', 'static_head.onnx',
-         *[f'branch_{i}.onnx' for i in range(len(manifest.branches))]])  # no external data
-    model, ckpt = load_checkpoint(checkpoint)
-    assert manifest.static_head.class_ids == sorted(manifest.classes)
+        ['manifest.json'] + [f'{part}{suffix}.onnx' for suffix in ('', '_w050') for part in
+                             ('backbone', 'controller', 'static_head',
+                              *[f'branch_{i}' for i in range(len(CLUSTERS))])])
+    slim, ckpt = load_checkpoint(checkpoint)
+    full, half = manifest.graphs(1.0), manifest.graphs(0.5)
+    assert full.static_head.class_ids == sorted(manifest.classes)
     assert [b.class_ids for b in manifest.branches] == ckpt['branch_ids']
     assert all(set(manifest.common_class_ids) <= set(b.class_ids) for b in manifest.branches)
-    assert all(b.macs <= 0.5 * manifest.static_head.macs for b in manifest.branches)
-    assert manifest.controller['macs'] > 0 and manifest.training['seed'] == 3
+    assert all(b.macs <= 0.5 * full.static_head.macs for b in full.branches)
+    assert full.controller['macs'] > 0 and manifest.training['seed'] == 3
+    assert half.backbone['macs'] < 0.35 * full.backbone['macs']  # ~ width squared
+    assert half.static_head.macs < full.static_head.macs
 
     real = CocoDetection(*data['val'])[0]['image'][None]
-    for image in (torch.randn(1, 3, 128, 128), real):
-        with torch.no_grad():
-            features = model.backbone(image)
-            expected = {'backbone.onnx': [features], 'controller.onnx': [model.controller(
-                features)], 'static_head.onnx': DecodedHead(model.static_head, 8)(features)}
-            for i, branch in enumerate(model.branches):
-                expected[f'branch_{i}.onnx'] = DecodedHead(branch, 8)(features)
-        for file, outputs in expected.items():
-            session = ort.InferenceSession(str(tmp_path / file),
-                                           providers=['CPUExecutionProvider'])
-            name = session.get_inputs()[0].name
-            feed = image if name == 'image' else features
-            for got, want in zip(session.run(None, {name: feed.numpy()}), outputs, strict=True):
-                np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4,
-                                           err_msg=file)
+    for graphs in manifest.widths:
+        model = slim.at_width(graphs.width)
+        for image in (torch.randn(1, 3, 128, 128), real):
+            with torch.no_grad():
+                features = model.backbone(image)
+                # The static graph computes what the shared weights compute at this width.
+                torch.testing.assert_close(
+                    features, slim.part('backbone', image, graphs.width), rtol=1e-4, atol=1e-4)
+                expected = {graphs.backbone['file']: [features],
+                            graphs.controller['file']: [model.controller(features)],
+                            graphs.static_head.file:
+                                DecodedHead(model.static_head, 8)(features)}
+                for head, branch in zip(graphs.branches, model.branches, strict=True):
+                    expected[head.file] = DecodedHead(branch, 8)(features)
+            for file, outputs in expected.items():
+                session = ort.InferenceSession(str(tmp_path / file),
+                                               providers=['CPUExecutionProvider'])
+                name = session.get_inputs()[0].name
+                feed = image if name == 'image' else features
+                for got, want in zip(session.run(None, {name: feed.numpy()}), outputs,
+                                     strict=True):
+                    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4,
+                                               err_msg=file)
+
+
+def test_bench_channels_and_bench_gating_run_end_to_end(data, smoke, tmp_path, capsys):
+    """Both commands on the smoke model: every operating point and both gate measurements."""
+    _, checkpoint = smoke
+    model_dir = tmp_path / 'model'
+    export_adacon(checkpoint, model_dir)
+    assert run_bench_channels(model_dir, *data['val'], modes=['static', 'single'],
+                              out_dir=tmp_path / 'channels', repeats=1, warmup=1,
+                              frames=3) == 0
+    result = json.loads((tmp_path / 'channels' / 'bench_channels.json').read_text())
+    assert list(result['points']) == ['static', 'single', 'static@0.5', 'single@0.5']
+    assert set(result['backbone_latency_p50_ms']) == {'1', '0.5'}
+    assert len(result['proposed_level_modes']) == 4  # one per level, all on the front
+    assert set(result['proposed_level_modes']) <= set(result['pareto_front'])
+    assert (tmp_path / 'channels' / 'bench_channels_front.png').stat().st_size > 0
+    assert 'proposed level_modes' in capsys.readouterr().out
+
+    assert run_bench_gating(checkpoint, model_dir, *data['train'], *data['val'], alphas=[1.0],
+                            epochs=1, frames=3, repeats=1,
+                            out_dir=tmp_path / 'gating') == 0
+    result = json.loads((tmp_path / 'gating' / 'bench_gating.json').read_text())
+    assert set(result['mechanism']) == {'dense', 'keep 1', 'keep 0.75', 'keep 0.5', 'keep 0.25'}
+    gate = result['gates']['gated alpha=1']
+    assert 0 < gate['kept_mean'][0] <= gate['width'] and gate['latency_p50_ms'] > 0
+    assert isinstance(result['kept_in_detector'], bool)
+
+
+def test_stage1_from_reuses_an_earlier_stage1_and_init_from_starts_from_it(data, smoke,
+                                                                         tmp_path):
+    out, checkpoint = smoke
+    reused = train_adacon(*data['train'], *data['val'], tmp_path / 'reused', seed=3,
+                          smoke=True, widths=WIDTHS, stage1_from=checkpoint)
+    first, second = load_checkpoint(checkpoint)[0], load_checkpoint(reused)[0]
+    stage1 = [k for k in first.state_dict() if k.startswith(('full.backbone.',
+                                                             'full.static_head.'))]
+    assert stage1 and all(torch.equal(first.state_dict()[k], second.state_dict()[k])
+                          for k in stage1)
+    log = json.loads((tmp_path / 'reused' / 'training_log.json').read_text())
+    assert log['static'] == json.loads((out / 'training_log.json').read_text())['static']
+    with pytest.raises(ValueError, match='not a checkpoint of this configuration'):
+        train_adacon(*data['train'], *data['val'], tmp_path / 'other', seed=3, smoke=True,
+                     widths=(1.0,), stage1_from=checkpoint)
+    started = train_adacon(*data['train'], *data['val'], tmp_path / 'started', seed=3,
+                           smoke=True, widths=(1.0, 0.75), init_from=checkpoint)
+    assert json.loads((tmp_path / 'started' / 'training_log.json').read_text())[
+        'training']['init_from'] == str(checkpoint)
+    assert load_checkpoint(started)[0].widths == (1.0, 0.75)

@@ -7,7 +7,13 @@ import pytest
 
 import fake_adacon as fake
 from adaptive_perception.detection.engine import AdaConEngine, nms, select_branches
-from adaptive_perception.detection.manifest import Manifest, Mode, letterbox, parse_mode
+from adaptive_perception.detection.manifest import (
+    Manifest,
+    Mode,
+    WidthGraphs,
+    letterbox,
+    parse_mode,
+)
 from adaptive_perception.runtime.onnx_sessions import resolve_providers
 
 # Controller probabilities for this colour: sigmoid(10 * (c / 255 - 0.5)).
@@ -116,6 +122,38 @@ def test_boxes_map_back_through_the_letterbox(engine):
     assert y_min == pytest.approx(32.0) and y_max == pytest.approx(32.0)
 
 
+def test_each_width_runs_its_own_graphs_without_reloading(engine):
+    sessions = dict(engine._sessions)
+    assert engine.widths == [1.0, fake.HALF]
+    half = detect(engine, f'static@{fake.HALF:g}')
+    full = detect(engine, 'static')
+    single = detect(engine, f'single@{fake.HALF:g}')
+    assert len(half.detections) == fake.HALF_STATIC_PEAKS
+    assert len(full.detections) == len(fake.STATIC_PEAKS)
+    assert half.macs == BACKBONE * fake.HALF + STATIC and full.macs == BACKBONE + STATIC
+    assert single.branches_run == [1] and single.mode.width == fake.HALF
+    assert engine.width_runs == {1.0: 1, fake.HALF: 2}
+    assert all(engine._sessions[name] is session for name, session in sessions.items())
+    with pytest.raises(ValueError, match='no graphs for width 0.75'):
+        detect(engine, 'static@0.75')
+
+
+@pytest.mark.parametrize('text, mode', [
+    ('static', Mode('static')), ('single@0.5', Mode('single', 0.0, 0.5)),
+    ('multi:0.3@0.75', Mode('multi', 0.3, 0.75)), (' multi:1@1 ', Mode('multi', 1.0)),
+])
+def test_modes_parse_and_print_back(text, mode):
+    assert parse_mode(text) == mode
+    assert parse_mode(str(mode)) == mode
+
+
+@pytest.mark.parametrize('text', ['', 'multi', 'multi:1.5', 'single@0', 'static@1.5',
+                                  'static@x', 'static:0.3', 'fast', 'single@'])
+def test_bad_modes_are_refused(text):
+    with pytest.raises(ValueError, match='expected'):
+        parse_mode(text)
+
+
 def test_letterbox_keeps_aspect_and_pads_right_and_bottom():
     rgb = np.full((10, 40, 3), 200, np.uint8)
     canvas, scale = letterbox(rgb, (32, 32), (1 / 255, 2 / 255, 3 / 255))  # mean colour
@@ -168,11 +206,13 @@ def test_invalid_model_directories_say_what_is_wrong(model_dir, tmp_path):
     broken = tmp_path / 'broken'
     fake.build(broken)
     (broken / 'branch_home.onnx').write_bytes(b'not onnx')
-    with pytest.raises(ValueError, match='cannot load branch1 graph'):
+    with pytest.raises(ValueError, match='cannot load 1/branch1 graph'):
         AdaConEngine(broken)
     manifest = Manifest.load(model_dir)
     swapped = tmp_path / 'swapped'
     fake.build(swapped)
-    Manifest(**{**manifest.__dict__, 'controller': manifest.backbone}).save(swapped)
+    full = manifest.graphs(1.0)
+    Manifest(**{**manifest.__dict__, 'widths': [
+        WidthGraphs(**{**full.__dict__, 'controller': full.backbone})]}).save(swapped)
     with pytest.raises(ValueError, match="controller graph has inputs \\['image'\\]"):
         AdaConEngine(swapped)

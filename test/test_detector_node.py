@@ -37,7 +37,7 @@ def detector(tmp_path_factory):
     model = fake.build(tmp_path_factory.mktemp('model'), work_channels=192)
     node = start_node('adacon_detector', tmp_path_factory.mktemp('logs'), params={
         'model_dir': str(model), 'compressed_topic': COMPRESSED, 'error_hold_s': 2.0,
-        'level_modes': ['static', 'multi:0.3', 'multi:0.6', 'single']})
+        'level_modes': ['static', 'multi:0.3', 'multi:0.6', 'single', f'static@{fake.HALF:g}']})
     yield node
     assert node.stop() == 0
 
@@ -119,11 +119,16 @@ def test_detections_carry_the_input_header_names_level_and_mode(camera, probe):
     assert (dog.x_min, dog.y_min, dog.x_max, dog.y_max) == pytest.approx((28, 28, 44, 44))
 
 
-def test_level_override_switches_mode_without_reloading(camera, probe, detector):
+def test_level_override_switches_mode_and_width_without_reloading(camera, probe, detector):
     assert probe.set_parameters('adacon_detector', {'level_override': 0})[0].successful
     out = camera.detect(frame('cam_static'))
-    assert (out.level, out.mode, list(out.branches_run)) == (0, 'static', [])
+    assert (out.level, out.mode, out.width, list(out.branches_run)) == (0, 'static', 1.0, [])
     assert {d.branch for d in out.detections} == {-1}
+    assert len(out.detections) == len(fake.STATIC_PEAKS)
+    assert probe.set_parameters('adacon_detector', {'level_override': 4})[0].successful
+    out = camera.detect(frame('cam_half'))
+    assert (out.level, out.mode, out.width) == (4, 'static', fake.HALF)
+    assert len(out.detections) == fake.HALF_STATIC_PEAKS  # the half width's own graphs ran
     assert probe.set_parameters('adacon_detector', {'level_override': 3})[0].successful
     out = camera.detect(frame('cam_single'))
     assert (out.level, out.mode, list(out.branches_run)) == (3, 'single', [1])
@@ -133,6 +138,8 @@ def test_level_override_switches_mode_without_reloading(camera, probe, detector)
     assert detector.log().count('providers CPUExecutionProvider') == 1  # loaded once
     bad = probe.set_parameters('adacon_detector', {'level_modes': ['static', 'fast']})[0]
     assert not bad.successful and "mode 'fast'" in bad.reason
+    bad = probe.set_parameters('adacon_detector', {'level_modes': ['static', 'single@0.75']})[0]
+    assert not bad.successful and 'backbone widths 1, 0.5' in bad.reason
 
 
 def test_overlay_is_published_only_while_subscribed(camera, probe):

@@ -80,13 +80,14 @@ def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], 
 
 def _rows(report: dict, samples: dict, manifest: Manifest) -> dict:
     """One row per mode: accuracy, cost in MACs and time, and ratios to static."""
-    static_head = manifest.static_head.macs
-    static_total = manifest.backbone['macs'] + static_head
+    full = manifest.graphs(1.0)
+    static_head = full.static_head.macs
+    static_total = full.backbone['macs'] + static_head
     rows = {}
     for mode, seconds in samples.items():
         ms = np.asarray(seconds) * 1e3
         scores = report['modes'][str(parse_mode(mode))]
-        head_macs = scores['mean_macs'] - manifest.backbone['macs']
+        head_macs = scores['mean_macs'] - manifest.graphs(parse_mode(mode).width).backbone['macs']
         rows[mode] = {
             'map': scores['map'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
             'mean_branches': scores['mean_branches'], 'macs_per_frame': scores['mean_macs'],

@@ -1,7 +1,8 @@
 """``adacon_detector``: camera images in, ``DetectionArray`` out, at the level's cost.
 
 The execution level picks a mode from ``level_modes`` (static head, multi-branch
-with a threshold, single branch); every graph is resident, so a level change only
+with a threshold, single branch) and a backbone width (nested channel set, e.g.
+``single@0.5``); every graph of every width is resident, so a level change only
 swaps the mode. Per frame the controller still chooses which branches run.
 The camera input (newest frame wins, dropped frames, bad images) is
 ``ros.camera_frames.CameraFrames``; this node detects and publishes.
@@ -66,8 +67,9 @@ class AdaConDetector(Node):
                 self, profile_param='level_modes', profile_default=LEVEL_MODES,
                 profile_description="Mode per level (index = level): 'static', "
                                     "'multi:<0..1>' (branches whose probability passes) or "
-                                    "'single'.",
-                parse_entry=parse_mode, apply=self._apply,
+                                    "'single', each optionally at a backbone width of the "
+                                    "model ('single@0.5').",
+                parse_entry=self._parse_mode, apply=self._apply,
                 extra_values=self._diagnostic_values, health=self.camera.health)
         except ValueError as error:
             self.get_logger().fatal(f'cannot start: {error}')
@@ -83,6 +85,13 @@ class AdaConDetector(Node):
             f'providers {", ".join(self.engine.providers)}, input {self.camera.describe()}')
 
     # -- parameters -------------------------------------------------------------
+    def _parse_mode(self, text: str):
+        mode = parse_mode(text)
+        if mode.width not in self.engine.widths:
+            raise ValueError(f'mode {text!r}: the model has backbone widths '
+                             f'{", ".join(f"{w:g}" for w in self.engine.widths)}')
+        return mode
+
     def _apply(self, mode, applied) -> None:
         self._active = (mode, applied.level)
 
@@ -105,7 +114,8 @@ class AdaConDetector(Node):
                                     settings['nms_iou'], settings['max_detections'])
         names = self.engine.branch_names
         out = DetectionArray(
-            header=msg.header, level=level, mode=mode.kind, branches_run=result.branches_run,
+            header=msg.header, level=level, mode=mode.kind, width=mode.width,
+            branches_run=result.branches_run,
             branch_names=[names[i] for i in result.branches_run],
             detections=[Detection(class_id=d.class_id, class_name=d.class_name, score=d.score,
                                   x_min=d.x_min, y_min=d.y_min, x_max=d.x_max, y_max=d.y_max,
@@ -137,6 +147,7 @@ class AdaConDetector(Node):
         frames = self.following.stats.frames
         return {
             'mode': str(self._active[0]),
+            'width': self._active[0].width,
             'mean_branches_per_frame': self._branches_total / frames if frames else 0.0,
             'macs_last': self._macs_last,
             'macs_mean': self._macs_total / frames if frames else 0.0,

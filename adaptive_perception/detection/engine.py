@@ -1,7 +1,8 @@
 """The deployed AdaCon runtime: exported ONNX graphs in, detections out (no torch).
 
-Every graph of the model directory is loaded once and stays resident, so a mode
-change only changes which sessions the next frame uses. Per frame: letterbox ->
+Every graph of the model directory - every part at every backbone width - is loaded
+once and stays resident, so a mode or width change only changes which sessions the
+next frame uses. Per frame: letterbox ->
 backbone -> static head, or controller -> branch selection -> only the selected
 branch heads -> CenterNet decode -> local channel to global class -> class-aware NMS
 (common classes come from several branches) -> boxes back in original pixels.
@@ -118,11 +119,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshol
     return np.asarray(keep, np.int64)
 
 
+def _session_name(width: float, part: str) -> str:
+    return f'{width:g}/{part}'
+
+
 class AdaConEngine:
     """All graphs of an exported AdaCon model, resident, and the per-frame pipeline.
 
-    ``graph_runs`` (backbone, controller, static_head) and ``branch_runs`` (per
-    branch) count the graphs each frame ran. An invalid model directory raises
+    ``graph_runs`` (backbone, controller, static_head), ``branch_runs`` (per branch)
+    and ``width_runs`` (frames per backbone width) count what each frame ran; a
+    session is created once, in the constructor. An invalid model directory raises
     ValueError saying what is wrong.
     """
 
@@ -130,25 +136,32 @@ class AdaConEngine:
                  warn: Callable[[str], None] | None = None):
         self.model_dir = Path(model_dir)
         self.manifest = m = Manifest.load(self.model_dir)
-        heads = {'static_head': m.static_head,
-                 **{f'branch{i}': b for i, b in enumerate(m.branches)}}
-        paths = {'backbone': m.backbone['file'], 'controller': m.controller['file'],
-                 **{name: head.file for name, head in heads.items()}}
+        self.widths = [graphs.width for graphs in m.widths]
+        paths, heads = {}, {}
+        for graphs in m.widths:
+            paths[_session_name(graphs.width, 'backbone')] = graphs.backbone['file']
+            paths[_session_name(graphs.width, 'controller')] = graphs.controller['file']
+            for part, head in [('static_head', graphs.static_head),
+                               *[(f'branch{i}', b) for i, b in enumerate(graphs.branches)]]:
+                heads[_session_name(graphs.width, part)] = head
+                paths[_session_name(graphs.width, part)] = head.file
         loaded = create_sessions({k: self.model_dir / v for k, v in paths.items()},
                                  providers, threads, warn)
         self.providers = loaded.providers
         self._sessions = loaded.sessions
-        self._check_io('backbone', *GRAPH_IO['backbone'])
-        self._check_io('controller', *GRAPH_IO['controller'])
+        for width in self.widths:
+            self._check_io(_session_name(width, 'backbone'), *GRAPH_IO['backbone'])
+            self._check_io(_session_name(width, 'controller'), *GRAPH_IO['controller'])
         for name, head in heads.items():
             self._check_io(name, *GRAPH_IO['head'])
             self._check_head(name, head)
         self.branch_names = [b.name for b in m.branches]
         self.graph_runs = {'backbone': 0, 'controller': 0, 'static_head': 0}
         self.branch_runs = [0] * len(m.branches)
+        self.width_runs = dict.fromkeys(self.widths, 0)
         self._mean = np.asarray(m.mean, np.float32) * 255
         self._inv_std = 1 / (np.asarray(m.std, np.float32) * 255)
-        self._class_ids = {name: np.asarray(head.class_ids, np.int64)
+        self._class_ids = {name.split('/')[1]: np.asarray(head.class_ids, np.int64)
                            for name, head in heads.items()}
 
     def _outputs(self, name: str) -> dict:
@@ -160,7 +173,7 @@ class AdaConEngine:
         if inputs != want_in or any(o not in outputs for o in want_out):
             raise ValueError(f'{self.model_dir}: {name} graph has inputs {inputs} and outputs '
                              f'{list(outputs)}; expected {want_in} -> {want_out}')
-        if name == 'controller':
+        if name.endswith('/controller'):
             branches = outputs['logits'][1]
             if isinstance(branches, int) and branches != len(self.manifest.branches):
                 raise ValueError(f'{self.model_dir}: controller has {branches} outputs for '
@@ -181,13 +194,22 @@ class AdaConEngine:
     def warm_up(self) -> None:
         """Run every graph once on zeros (not counted): first-run allocations happen now."""
         image = np.zeros((1, 3, *self.input_size), np.float32)
-        features = self._features(image)
-        for name, session in self._sessions.items():
-            if name != 'backbone':
-                session.run(None, {'features': features})
+        for width in self.widths:
+            features = self.features(image, width)
+            for name, session in self._sessions.items():
+                if name.startswith(f'{width:g}/') and not name.endswith('/backbone'):
+                    session.run(None, {'features': features})
 
-    def _features(self, image: np.ndarray) -> np.ndarray:
-        return self._sessions['backbone'].run(['features'], {'image': image})[0]
+    def preprocess(self, rgb: np.ndarray) -> tuple:
+        """RGB uint8 (H, W, 3) -> (normalised, letterboxed (1, 3, H, W) input, scale)."""
+        canvas, scale = letterbox(rgb, self.input_size, self.manifest.mean)
+        image = ((canvas - self._mean) * self._inv_std).transpose(2, 0, 1)[None]
+        return np.ascontiguousarray(image, np.float32), scale
+
+    def features(self, image: np.ndarray, width: float = 1.0) -> np.ndarray:
+        """Run the backbone graph of ``width`` on a preprocessed image."""
+        return self._sessions[_session_name(width, 'backbone')].run(
+            ['features'], {'image': image})[0]
 
     def _head(self, name: str, features: np.ndarray) -> tuple:
         heatmap, box = self._sessions[name].run(['heatmap', 'box'], {'features': features})
@@ -202,6 +224,7 @@ class AdaConEngine:
         if mode.kind not in ('static', 'multi', 'single'):
             raise ValueError(f'unknown mode {mode}')
         m = self.manifest
+        graphs = m.graphs(mode.width)
         timings = {}
         clock = time.perf_counter()
 
@@ -211,33 +234,35 @@ class AdaConEngine:
             timings[stage] = (now - clock) * 1e3
             clock = now
 
-        canvas, scale = letterbox(rgb, self.input_size, self.manifest.mean)
-        image = ((canvas - self._mean) * self._inv_std).transpose(2, 0, 1)[None]
+        image, scale = self.preprocess(rgb)
         lap('letterbox')
-        features = self._features(np.ascontiguousarray(image, np.float32))
+        features = self.features(image, mode.width)
         self.graph_runs['backbone'] += 1
-        macs = m.backbone['macs']
+        self.width_runs[mode.width] += 1
+        macs = graphs.backbone['macs']
         lap('backbone')
 
         if mode.kind == 'static':
             probabilities, selected = None, []
             heads = [('static_head', -1)]
             self.graph_runs['static_head'] += 1
-            macs += m.static_head.macs
+            macs += graphs.static_head.macs
         else:
-            logits = self._sessions['controller'].run(['logits'], {'features': features})[0]
+            logits = self._sessions[_session_name(mode.width, 'controller')].run(
+                ['logits'], {'features': features})[0]
             self.graph_runs['controller'] += 1
-            macs += m.controller['macs']
+            macs += graphs.controller['macs']
             probabilities = 1 / (1 + np.exp(-logits[0].astype(np.float64)))
             selected = select_branches(probabilities, mode)
             heads = [(f'branch{i}', i) for i in selected]
             for i in selected:
                 self.branch_runs[i] += 1
-                macs += m.branches[i].macs
+                macs += graphs.branches[i].macs
         lap('controller')
 
         boxes, scores, classes, branches = [], [], [], []
-        outputs = [(self._head(name, features), name, branch) for name, branch in heads]
+        outputs = [(self._head(_session_name(mode.width, name), features), name, branch)
+                   for name, branch in heads]
         lap('heads')
         for (heatmap, box), name, branch in outputs:
             b, s, channel = decode_peaks(heatmap, box, m.stride, score_threshold,

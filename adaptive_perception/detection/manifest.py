@@ -1,8 +1,9 @@
 """The contract between training/export (PyTorch) and the runtime (ONNX Runtime).
 
 ``export adacon`` writes one ONNX graph per part - backbone, branch controller,
-static head, one head per context branch - and ``manifest.json`` describing them.
-The runtime reads only this: it never imports torch.
+static head, one head per context branch - for every backbone width (nested channel
+set, see channels/slimmable.py), and ``manifest.json`` describing them. The runtime
+reads only this: it never imports torch.
 
 Graph inputs and outputs (batch size 1, float32, NCHW):
 
@@ -24,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-FORMAT = 'adacon-onnx/1'
+FORMAT = 'adacon-onnx/2'
 MANIFEST = 'manifest.json'
 # The modes evaluated and benchmarked by default, from full quality to most frugal;
 # the detector's default level profile.
@@ -42,6 +43,22 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class WidthGraphs:
+    """The graphs of one backbone width: every part, each reading that width's features."""
+
+    width: float                     # share of the full backbone's channels
+    backbone: dict                   # {'file': ..., 'macs': ...}
+    controller: dict
+    static_head: HeadSpec
+    branches: list                   # HeadSpec per context cluster, controller order
+
+    def files(self) -> list:
+        """Every graph file of this width."""
+        return [self.backbone['file'], self.controller['file'], self.static_head.file,
+                *[b.file for b in self.branches]]
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the runtime needs to run an exported AdaCon model."""
 
@@ -51,12 +68,22 @@ class Manifest:
     std: list
     classes: dict                    # global class id (str in JSON) -> name
     common_class_ids: list           # classes every branch also detects
-    backbone: dict                   # {'file': ..., 'macs': ...}
-    controller: dict
-    static_head: HeadSpec
-    branches: list                   # HeadSpec per context cluster, controller order
+    widths: list                     # WidthGraphs, widest (1.0) first
     format: str = FORMAT
     training: dict = field(default_factory=dict)  # provenance: data, seed, epochs
+
+    def graphs(self, width: float = 1.0) -> WidthGraphs:
+        """Return the graphs of ``width``; ValueError naming the widths there are."""
+        for graphs in self.widths:
+            if graphs.width == width:
+                return graphs
+        raise ValueError(f'no graphs for width {width:g}; this model has widths '
+                         f'{[g.width for g in self.widths]}')
+
+    @property
+    def branches(self) -> list:
+        """The context branches (the same at every width): names and classes."""
+        return self.widths[0].branches
 
     def save(self, model_dir: Path) -> Path:
         """Write ``manifest.json`` into ``model_dir``."""
@@ -73,47 +100,69 @@ class Manifest:
         data = json.loads(path.read_text())
         if data.get('format') != FORMAT:
             raise ValueError(f'{path}: format {data.get("format")!r}, expected {FORMAT!r}')
-        data['static_head'] = HeadSpec(**data['static_head'])
-        data['branches'] = [HeadSpec(**b) for b in data['branches']]
+        data['widths'] = [WidthGraphs(**{
+            **graphs, 'static_head': HeadSpec(**graphs['static_head']),
+            'branches': [HeadSpec(**b) for b in graphs['branches']]})
+            for graphs in data['widths']]
         data['classes'] = {int(k): v for k, v in data['classes'].items()}
         manifest = cls(**data)
-        for part in [manifest.backbone, manifest.controller, manifest.static_head.__dict__,
-                     *[b.__dict__ for b in manifest.branches]]:
-            if not (Path(model_dir) / part['file']).is_file():
-                raise ValueError(f'{path}: graph {part["file"]} is missing')
+        widths = [g.width for g in manifest.widths]
+        if not widths or widths[0] != 1.0 or widths != sorted(set(widths), reverse=True):
+            raise ValueError(f'{path}: widths {widths} must be distinct, widest (1.0) first')
+        for graphs in manifest.widths:
+            if [(b.name, b.class_ids) for b in graphs.branches] != \
+                    [(b.name, b.class_ids) for b in manifest.branches]:
+                raise ValueError(f'{path}: width {graphs.width:g} has other branches than 1.0')
+            for file in graphs.files():
+                if not (Path(model_dir) / file).is_file():
+                    raise ValueError(f'{path}: graph {file} is missing')
         return manifest
 
 
 @dataclass(frozen=True)
 class Mode:
-    """How the detector runs a frame: the static head, or context branches.
+    """How the detector runs a frame: which heads, at which backbone width.
 
     ``static``: the static head over all classes. ``multi:T``: every branch whose
     controller probability is at least T (the top-scoring one if none is).
-    ``single``: only the top-scoring branch.
+    ``single``: only the top-scoring branch. ``width``: the backbone's channel set
+    (1.0 = all channels); written ``@0.5`` after the mode, omitted at 1.0.
     """
 
     kind: str
     threshold: float = 0.0
+    width: float = 1.0
 
     def __str__(self) -> str:
-        return f'multi:{self.threshold:g}' if self.kind == 'multi' else self.kind
+        text = f'multi:{self.threshold:g}' if self.kind == 'multi' else self.kind
+        return text if self.width == 1.0 else f'{text}@{self.width:g}'
 
 
 def parse_mode(text: str) -> Mode:
-    """Parse 'static', 'single' or 'multi:<threshold in 0..1>'; ValueError otherwise."""
+    """Parse 'static', 'single' or 'multi:<0..1>', optionally with '@<width in (0, 1]>'.
+
+    ValueError otherwise.
+    """
     text = str(text).strip()
-    if text in ('static', 'single'):
-        return Mode(text)
-    kind, _, value = text.partition(':')
+    head, at, width_text = text.partition('@')
+    width = -1.0
+    try:
+        width = float(width_text) if at else 1.0
+    except ValueError:
+        pass
+    kind, _, value = head.partition(':')
+    threshold = 0.0
     if kind == 'multi':
         try:
             threshold = float(value)
         except ValueError:
             threshold = -1.0
-        if 0.0 <= threshold <= 1.0:
-            return Mode('multi', threshold)
-    raise ValueError(f"mode {text!r}: expected 'static', 'single' or 'multi:<0..1>'")
+    elif value:
+        kind = ''
+    if kind in ('static', 'single', 'multi') and 0.0 <= threshold <= 1.0 and 0.0 < width <= 1.0:
+        return Mode(kind, threshold, width)
+    raise ValueError(f"mode {text!r}: expected 'static', 'single' or 'multi:<0..1>', "
+                     "optionally with '@<width in (0, 1]>'")
 
 
 def letterbox(rgb: np.ndarray, size: Sequence[int], mean: Sequence[float]) -> tuple:

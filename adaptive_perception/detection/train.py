@@ -22,12 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
+from adaptive_perception.channels.slimmable import SlimmableAdaCon
 from adaptive_perception.detection import clustering
 from adaptive_perception.detection.coco_data import CocoDetection
 from adaptive_perception.detection.model import AdaCon
 
 CHECKPOINT = 'adacon.pt'
-CHECKPOINT_FORMAT = 'adacon-checkpoint/1'
+CHECKPOINT_FORMAT = 'adacon-checkpoint/2'
 SMOKE_IMAGES = (48, 16)  # train, val images in smoke mode
 
 
@@ -92,69 +93,85 @@ def _targets(batch: dict) -> dict:
     return {key: batch[key] for key in ('heatmap', 'box', 'cls_map')}
 
 
-def train_static(model: AdaCon, train_set, val_set, epochs: int, batch_size: int = 32,
+def train_static(model: SlimmableAdaCon, train_set, val_set, epochs: int, batch_size: int = 32,
                  lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
                  log=print) -> list:
-    """Stage 1: backbone and static head; a record per epoch (losses, seconds)."""
+    """Stage 1: backbone and static head at every width; a record per epoch.
+
+    Every step sums the loss of every width (the sandwich rule of slimmable networks
+    with all widths, as there are only a few), so the shared weights serve them all.
+    Losses in the record are the full width's; ``val_loss_by_width`` has every width's.
+    """
     loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
                         generator=torch.Generator().manual_seed(seed))
-    params = [*model.backbone.parameters(), *model.static_head.parameters()]
+    full = model.full
+    params = [*full.backbone.parameters(), *full.static_head.parameters(),
+              *model.norm_parameters('backbone', 'static_head')]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps = epochs * len(loader)
     scheduler = _schedule(optimizer, steps, warmup=min(300, max(1, steps // 10)))
     records = []
     for epoch in range(epochs):
         start = time.perf_counter()
-        model.backbone.train()
-        model.static_head.train()
+        full.backbone.train()
+        full.static_head.train()
         sums = np.zeros(3)
         for batch in loader:
-            outputs = model.static_head(model.backbone(_channels_last(batch['image'])))
-            loss, heat, reg = head_loss(outputs, _targets(batch))
+            image, targets = _channels_last(batch['image']), _targets(batch)
+            total = 0.0
+            for width in model.widths:
+                outputs = model.part('static_head', model.part('backbone', image, width), width)
+                loss, heat, reg = head_loss(outputs, targets)
+                total = total + loss
+                if width == 1.0:
+                    sums += [loss.item(), heat.item(), reg.item()]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             optimizer.step()
             scheduler.step()
-            sums += [loss.item(), heat.item(), reg.item()]
         record = dict(zip(('loss', 'heatmap', 'box'), (sums / len(loader)).tolist(), strict=True))
-        record.update(val_loss=_val_static(model, val_set, batch_size), epoch=epoch + 1,
+        by_width = {f'{w:g}': _val_static(model, val_set, batch_size, w) for w in model.widths}
+        record.update(val_loss=by_width['1'], val_loss_by_width=by_width, epoch=epoch + 1,
                       seconds=round(time.perf_counter() - start, 2))
         records.append(record)
         log(f'static {epoch + 1}/{epochs}: loss {record["loss"]:.4f} (heatmap '
-            f'{record["heatmap"]:.4f}, box {record["box"]:.4f}), val {record["val_loss"]:.4f}, '
-            f'{record["seconds"]:.1f} s')
+            f'{record["heatmap"]:.4f}, box {record["box"]:.4f}), val '
+            + ', '.join(f'{v:.4f} @{w}' for w, v in by_width.items())
+            + f', {record["seconds"]:.1f} s')
     return records
 
 
 @torch.no_grad()
-def _val_static(model: AdaCon, val_set, batch_size: int) -> float:
+def _val_static(model: SlimmableAdaCon, val_set, batch_size: int, width: float) -> float:
     model.eval()
     total, count = 0.0, 0
     for batch in DataLoader(val_set, batch_size):
-        loss, _, _ = head_loss(model.static_head(model.backbone(_channels_last(batch['image']))),
-                               _targets(batch))
+        features = model.part('backbone', _channels_last(batch['image']), width)
+        loss, _, _ = head_loss(model.part('static_head', features, width), _targets(batch))
         total += loss.item() * len(batch['image'])
         count += len(batch['image'])
     return total / max(1, count)
 
 
-def _branch_losses(model: AdaCon, features: torch.Tensor, targets: dict) -> list:
-    return [head_loss(branch(features), targets, torch.tensor(classes))
-            for branch, classes in zip(model.branches, model.branch_classes, strict=True)]
+def _branch_losses(model: SlimmableAdaCon, features: torch.Tensor, targets: dict,
+                   width: float) -> list:
+    return [head_loss(model.part(f'branches.{i}', features, width), targets, torch.tensor(classes))
+            for i, classes in enumerate(model.full.branch_classes)]
 
 
 @torch.no_grad()
-def init_branches_from_static(model: AdaCon) -> None:
+def init_branches_from_static(model: AdaCon) -> list:
     """Start every branch as the trained static head cut down to the branch's size.
 
     Each layer keeps the static head's channels with the largest batch-norm scale
     (|gamma|, the channel-importance measure of network slimming) and the heatmap
     rows of the branch's classes. The branches then fine-tune from what the static
     head learned instead of from noise, which lowers their validation loss at every
-    epoch of stage 2.
+    epoch of stage 2. Returns per branch the channels kept in each trunk layer.
     """
     static = model.static_head
     first, second = static.trunk[0], static.trunk[1]
+    kept = []
     for branch, classes in zip(model.branches, model.branch_classes, strict=True):
         width = branch.trunk[0][0].out_channels
         keep1 = first[1].weight.abs().argsort(descending=True)[:width].sort().values
@@ -169,23 +186,35 @@ def init_branches_from_static(model: AdaCon) -> None:
         branch.heatmap.bias.copy_(static.heatmap.bias[classes])
         branch.box.weight.copy_(static.box.weight[:, keep2])
         branch.box.bias.copy_(static.box.bias)
+        kept.append([keep1, keep2])
+    return kept
 
 
-def train_branches(model: AdaCon, train_set, train_present: torch.Tensor, val_set,
+def init_slimmable_branches(model: SlimmableAdaCon) -> None:
+    """:func:`init_branches_from_static` at every width (narrower widths' norms too)."""
+    for i, keep in enumerate(init_branches_from_static(model.full)):
+        model.copy_head_norms(f'branches.{i}', 'static_head', keep)
+
+
+def train_branches(model: SlimmableAdaCon, train_set, train_present: torch.Tensor, val_set,
                    val_present: torch.Tensor, epochs: int, batch_size: int = 32,
                    lr: float = 2e-3, weight_decay: float = 1e-4, seed: int = 0,
                    log=print) -> list:
-    """Stage 2: controller and every branch at once, backbone and static head frozen.
+    """Stage 2: controller and branches at every width; backbone and static head frozen.
 
     ``*_present`` (N, K): the multi-hot cluster labels of the data sets' images, in
     item ``index`` order. The frozen backbone runs on every batch of ``train_set``
     under its augmentation, so the branches see fresh views every epoch: trained on
     a cache of four fixed views they over-fitted (validation loss 3x the training
-    loss) and lost 1.5 mAP points. Returns a record per epoch.
+    loss) and lost 1.5 mAP points. One set of heads serves every width (each width
+    with its own batch norms); every step sums the widths' losses. Returns a record
+    per epoch, of the full width, with ``val_branch_loss_by_width``.
     """
-    freeze(model.backbone)
-    freeze(model.static_head)
-    params = [*model.controller.parameters(), *model.branches.parameters()]
+    full = model.full
+    freeze(full.backbone)
+    freeze(full.static_head)
+    params = [*full.controller.parameters(), *full.branches.parameters(),
+              *model.norm_parameters('branches')]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
                         generator=torch.Generator().manual_seed(seed))
@@ -193,45 +222,56 @@ def train_branches(model: AdaCon, train_set, train_present: torch.Tensor, val_se
     records = []
     for epoch in range(epochs):
         start = time.perf_counter()
-        model.controller.train()
-        model.branches.train()
+        full.controller.train()
+        full.branches.train()
         sums = np.zeros(2)
         for batch in loader:
-            with torch.no_grad():
-                features = model.backbone(_channels_last(batch['image']))
-            ctrl = controller_loss(model.controller(features), train_present[batch['index']])
-            branches = sum(loss for loss, _, _ in
-                           _branch_losses(model, features, _targets(batch)))
+            image, targets = _channels_last(batch['image']), _targets(batch)
+            present = train_present[batch['index']]
+            total = 0.0
+            for width in model.widths:
+                with torch.no_grad():
+                    features = model.part('backbone', image, width)
+                ctrl = controller_loss(model.part('controller', features, width), present)
+                branches = sum(loss for loss, _, _ in
+                               _branch_losses(model, features, targets, width))
+                total = total + ctrl + branches
+                if width == 1.0:
+                    sums += [ctrl.item(), branches.item()]
             optimizer.zero_grad(set_to_none=True)
-            (ctrl + branches).backward()
+            total.backward()
             optimizer.step()
             scheduler.step()
-            sums += [ctrl.item(), branches.item()]
         record = dict(zip(('controller_loss', 'branch_loss'), (sums / len(loader)).tolist(),
                           strict=True))
-        record.update(_val_branches(model, val_set, val_present, batch_size))
+        by_width = {f'{w:g}': _val_branches(model, val_set, val_present, batch_size, w)
+                    for w in model.widths}
+        record.update(by_width['1'])
+        record['val_branch_loss_by_width'] = {w: v['val_branch_loss'] for w, v in by_width.items()}
         record.update(epoch=epoch + 1, seconds=round(time.perf_counter() - start, 2))
         records.append(record)
         log(f'branches {epoch + 1}/{epochs}: controller {record["controller_loss"]:.4f}, '
             f'branches {record["branch_loss"]:.4f}; val controller '
-            f'{record["val_controller_loss"]:.4f} (top-1 {record["val_top1"]:.3f}), '
-            f'branches {record["val_branch_loss"]:.4f}, {record["seconds"]:.1f} s')
+            f'{record["val_controller_loss"]:.4f} (top-1 {record["val_top1"]:.3f}), branches '
+            + ', '.join(f'{v:.4f} @{w}' for w, v in record['val_branch_loss_by_width'].items())
+            + f', {record["seconds"]:.1f} s')
     return records
 
 
 @torch.no_grad()
-def _val_branches(model: AdaCon, val_set, present: torch.Tensor, batch_size: int) -> dict:
+def _val_branches(model: SlimmableAdaCon, val_set, present: torch.Tensor, batch_size: int,
+                  width: float) -> dict:
     """Compute validation losses, and top-1: the share of images whose best branch is present."""
     model.eval()
     ctrl = branches = 0.0
     hits = scored = 0
     for batch in DataLoader(val_set, batch_size):
         rows = batch['index']
-        features = model.backbone(_channels_last(batch['image']))
-        logits = model.controller(features)
+        features = model.part('backbone', _channels_last(batch['image']), width)
+        logits = model.part('controller', features, width)
         ctrl += controller_loss(logits, present[rows]).item() * len(rows)
         branches += sum(loss.item() for loss, _, _ in
-                        _branch_losses(model, features, _targets(batch))) * len(rows)
+                        _branch_losses(model, features, _targets(batch), width)) * len(rows)
         has_cluster = present[rows].sum(1) > 0
         top = present[rows].gather(1, logits.argmax(1, keepdim=True)).squeeze(1)
         hits += int(top[has_cluster].sum())
@@ -251,13 +291,32 @@ def _present(dataset, result) -> torch.Tensor:
                                   for i in range(len(base))]), dtype=torch.float32)
 
 
-def _load_stage1(model: AdaCon, path, config: dict) -> list:
-    """Backbone and static head from an earlier run's checkpoint; that run's stage-1 log."""
+def _stage1_weights(path) -> tuple:
+    """Return (checkpoint, its backbone and static-head weights keyed as in ``AdaCon``).
+
+    Reads this format or the single-width one before it (plain ``AdaCon`` keys).
+    """
     checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    if checkpoint.get('format') != CHECKPOINT_FORMAT or checkpoint['config'] != config:
-        raise ValueError(f'{path}: not an AdaCon checkpoint of this configuration {config}')
+    if checkpoint.get('format') not in (CHECKPOINT_FORMAT, 'adacon-checkpoint/1'):
+        raise ValueError(f'{path}: not an AdaCon checkpoint ({CHECKPOINT_FORMAT})')
+    weights = {k.removeprefix('full.'): v for k, v in checkpoint['state_dict'].items()}
+    return checkpoint, {k: v for k, v in weights.items()
+                        if k.startswith(('backbone.', 'static_head.'))}
+
+
+def _load_stage1(model: SlimmableAdaCon, path, config: dict) -> list:
+    """Load stage 1 of an earlier run with the same configuration and widths.
+
+    The shared backbone and static head, and every width's norms of them. Returns
+    that run's stage-1 log.
+    """
+    checkpoint, _ = _stage1_weights(path)
+    if checkpoint['config'] != config or tuple(checkpoint.get('widths', ())) != model.widths:
+        raise ValueError(f'{path}: not a checkpoint of this configuration {config} and widths '
+                         f'{model.widths}')
+    stage1 = ('full.backbone.', 'full.static_head.', 'norms.')
     model.load_state_dict({k: v for k, v in checkpoint['state_dict'].items()
-                           if k.startswith(('backbone.', 'static_head.'))}, strict=False)
+                           if k.startswith(stage1) and '.branches/' not in k}, strict=False)
     log = Path(path).parent / 'training_log.json'
     return json.loads(log.read_text())['static'] if log.is_file() else []
 
@@ -266,13 +325,17 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                  num_clusters: int = 4, clusters_file=None, seed: int = 0,
                  epochs_static: int = 30, epochs_branches: int = 30, input_size: int = 128,
                  smoke: bool = False, batch_size: int = 32, lr: float = 2e-3,
-                 head_width: int = 192, stage1_from=None, command: str = None) -> Path:
+                 head_width: int = 192, widths: tuple = (1.0,), init_from=None,
+                 stage1_from=None, command: str = None) -> Path:
     """Cluster the classes, train both stages, save the checkpoint; its path.
 
     Writes into ``out_dir``: ``clusters.json``, ``adacon.pt`` (state dict, model
     config, classes, clusters, provenance) and ``training_log.json`` (losses per
-    epoch, seconds per stage, seed). ``stage1_from``: take the backbone and static head
-    from that checkpoint (a run with the same data, seed and configuration) and train
+    epoch, seconds per stage, seed). ``widths``: the backbone's nested channel sets,
+    trained together on shared weights (:class:`SlimmableAdaCon`). ``init_from``: start
+    stage 1 from that checkpoint's backbone and static head (e.g. a single-width run,
+    to add narrower widths in fewer epochs). ``stage1_from``: take stage 1 from that
+    checkpoint (a run with the same data, seed, configuration and widths) and train
     stage 2 only. ``smoke``: a few images and one epoch per stage, to check the
     pipeline end to end in seconds. ``command`` (default: this process's command line)
     is recorded as the way to reproduce the run.
@@ -306,7 +369,7 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                          'does not have')
     config = {'num_classes': classes.num_classes, 'head_width': head_width,
               'branch_classes': [[index_of[c] for c in ids] for ids in branch_ids]}
-    model = AdaCon(**config).to(memory_format=torch.channels_last)
+    model = SlimmableAdaCon(config, widths).to(memory_format=torch.channels_last)
     _log(f'{len(train_set)} train / {len(val_set)} val images, {classes.num_classes} classes')
     for name, ids in zip(result.cluster_names, branch_ids, strict=True):
         _log(f'branch {name}: {", ".join(classes.class_names[c] for c in ids)}')
@@ -316,10 +379,14 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
         static = _load_stage1(model, stage1_from, config)
         _log(f'stage 1 from {stage1_from}')
     else:
+        if init_from:
+            model.full.load_state_dict(_stage1_weights(init_from)[1], strict=False)
+            model.copy_norms_from_full()
+            _log(f'stage 1 starts from {init_from}')
         static = train_static(model, train_set, val_set, epochs_static, batch_size, lr,
                               seed=seed, log=_log)
     stage2 = time.perf_counter()
-    init_branches_from_static(model)
+    init_slimmable_branches(model)
     branches = train_branches(model, train_set, _present(train_set, result), val_set,
                               _present(val_set, result), epochs_branches, batch_size, lr,
                               seed=seed, log=_log)
@@ -331,18 +398,20 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                  'train_count': len(train_set), 'val_count': len(val_set),
                  'description': train_coco.get('info', {}).get('description', '')},
         'seed': seed, 'epochs_static': epochs_static, 'epochs_branches': epochs_branches,
-        'batch_size': batch_size, 'lr': lr, 'smoke': smoke,
+        'batch_size': batch_size, 'lr': lr, 'smoke': smoke, 'widths': list(model.widths),
+        'init_from': str(init_from) if init_from else None,
         'stage1_from': str(stage1_from) if stage1_from else None,
         'command': command or shlex.join(sys.argv),
     }
     path = out_dir / CHECKPOINT
     torch.save({
-        'format': CHECKPOINT_FORMAT, 'config': config, 'state_dict': model.state_dict(),
+        'format': CHECKPOINT_FORMAT, 'config': config, 'widths': list(model.widths),
+        'state_dict': model.state_dict(),
         'category_ids': classes.category_ids,
         'class_names': {cid: classes.class_names[cid] for cid in classes.category_ids},
         'common_ids': list(result.common), 'branch_ids': branch_ids,
         'branch_names': list(result.cluster_names), 'clusters': result.to_json(),
-        'input_size': list(classes.input_size), 'stride': model.stride,
+        'input_size': list(classes.input_size), 'stride': model.full.stride,
         'mean': list(classes.mean), 'std': list(classes.std), 'training': training,
     }, path)
     (out_dir / 'training_log.json').write_text(json.dumps({

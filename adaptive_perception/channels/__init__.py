@@ -1,0 +1,1 @@
+"""Channel sets: nested-width (slimmable) backbones and per-input channel gating."""
