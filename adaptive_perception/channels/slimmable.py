@@ -28,9 +28,14 @@ def width_key(width: float) -> str:
     return f'w{round(width * 100):03d}'
 
 
+def scaled(channels: int, width: float) -> int:
+    """Channels of a layer at ``width``: its first ``round(width x channels)``, at least one."""
+    return max(1, round(channels * width))
+
+
 def scaled_widths(widths: tuple, width: float) -> tuple:
-    """Backbone layer widths at ``width``; at least one channel each."""
-    return tuple(max(1, round(c * width)) for c in widths)
+    """Backbone layer widths at ``width``."""
+    return tuple(scaled(c, width) for c in widths)
 
 
 class SlimmableAdaCon(nn.Module):
@@ -50,7 +55,7 @@ class SlimmableAdaCon(nn.Module):
         self.widths = widths
         self.config = dict(config)
         self.full = AdaCon(**config)
-        self.backbone_widths = tuple(config.get('widths', (24, 48, 96)))
+        self.backbone_widths = self.full.backbone.widths
         self.norms = nn.ModuleDict({
             width_key(w): nn.ModuleDict({
                 name.replace('.', '/'): nn.BatchNorm2d(self._channels(name, module, w))
@@ -60,7 +65,7 @@ class SlimmableAdaCon(nn.Module):
         self.copy_norms_from_full()
 
     def _channels(self, name: str, norm: nn.BatchNorm2d, width: float) -> int:
-        return round(norm.num_features * width) if name.startswith('backbone.') else \
+        return scaled(norm.num_features, width) if name.startswith('backbone.') else \
             norm.num_features
 
     def copy_norms_from_full(self) -> None:
@@ -106,7 +111,7 @@ class SlimmableAdaCon(nn.Module):
             return full_state
         norms = self.norms[width_key(width)]
         channels_in = self.backbone_widths[-1]
-        channels_out = round(channels_in * width)
+        channels_out = scaled(channels_in, width)
         state = OrderedDict()
         for name, tensor in full_state.items():
             module_name, _, attr = name.rpartition('.')
@@ -114,8 +119,8 @@ class SlimmableAdaCon(nn.Module):
             if isinstance(module, nn.BatchNorm2d):
                 state[name] = getattr(norms[module_name.replace('.', '/')], attr)
             elif isinstance(module, nn.Conv2d) and name.startswith('backbone.'):
-                out = round(module.out_channels * width)
-                inp = 3 if module.in_channels == 3 else round(module.in_channels * width)
+                out = scaled(module.out_channels, width)
+                inp = 3 if module.in_channels == 3 else scaled(module.in_channels, width)
                 state[name] = tensor[:out, :inp]
             elif module_name.endswith('trunk.0.0'):  # a head's first layer reads the features
                 state[name] = tensor[:, :channels_out]

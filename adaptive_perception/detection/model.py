@@ -50,6 +50,7 @@ class Backbone(nn.Module):
 
     def __init__(self, widths: tuple = (24, 48, 96), num_blocks: int = 1):
         super().__init__()
+        self.widths = tuple(widths)
         stem, mid, out = widths
         self.stem = conv_bn_relu(3, stem, stride=2)
         self.stage2 = nn.Sequential(conv_bn_relu(stem, mid, stride=2), conv_bn_relu(mid, mid))
