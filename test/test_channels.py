@@ -11,11 +11,11 @@ from adaptive_perception.channels.bench import (
     fit_latency,
     latency_models,
     operating_points,
-    pareto_front,
     propose_profile,
 )
 from adaptive_perception.channels.gating import GatedHead
 from adaptive_perception.channels.slimmable import SlimmableAdaCon, scaled_widths, width_key
+from adaptive_perception.detection.bench import pareto_front
 from adaptive_perception.detection.model import CenterHead
 
 CONFIG = {'num_classes': 6, 'branch_classes': [[0, 1, 5], [2, 3, 4, 5]], 'head_width': 24}

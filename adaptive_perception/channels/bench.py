@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from adaptive_perception.detection.bench import time_process
+from adaptive_perception.detection.bench import pareto_front, time_process
 from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Mode, parse_mode
@@ -72,17 +72,6 @@ def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> dict:
     return {'a_ms_per_gmac': float(a), 'c_ms': float(c),
             'r2': float(1 - (residual ** 2).sum() / total) if total > 0 else None,
             'points': len(x)}
-
-
-def pareto_front(rows: dict) -> list:
-    """Points no other point beats in both latency and mAP, most accurate first."""
-    order = sorted(rows, key=lambda p: (rows[p]['latency_p50_ms'], -rows[p]['map']))
-    front, best = [], -1.0
-    for point in order:  # fastest first: keep what is more accurate than all faster ones
-        if rows[point]['map'] > best:
-            front.append(point)
-            best = rows[point]['map']
-    return front[::-1]
 
 
 def propose_profile(rows: dict, front: list, levels: int) -> list:

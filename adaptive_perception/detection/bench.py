@@ -119,6 +119,17 @@ def format_table(rows: dict) -> str:
     return '\n'.join(lines)
 
 
+def pareto_front(rows: dict) -> list:
+    """Points no other point beats in both latency and mAP, most accurate first."""
+    order = sorted(rows, key=lambda p: (rows[p]['latency_p50_ms'], -rows[p]['map']))
+    front, best = [], -1.0
+    for point in order:  # fastest first: keep what is more accurate than all faster ones
+        if rows[point]['map'] > best:
+            front.append(point)
+            best = rows[point]['map']
+    return front[::-1]
+
+
 def plot_pareto(rows: dict, path: Path) -> None:
     """Accuracy against latency, static vs adaptive modes; the Pareto front joined."""
     import matplotlib
@@ -126,11 +137,7 @@ def plot_pareto(rows: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     points = sorted((r['latency_p50_ms'], r['map'], mode) for mode, r in rows.items())
-    front, best = [], -1.0
-    for latency, accuracy, _ in points:  # fastest first: keep what beats all faster
-        if accuracy > best:
-            front.append((latency, accuracy))
-            best = accuracy
+    front = [(rows[p]['latency_p50_ms'], rows[p]['map']) for p in pareto_front(rows)]
     figure, axes = plt.subplots(figsize=(6, 4))
     for latency, accuracy, mode in points:
         static = mode == 'static'
