@@ -24,6 +24,12 @@ def run_node(node_class, args=None) -> int:
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down from the signal handler, possibly while a
+        # callback is publishing: that publish then fails on the invalid context.
+        # That is a shutdown too; an error while the context is still up is not.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
