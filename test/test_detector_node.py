@@ -21,6 +21,7 @@ from adaptive_perception.msg import DetectionArray
 from adaptive_perception.ros.diagnostics import as_float, values_of
 from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
 from adaptive_perception.runtime.images import rgb_to_image_fields
+from bad_images import bad_camera_frames
 from ros_harness import start_node
 
 TIMEOUT_S = 15.0
@@ -158,21 +159,8 @@ def test_overlay_is_published_only_while_subscribed(camera, probe):
 
 def test_each_bad_input_is_an_error_and_good_frames_still_pass(camera, probe):
     good = frame('good')
-    bad_frames = [
-        (Image(encoding='16UC1', width=4, height=4, step=8, data=array('B', bytes(32))),
-         "unsupported encoding '16UC1'"),
-        (Image(encoding='rgb8', width=32, height=32, step=90, data=array('B', bytes(2880))),
-         'step 90 is less than width x channels'),
-        (Image(encoding='rgb8', width=0, height=0, step=0), 'zero-size image 0x0'),
-        (Image(encoding='rgb8', width=100_000, height=100_000, step=300_000,
-               data=array('B', bytes(30))), 'over max_pixels'),
-        (Image(encoding='rgb8', width=32, height=32, step=96, data=array('B', bytes(1000))),
-         'truncated data: 1000 bytes'),
-        (CompressedImage(format='jpeg', data=array('B', b'definitely not a jpeg')),
-         'undecodable compressed image'),
-    ]
+    bad_frames = bad_camera_frames()
     for i, (msg, reason) in enumerate(bad_frames):
-        msg.header = Header(frame_id=f'bad-{i}')
         status = camera.expect_error(msg, reason)
         assert as_float(values_of(status)['bad_inputs']) >= i + 1
         good.header.frame_id = f'good-{i}'

@@ -97,16 +97,17 @@ class SlimmableAdaCon(nn.Module):
                 for name in ('weight', 'bias', 'running_mean', 'running_var'):
                     getattr(into, name).copy_(getattr(origin, name)[channels])
 
-    def width_state(self, width: float) -> 'OrderedDict[str, torch.Tensor]':
-        """Parameters and buffers of ``full`` as seen at ``width``.
+    def width_state(self, width: float, part: str = '') -> 'OrderedDict[str, torch.Tensor]':
+        """Parameters and buffers of ``full`` (or of its ``part``) as seen at ``width``.
 
         Slices of the shared convolutions and linears, and ``width``'s own batch norms
-        (not slices, so that training updates them in place).
+        (not slices, so that training updates them in place). Names are ``full``'s.
         """
         if width not in self.widths:
             raise ValueError(f'width {width} is not one of {self.widths}')
-        full_state = OrderedDict(self.full.named_parameters())
-        full_state.update(self.full.named_buffers())
+        module = self.full.get_submodule(part)
+        full_state = OrderedDict(module.named_parameters(prefix=part))
+        full_state.update(module.named_buffers(prefix=part))
         if width == 1.0:
             return full_state
         norms = self.norms[width_key(width)]
@@ -139,8 +140,7 @@ class SlimmableAdaCon(nn.Module):
     def part(self, name: str, inputs: torch.Tensor, width: float) -> object:
         """Run one part of ``full`` (e.g. 'backbone', 'static_head', 'branches.0') at ``width``."""
         prefix = name + '.'
-        state = {k[len(prefix):]: v for k, v in self.width_state(width).items()
-                 if k.startswith(prefix)}
+        state = {k.removeprefix(prefix): v for k, v in self.width_state(width, name).items()}
         return functional_call(self.full.get_submodule(name), state, (inputs,))
 
     def at_width(self, width: float) -> AdaCon:
