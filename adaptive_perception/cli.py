@@ -206,8 +206,12 @@ def _dense_args(parser, split: str, count: int, seed: int) -> None:
 
 
 def _train_adamtl(args) -> int:
-    from adaptive_perception.multitask.model import ModelConfig
+    from adaptive_perception.multitask.model import ModelConfig, parse_targets
     from adaptive_perception.multitask.train import Schedule, train_adamtl
+    try:
+        policies = parse_targets(args.targets)
+    except ValueError as error:
+        raise SystemExit(f'train adamtl --targets: {error}') from None
     size = ModelConfig().image_size
     train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
     val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
@@ -219,7 +223,8 @@ def _train_adamtl(args) -> int:
     train_adamtl(train, val, out, schedule, seed=args.seed, alpha=args.alpha,
                  skip_rate=args.skip_rate,
                  single_task=not args.no_single_task, jobs=args.jobs,
-                 static_from=args.static_from, train_description=train_text,
+                 static_from=args.static_from, weights_by=args.efficiency_weights,
+                 device=args.device, policies=policies, train_description=train_text,
                  val_description=val_text,
                  provenance={'command': ' '.join(sys.argv), 'train': train_text,
                              'val': val_text})
@@ -388,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
                                               'of an earlier checkpoint (same data/settings)')
     adamtl.add_argument('--jobs', type=int, choices=[1, 2], default=1,
                         help='2: train the single-task models in a second process')
+    adamtl.add_argument('--efficiency-weights', choices=['flops', 'width'], default='flops',
+                        help="efficiency loss: weigh blocks and tokens by the block's FLOPs, "
+                             "or tokens by stage width (the thesis's)")
+    adamtl.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
+    adamtl.add_argument('--targets', nargs='+', default=[], metavar='POLICY=BLOCKS/TOKENS',
+                        help='compute targets, e.g. low=0.7/0.6 (default: the thesis\'s '
+                             'H 0.9/0.6 and L 0.5/0.5)')
     adamtl.add_argument('--smoke', action='store_true', help='tiny run for CI')
     adamtl.set_defaults(func=_train_adamtl)
 

@@ -1,6 +1,7 @@
 """AdaMTL without ROS: decisions, real skipping, FLOPs, export vs PyTorch, the recipe."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,8 +16,10 @@ from adaptive_perception.multitask.model import (
     Decisions,
     ModelConfig,
     PolicySpec,
+    block_flops,
     decide,
     normalise,
+    parse_targets,
     postprocess,
 )
 from adaptive_perception.multitask.train import efficiency_loss
@@ -37,6 +40,15 @@ def test_inference_decisions_are_deterministic_training_ones_are_not():
     noisy = decide(logits, training=True)
     assert set(noisy.unique().tolist()) == {0.0, 1.0}
     assert not torch.equal(noisy, decide(logits, training=True))  # Gumbel noise
+
+
+def test_annealed_noise_trains_on_the_inference_decisions():
+    """At noise 0 training takes the thresholds inference takes, and still has a gradient."""
+    logits = torch.linspace(-3, 3, 1000, requires_grad=True)
+    quiet = decide(logits, training=True, noise_scale=0.0)
+    assert torch.equal(quiet.detach(), (logits > 0).float())
+    quiet.sum().backward()
+    assert (logits.grad > 0).all()
 
 
 @pytest.mark.parametrize('policy', POLICIES)
@@ -161,7 +173,9 @@ def test_block_flop_model_is_exact_at_any_token_count():
     block = Block(32, 16, 4).eval()
     a, b = block_flop_model(block, 64, 32)
     for n in (2, 7, 33, 64):
-        assert a * n + b * n * n == pytest.approx(count_flops(block, torch.zeros(1, n, 32)))
+        counted = count_flops(block, torch.zeros(1, n, 32))
+        assert a * n + b * n * n == pytest.approx(counted)
+        assert block_flops(32, n, 4) == counted  # what the efficiency loss weighs by
 
 
 def test_outputs_have_the_input_size_and_published_types(random_adamtl):
@@ -191,6 +205,28 @@ def test_task_aware_policy_runs_only_the_running_tasks_networks(random_adamtl, f
                    for o, e in zip(so, se, strict=True))
 
 
+def test_task_subsets_match_pytorch_and_the_one_graph_decoders(random_adamtl, frames):
+    """A subset of tasks runs the per-task decoders and the policy's subset networks."""
+    model_dir, model = random_adamtl
+    engine = MultiTaskEngine(model_dir)
+    tasks = ('segmentation', 'depth')
+    for i in range(len(frames)):
+        for policy in (STATIC, 'low'):
+            subset = engine.infer(frames.images[i], policy, tasks, resize=False)
+            with torch.no_grad():
+                reference, _ = model(normalise(frames.images[i:i + 1]),
+                                     None if policy == STATIC else policy, tasks)
+            assert sorted(subset.outputs) == sorted(tasks)
+            expected = postprocess('depth', reference['depth'])[0].numpy()
+            np.testing.assert_allclose(subset.outputs['depth'], expected, atol=1e-4)
+            assert (subset.outputs['segmentation']
+                    == postprocess('segmentation', reference['segmentation'])[0].numpy()
+                    ).mean() > 0.99
+        every = engine.infer(frames.images[i], STATIC, resize=False).outputs  # one graph
+        apart = engine.infer(frames.images[i], STATIC, tasks, resize=False).outputs
+        np.testing.assert_allclose(every['depth'], apart['depth'], atol=1e-4)
+
+
 def test_bad_model_dir_says_why(tmp_path):
     with pytest.raises(ValueError, match='manifest'):
         MultiTaskEngine(tmp_path)
@@ -200,15 +236,50 @@ def test_bad_model_dir_says_why(tmp_path):
 
 
 def test_efficiency_loss_weighs_token_shares_by_width():
+    config = ModelConfig(image_size=16, patch=2, dims=(32, 64), depths=(2, 2))
     spec = PolicySpec(0.5, 0.5)
     everything = Decisions(blocks=[torch.ones(2, 2), torch.ones(2, 2)],
-                           tokens=[torch.ones(2, 2, 16), torch.ones(2, 2, 4)])
+                           tokens=[torch.ones(2, 2, 64), torch.ones(2, 2, 16)])
     # blocks: (1 - 0.5)^2; tokens: mean of (w * 0.5)^2 with w = 32/48, 64/48
     expected = 0.25 + np.mean([(w * 0.5) ** 2 for w in (2 / 3, 2 / 3, 4 / 3, 4 / 3)])
-    assert float(efficiency_loss(everything, spec, (32, 64))) == pytest.approx(expected)
+    assert float(efficiency_loss(everything, spec, config, 'width')) == pytest.approx(expected)
     on_target = Decisions(blocks=[torch.tensor([[1.0, 0.0]] * 2)] * 2,
-                          tokens=[torch.ones(2, 2, 16) * 0.5, torch.ones(2, 2, 4) * 0.5])
-    assert float(efficiency_loss(on_target, spec, (32, 64))) == pytest.approx(0.0)
+                          tokens=[torch.ones(2, 2, 64) * 0.5, torch.ones(2, 2, 16) * 0.5])
+    assert float(efficiency_loss(on_target, spec, config, 'width')) == pytest.approx(0.0)
+
+
+def test_flops_budget_charges_the_costly_blocks_more():
+    """Skipping a costly block lowers the FLOPs-weighted loss more than a cheap one."""
+    config = ModelConfig(image_size=16, patch=2, dims=(32, 64), depths=(1, 1))
+    costs = [block_flops(32, 64, 4), block_flops(64, 16, 4)]
+    assert costs[0] > costs[1]
+    spec = PolicySpec(0.2, 1.0)
+    tokens = [torch.ones(4, 1, 64), torch.ones(4, 1, 16)]
+    skip_first = Decisions(blocks=[torch.zeros(4, 1), torch.ones(4, 1)], tokens=tokens)
+    skip_second = Decisions(blocks=[torch.ones(4, 1), torch.zeros(4, 1)], tokens=tokens)
+    share_first = costs[1] / sum(costs)  # what still runs when the first block is skipped
+    assert float(efficiency_loss(skip_first, spec, config)) == pytest.approx(
+        (share_first - 0.2) ** 2)
+    assert float(efficiency_loss(skip_first, spec, config)) \
+        < float(efficiency_loss(skip_second, spec, config))
+    # one budget, not a target per block: any split of the kept tokens that costs the same
+    half = Decisions(blocks=[torch.ones(4, 1), torch.ones(4, 1)],
+                     tokens=[torch.ones(4, 1, 64) * 0.5, torch.ones(4, 1, 16)])
+    kept = (0.5 * costs[0] + costs[1]) / sum(costs)
+    assert float(efficiency_loss(half, PolicySpec(1.0, kept), config)) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match='efficiency weights'):
+        efficiency_loss(half, spec, config, 'tokens')
+
+
+def test_policy_targets_parse_and_bad_ones_say_why():
+    policies = parse_targets(['low=0.7/0.6', 'low_agnostic=0.7/0.6'])
+    assert policies['low'] == PolicySpec(0.7, 0.6)
+    assert policies['low_agnostic'] == PolicySpec(0.7, 0.6, task_aware=False)
+    assert policies['high'] == PolicySpec(0.9, 0.6)
+    for entry, reason in [('medium=0.5/0.5', 'not one of'), ('low=0.5', 'BLOCKS/TOKENS'),
+                          ('low=0/0.5', r'\(0, 1\]'), ('low=a/b', 'BLOCKS/TOKENS')]:
+        with pytest.raises(ValueError, match=reason):
+            parse_targets([entry])
 
 
 def test_config_round_trips_through_json():
@@ -247,9 +318,15 @@ def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
                          decoder_dim=8, policy_hidden=4)
     quiet = {'log': lambda line: None, 'batch_size': 16, 'val_description': 'v'}
     first = train_adamtl(train, train, tmp_path / 'a.pt', Schedule.smoke(), config, **quiet)
-    again = train_adamtl(train, train, tmp_path / 'b.pt', Schedule.smoke(), config,
+    same = train_adamtl(train, train, tmp_path / 'e.pt', Schedule.smoke(), config,
+                        static_from=tmp_path / 'a.stage1.pt', single_task=False, **quiet)
+    for key, value in first['state_dict'].items():  # as if stage 1 had run again
+        assert torch.equal(value, same['state_dict'][key]), key
+    retargeted = replace(config, policies=parse_targets(['low=0.8/0.7']))
+    again = train_adamtl(train, train, tmp_path / 'b.pt', Schedule.smoke(), retargeted,
                          static_from=tmp_path / 'a.stage1.pt', single_task=False, alpha=3.0,
                          **quiet)
+    assert again['config']['policies']['low']['block_target'] == 0.8
     for key, value in first['static']['state_dict'].items():
         assert torch.equal(value, again['static']['state_dict'][key])
     assert again['references'] == {}  # the stage-1 file has none

@@ -3,7 +3,8 @@
 Per frame: resize to the model's input, embed, then per stage ask the level's policy
 which blocks run and which tokens each keeps (the running tasks' sub-networks, OR-ed;
 plain thresholds, no noise), gather the kept tokens, run the block on them only,
-scatter them back, merge, and finally run only the requested task decoders. Outputs
+scatter them back, merge, and finally run only the requested task decoders (all of
+them as one graph when every task runs). Outputs
 are resized back to the input image. A skipped block is never called. The static
 model runs its encoder as one graph, as it would be deployed without AdaMTL, so
 that the policies are measured against the best the static model can do.
@@ -22,7 +23,7 @@ import numpy as np
 
 from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
 
-MANIFEST_FORMAT = 'adaptive_perception.adamtl.manifest/1'
+MANIFEST_FORMAT = 'adaptive_perception.adamtl.manifest/2'
 STATIC = 'static'  # run every block on every token: the static model
 
 
@@ -38,23 +39,22 @@ class MultiTaskResult:
 
 
 class OnnxPolicy:
-    """A trained policy: per stage one graph giving every owner's logits."""
+    """A trained policy: per stage one graph that decides for the running tasks."""
 
     def __init__(self, name: str, spec: dict, sessions: dict):
         self.name = name
         self.owners = tuple(spec['owners'])
         self.task_aware = spec['task_aware']
         self._sessions = [sessions[stage['graph']] for stage in spec['stages']]
-        self._flops = [stage['flops_per_owner'] for stage in spec['stages']]
+        self._flops = [stage['flops'] for stage in spec['stages']]
 
     def decide(self, stage: int, tokens: np.ndarray, tasks: Sequence[str]) -> tuple:
         """(blocks on (depth,) bool, kept tokens (depth, N) bool, FLOPs spent deciding)."""
-        block_logits, token_logits = self._sessions[stage].run(None, {'tokens': tokens})
-        rows = [self.owners.index(t) for t in tasks if t in self.owners] if self.task_aware \
-            else [0]
+        owners = np.array([owner in tasks for owner in self.owners]) if self.task_aware \
+            else np.ones(1, bool)
+        blocks_on, kept = self._sessions[stage].run(None, {'tokens': tokens, 'owners': owners})
         # Every owner's sub-network is in the graph; all of them ran.
-        flops = self._flops[stage] * len(self.owners)
-        return ((block_logits[rows] > 0).any(0), (token_logits[rows] > 0).any(0), flops)
+        return blocks_on, kept, self._flops[stage]
 
 
 class RandomPolicy:
@@ -108,6 +108,7 @@ class MultiTaskEngine:
         self._merge_flops = [manifest['flops'][f'merge_s{s}'] for s in range(len(self._merges))]
         self._decoders = {task: sessions[d['graph']] for task, d in manifest['decoders'].items()}
         self._decoder_flops = {task: d['flops'] for task, d in manifest['decoders'].items()}
+        self._all_decoders = sessions['decoders']
         self._policies = {name: OnnxPolicy(name, spec, sessions)
                           for name, spec in manifest['policies'].items()}
         self.policies = (STATIC, *self._policies)
@@ -152,12 +153,15 @@ class MultiTaskEngine:
                           zip(features, self.depths, strict=True)]
         else:
             features, tokens_run, flops = self._run_adaptive(image, chooser, tasks)
-        outputs = {}
-        for task in tasks:
-            feeds = {f'stage{s}': f for s, f in enumerate(features)}
-            answer = self._decoders[task].run(None, feeds)[0][0]
-            flops += self._decoder_flops[task]
-            outputs[task] = _to_output(task, answer, rgb.shape[:2] if resize else None)
+        feeds = {f'stage{s}': f for s, f in enumerate(features)}
+        if set(tasks) == set(self.tasks):  # the usual case: every decoder in one graph
+            answers = dict(zip(self.tasks, self._all_decoders.run(None, feeds), strict=True))
+            flops += self.manifest['flops']['decoders']
+        else:
+            answers = {task: self._decoders[task].run(None, feeds)[0] for task in tasks}
+            flops += sum(self._decoder_flops[task] for task in tasks)
+        outputs = {task: _to_output(task, answers[task][0], rgb.shape[:2] if resize else None)
+                   for task in tasks}
         total_blocks = sum(self.depths)
         all_tokens = sum(len(f[0]) * depth
                          for f, depth in zip(features, self.depths, strict=True))
@@ -186,7 +190,9 @@ class MultiTaskEngine:
                 a, b = self._block_flops[s][j]
                 flops += a * count + b * count * count
                 stage_counts.append(int(count))
-                if count >= 2:
+                if count == x.shape[1]:  # every token: no gather, no scatter
+                    x = session.run(None, {'tokens': x})[0]
+                elif count >= 2:
                     kept_tokens = np.ascontiguousarray(x[:, index])
                     x[:, index] = session.run(None, {'tokens': kept_tokens})[0]
                 elif count == 1:

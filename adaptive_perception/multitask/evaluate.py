@@ -33,9 +33,10 @@ def score_model(model: AdaMTL, data: DenseArrays, policy: str | None = None,
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             rows = slice(start, min(len(data), start + batch_size))
-            outputs, _ = model(normalise(data.images[rows]), policy, tasks)
+            images = normalise(data.images[rows]).to(next(model.parameters()).device)
+            outputs, _ = model(images, policy, tasks)
             for task, raw in outputs.items():
-                scores.add(task, postprocess(task, raw).numpy(),
+                scores.add(task, postprocess(task, raw).cpu().numpy(),
                            getattr(data, task)[rows])
     return scores.result()
 

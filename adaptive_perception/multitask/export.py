@@ -4,9 +4,16 @@ The static model is one graph for the whole encoder (as it would be deployed wit
 AdaMTL, so the comparison is fair). The adaptive path has one graph per part, so
 that what a policy skips is never run: the patch embedding,
 every transformer block (with a dynamic token count: it sees only the tokens its
-policy keeps), every patch merging, each policy per stage (all its task sub-networks
-in one small graph) and each task decoder (with its post-processing: class ids,
-metres, unit normals, saliency probability).
+policy keeps), every patch merging, each policy per stage and each task decoder
+(with its post-processing: class ids, metres, unit normals, saliency probability).
+
+Two parts are fused at export, with the same arithmetic, because at this model's
+size a graph call and each small node cost as much as the work in them:
+* a policy stage stacks all its task sub-networks into one network and makes the
+  decisions in the graph (logit > 0, OR over the tasks that run);
+* ``decoders`` runs every task's decoder in one graph (projections side by side, the
+  3x3 layers as one grouped convolution); frames that need a subset of the tasks
+  run the per-task graphs.
 
 FLOPs are counted by PyTorch's FLOP counter on exactly what is exported (matrix
 products and convolutions, the ops that carry the cost). A block's FLOPs depend on
@@ -18,6 +25,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -70,17 +78,39 @@ class StaticEncoder(nn.Module):
         return tuple(outputs)
 
 
-class PolicyGraph(nn.Module):
-    """One policy's stage networks for every owner, stacked: (O, depth), (O, depth, N)."""
+class PolicyStageGraph(nn.Module):
+    """One policy stage for every owner as one network, with the decisions in the graph.
+
+    The owners' (task sub-networks') layers are stacked: a first layer for all of them
+    is one matrix product, the second a batched one. Inputs: the stage's tokens
+    (1, N, C) and ``owners`` (O,) bool, which owners count (the running tasks).
+    Outputs: blocks on (depth,) and kept tokens (depth, N), bool - each counted
+    owner's logit > 0, OR-ed, as ``AdaMTL.run_adaptive`` decides.
+    """
 
     def __init__(self, networks: list):
         super().__init__()
-        self.networks = nn.ModuleList(networks)
+        for path in ('token', 'block'):
+            first = [getattr(n, path)[0] for n in networks]
+            second = [getattr(n, path)[2] for n in networks]
+            self.register_buffer(f'{path}_w1', torch.cat([f.weight for f in first]).T.clone())
+            self.register_buffer(f'{path}_b1', torch.cat([f.bias for f in first]).clone())
+            self.register_buffer(f'{path}_w2', torch.stack([s.weight.T for s in second]).clone())
+            self.register_buffer(f'{path}_b2', torch.stack([s.bias for s in second]).clone())
+        self.owners, self.hidden = len(networks), first[0].out_features
 
-    def forward(self, tokens: torch.Tensor) -> tuple:
-        """Stage tokens (1, N, C) -> every owner's block and token logits."""
-        pairs = [network(tokens) for network in self.networks]
-        return (torch.cat([b for b, _ in pairs], 0), torch.cat([t for _, t in pairs], 0))
+    def forward(self, tokens: torch.Tensor, owners: torch.Tensor) -> tuple:
+        """(1, N, C) tokens, (O,) bool owners -> blocks on (depth,), kept (depth, N)."""
+        x = tokens[0]
+        hidden = F.gelu(x @ self.token_w1 + self.token_b1)  # (N, O*H)
+        hidden = hidden.reshape(x.shape[0], self.owners, self.hidden).transpose(0, 1)
+        token_logits = hidden @ self.token_w2 + self.token_b2[:, None, :]  # (O, N, depth)
+        pooled = F.gelu(x.mean(0, keepdim=True) @ self.block_w1 + self.block_b1)
+        pooled = pooled.reshape(self.owners, 1, self.hidden)
+        block_logits = (pooled @ self.block_w2)[:, 0] + self.block_b2  # (O, depth)
+        blocks_on = ((block_logits > 0) & owners[:, None]).any(0)
+        kept = ((token_logits > 0) & owners[:, None, None]).any(0).T
+        return blocks_on, kept
 
 
 class DecoderGraph(nn.Module):
@@ -97,6 +127,62 @@ class DecoderGraph(nn.Module):
         maps = [tokens_to_map(t, g) for t, g in zip(stage_tokens, self.grids, strict=True)]
         raw = self.decoder(maps)
         return postprocess(self.task, raw)
+
+
+class DecodersGraph(nn.Module):
+    """Every task's decoder in one graph: the same arithmetic as the per-task graphs.
+
+    Each stage's projections of all tasks are one 1x1 convolution (with the task's
+    fusion weight folded in: it is linear, and so is the upsampling), the 3x3 layers
+    one grouped convolution and group norm (8 groups per task, as before), then each
+    task's output layer, one upsampling for all, and each task's post-processing.
+    """
+
+    def __init__(self, model: AdaMTL):
+        super().__init__()
+        config = model.config
+        decoders = [model.decoders[task] for task in config.tasks]
+        self.tasks = config.tasks
+        self.grids = [config.grid(s) for s in range(len(config.dims))]
+        self.upscale = config.patch
+        width, count = config.decoder_dim, len(decoders)
+        self.project = nn.ModuleList()
+        for s, dim in enumerate(config.dims):
+            conv = nn.Conv2d(dim, width * count, 1)
+            scale = [d.scale_logits.softmax(0)[s] for d in decoders]
+            conv.weight.data = torch.cat([w * d.project[s].weight
+                                          for w, d in zip(scale, decoders, strict=True)])
+            conv.bias.data = torch.cat([w * d.project[s].bias
+                                        for w, d in zip(scale, decoders, strict=True)])
+            self.project.append(conv)
+        self.hidden = nn.Conv2d(width * count, width * count, 3, padding=1, bias=False,
+                                groups=count)
+        self.hidden.weight.data = torch.cat([d.hidden[0].weight for d in decoders])
+        norm = decoders[0].hidden[1]
+        self.norm = nn.GroupNorm(norm.num_groups * count, width * count, eps=norm.eps)
+        self.norm.weight.data = torch.cat([d.hidden[1].weight for d in decoders])
+        self.norm.bias.data = torch.cat([d.hidden[1].bias for d in decoders])
+        self.out = nn.ModuleList(d.out for d in decoders)
+        self.width = width
+
+    def forward(self, *stage_tokens: torch.Tensor) -> tuple:
+        """Tokens of every stage -> every task's post-processed answer, in task order."""
+        maps = [tokens_to_map(t, g) for t, g in zip(stage_tokens, self.grids, strict=True)]
+        size = maps[0].shape[-2:]
+        fused = 0
+        for project, feature in zip(self.project, maps, strict=True):
+            mapped = project(feature)
+            if mapped.shape[-2:] != size:
+                mapped = F.interpolate(mapped, size=size, mode='bilinear', align_corners=False)
+            fused = fused + mapped
+        hidden = F.relu(self.norm(self.hidden(fused)))
+        parts = hidden.split(self.width, 1)
+        raw = torch.cat([out(part) for out, part in zip(self.out, parts, strict=True)], 1)
+        raw = F.interpolate(raw, scale_factor=self.upscale, mode='bilinear',
+                            align_corners=False)
+        sizes = [out.out_channels for out in self.out]
+        return tuple(postprocess(task, part) for task, part
+                     in zip(self.tasks, raw.split(sizes, 1), strict=True))
 
 
 def block_flop_model(block: nn.Module, tokens: int, dim: int) -> list:
@@ -150,12 +236,11 @@ def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
         stages = []
         for s in range(len(config.dims)):
             sample = torch.randn(1, config.grid(s) ** 2, config.dims[s])
-            per_owner = [policy.stages[owner][s] for owner in policy.owners]
+            owners = torch.ones(len(policy.owners), dtype=torch.bool)
+            fused = PolicyStageGraph([policy.stages[owner][s] for owner in policy.owners])
             graph = f'policy_{name}_s{s}'
-            write(graph, PolicyGraph(per_owner), (sample,), ['tokens'],
-                  ['block_logits', 'token_logits'])
-            stages.append({'graph': graph,
-                           'flops_per_owner': count_flops(per_owner[0], sample)})
+            write(graph, fused, (sample, owners), ['tokens', 'owners'], ['blocks_on', 'kept'])
+            stages.append({'graph': graph, 'flops': count_flops(fused, sample, owners)})
         policies[name] = {'owners': list(policy.owners), 'stages': stages,
                           'block_target': policy.spec.block_target,
                           'token_target': policy.spec.token_target,
@@ -167,6 +252,9 @@ def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
         write(f'decoder_{task}', graph, tuple(features),
               [f'stage{s}' for s in range(len(features))], ['output'])
         decoders[task] = {'graph': f'decoder_{task}', 'flops': count_flops(graph, *features)}
+    write('decoders', DecodersGraph(model), tuple(features),
+          [f'stage{s}' for s in range(len(features))], list(config.tasks))
+    flops['decoders'] = count_flops(DecodersGraph(model), *features)
     manifest = {
         'format': MANIFEST_FORMAT, 'config': config.to_json(), 'input_size': size,
         'mean': MEAN, 'std': STD, 'graphs': graphs, 'flops': flops, 'blocks': blocks,

@@ -57,6 +57,24 @@ DEFAULT_POLICIES = {
 }
 
 
+def parse_targets(entries) -> dict:
+    """``['low=0.7/0.6', ...]`` -> the default policies with those targets changed."""
+    policies = dict(DEFAULT_POLICIES)
+    for entry in entries:
+        name, _, value = entry.partition('=')
+        if name not in policies:
+            raise ValueError(f'{entry!r}: policy {name!r} is not one of {", ".join(policies)}')
+        try:
+            blocks, tokens = (float(v) for v in value.split('/'))
+        except ValueError:
+            raise ValueError(f'{entry!r}: expected POLICY=BLOCKS/TOKENS, '
+                             f'e.g. low=0.7/0.6') from None
+        if not (0 < blocks <= 1 and 0 < tokens <= 1):
+            raise ValueError(f'{entry!r}: shares must be in (0, 1]')
+        policies[name] = PolicySpec(blocks, tokens, policies[name].task_aware)
+    return policies
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the model; stored in checkpoints and the manifest."""
@@ -91,6 +109,15 @@ class ModelConfig:
     def grid(self, stage: int) -> int:
         """Tokens per side in ``stage``."""
         return self.image_size // self.patch // 2 ** stage
+
+
+def block_flops(dim: int, tokens: int, mlp_ratio: int) -> int:
+    """FLOPs of one transformer block on ``tokens`` tokens (matrix products only).
+
+    Linear layers 2 x (4 + 2 x mlp_ratio) x C^2 per token (qkv, projection, MLP), and
+    attention 4 x C x n^2 (scores and weighted sum); the export measures the same.
+    """
+    return 2 * (4 + 2 * mlp_ratio) * dim * dim * tokens + 4 * dim * tokens * tokens
 
 
 def output_channels(task: str, class_count: int) -> int:
@@ -212,13 +239,17 @@ class Policy(nn.Module):
         return [self.stages[owner][stage](x) for owner in owners]
 
 
-def decide(logits: torch.Tensor, training: bool) -> torch.Tensor:
-    """Logits -> 0/1 decisions: Gumbel-sigmoid straight-through in training, else a threshold."""
+def decide(logits: torch.Tensor, training: bool, noise_scale: float = 1.0) -> torch.Tensor:
+    """Logits -> 0/1 decisions: Gumbel-sigmoid straight-through in training, else a threshold.
+
+    ``noise_scale`` scales the Gumbel noise; at 0 training decides as inference does
+    (with the straight-through gradient still flowing).
+    """
     if not training:
         return (logits > 0).to(logits.dtype)
     uniform = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
     noise = torch.log(uniform) - torch.log1p(-uniform)  # difference of two Gumbels
-    soft = torch.sigmoid((logits + noise) / GUMBEL_TAU)
+    soft = torch.sigmoid((logits + noise_scale * noise) / GUMBEL_TAU)
     return (soft > 0.5).to(soft.dtype) - soft.detach() + soft
 
 
@@ -308,6 +339,8 @@ class AdaMTL(nn.Module):
                                        for task in config.tasks})
         self.policies = nn.ModuleDict({name: Policy(config, spec)
                                        for name, spec in config.policies.items()})
+        # Gumbel noise on training decisions; fine-tuning anneals it to 0 (see train.py).
+        self.noise_scale = 1.0
 
     def encoder_parameters(self) -> list:
         """Parameters shared by every task: embedding, blocks, merges."""
@@ -332,15 +365,20 @@ class AdaMTL(nn.Module):
             if policy is not None:
                 chooser = self.policies[policy]
                 owners = chooser.owners_for(policy_tasks or tasks)
-                pairs = chooser.logits(s, x, owners)
-                block_mask = combine([decide(b, self.training) for b, _ in pairs])
-                token_mask = combine([decide(t, self.training) for _, t in pairs])
+                # The policy reads the tokens but does not train the encoder: the
+                # efficiency loss would otherwise reshape the features every task
+                # and the static model share.
+                pairs = chooser.logits(s, x.detach(), owners)
+                block_mask = combine([decide(b, self.training, self.noise_scale)
+                                      for b, _ in pairs])
+                token_mask = combine([decide(t, self.training, self.noise_scale)
+                                      for _, t in pairs])
                 decisions.blocks.append(block_mask)
                 decisions.tokens.append(token_mask)
             for j, block in enumerate(blocks):
                 if policy is None and skip_rate > 0 and self.training:
-                    keep = (torch.rand(x.shape[0], 1) >= skip_rate) \
-                        & (torch.rand(x.shape[:2]) >= skip_rate)
+                    keep = (torch.rand(x.shape[0], 1, device=x.device) >= skip_rate) \
+                        & (torch.rand(x.shape[:2], device=x.device) >= skip_rate)
                     x = block(x, keep.to(x.dtype))
                 elif policy is None:
                     x = block(x)

@@ -29,10 +29,12 @@ import torch.nn.functional as F
 from adaptive_perception.multitask.dataset import DenseArrays
 from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.model import (
+    DEFAULT_POLICIES,
     AdaMTL,
     Decisions,
     ModelConfig,
     PolicySpec,
+    block_flops,
     decide,
     normalise,
 )
@@ -70,6 +72,11 @@ class Batch:
                 targets['normals'][flip, 0] *= -1
         return cls(images, targets)
 
+    def to(self, device) -> 'Batch':
+        """Return the same batch on ``device``."""
+        return Batch(self.images.to(device),
+                     {task: value.to(device) for task, value in self.targets.items()})
+
 
 def task_loss(task: str, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One task's loss over its known pixels (0 if the batch has none)."""
@@ -98,21 +105,45 @@ def tasks_loss(outputs: dict, targets: dict) -> torch.Tensor:
                for task, raw in outputs.items() if task in targets)
 
 
-def efficiency_loss(decisions: Decisions, spec: PolicySpec, dims: tuple) -> torch.Tensor:
-    """Eq. 7.4-7.6: (block share - target)^2 + width-weighted (token share - target)^2.
+EFFICIENCY_WEIGHTS = ('width', 'flops')
 
+
+def _block_costs(config: ModelConfig) -> tuple:
+    """(widths, FLOPs at full size) of every block, in order."""
+    per_block = [(dim, config.grid(s) ** 2) for s, (dim, depth)
+                 in enumerate(zip(config.dims, config.depths, strict=True)) for _ in range(depth)]
+    return (torch.tensor([float(dim) for dim, _ in per_block]),
+            torch.tensor([float(block_flops(dim, tokens, config.mlp_ratio))
+                          for dim, tokens in per_block]))
+
+
+def efficiency_loss(decisions: Decisions, spec: PolicySpec, config: ModelConfig,
+                    by: str = 'flops') -> torch.Tensor:
+    """Eq. 7.4-7.6: kept block and token shares against the policy's targets.
+
+    ``width`` is the thesis's form: (block share - target)^2 plus the mean over blocks
+    of (w (token share - target))^2, w the stage width over the mean width (a token
+    costs more in a wider stage). Every block is held to the token target.
+    ``flops``: one block share and one token share, each a mean over blocks weighted
+    by what the block costs at full size, against the targets - a budget the policy
+    may spend where it hurts least. Here the narrow first stage holds 16x the tokens
+    of the last and its blocks cost the most (attention grows with the square of the
+    token count), which width weighting does not see.
     Shares are over the batch, so single frames may use more or less than the target.
-    Token shares are weighted by the stage width (relative to the mean), because a
-    token costs more in a wider stage.
     """
+    if by not in EFFICIENCY_WEIGHTS:
+        raise ValueError(f'efficiency weights {by!r}: one of {", ".join(EFFICIENCY_WEIGHTS)}')
+    device = decisions.blocks[0].device
+    widths, costs = (t.to(device) for t in _block_costs(config))
     blocks = torch.cat([mask.mean(0) for mask in decisions.blocks])
-    block_loss = (blocks.mean() - spec.block_target) ** 2
-    widths = torch.tensor([float(dim) for dim, mask in zip(dims, decisions.tokens, strict=True)
-                           for _ in range(mask.shape[1])])
-    weights = widths / widths.mean()
-    shares = torch.cat([mask.mean((0, 2)) for mask in decisions.tokens])
-    token_loss = ((weights * (shares - spec.token_target)) ** 2).mean()
-    return block_loss + token_loss
+    tokens = torch.cat([mask.mean((0, 2)) for mask in decisions.tokens])
+    if by == 'width':
+        weights = widths / widths.mean()
+        return ((blocks.mean() - spec.block_target) ** 2
+                + ((weights * (tokens - spec.token_target)) ** 2).mean())
+    share = costs / costs.sum()
+    return (((share * blocks).sum() - spec.block_target) ** 2
+            + ((share * tokens).sum() - spec.token_target) ** 2)
 
 
 def _schedule(optimizer, total_steps: int, warmup: int):
@@ -136,6 +167,10 @@ def _flips(size: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(size, generator=generator) < 0.5
 
 
+def _device(model: AdaMTL) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def validation_loss(model: AdaMTL, data: DenseArrays, policy: str | None = None,
                     batch_size: int = 64) -> dict:
@@ -144,6 +179,7 @@ def validation_loss(model: AdaMTL, data: DenseArrays, policy: str | None = None,
     total, blocks, tokens, batches = 0.0, 0.0, 0.0, 0
     for start in range(0, len(data), batch_size):
         batch = Batch.from_arrays(data, range(start, min(len(data), start + batch_size)))
+        batch = batch.to(_device(model))
         outputs, decisions = model(batch.images, policy)
         total += float(tasks_loss(outputs, batch.targets))
         if decisions is not None:
@@ -197,7 +233,8 @@ def train_static(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: in
     for epoch in range(epochs):
         start, running = time.perf_counter(), 0.0
         for rows in _batches(len(train), batch_size, generator):
-            batch = Batch.from_arrays(train, rows, _flips(len(rows), generator))
+            batch = Batch.from_arrays(train, rows, _flips(len(rows), generator)).to(
+                _device(model))
             outputs, _ = model(batch.images, skip_rate=skip_rate)
             loss = tasks_loss(outputs, batch.targets)
             optimizer.zero_grad()
@@ -244,7 +281,8 @@ def initialise_policies(model: AdaMTL, train: DenseArrays, epochs: int, batch_si
         running, steps, lowest = 0.0, 0, 0.0
         for rows in _batches(len(train), batch_size, generator):
             with torch.no_grad():
-                inputs = _stage_inputs(model, Batch.from_arrays(train, rows).images)
+                images = Batch.from_arrays(train, rows).images.to(_device(model))
+                inputs = _stage_inputs(model, images)
             loss, kept = 0, []
             for policy in model.policies.values():
                 for networks in policy.stages.values():
@@ -269,8 +307,8 @@ def initialise_policies(model: AdaMTL, train: DenseArrays, epochs: int, batch_si
 
 
 def alternating_tasks(model: AdaMTL, train: DenseArrays, val: DenseArrays, rounds: int,
-                      batch_size: int, lr: float, alpha: float, generator: torch.Generator,
-                      log) -> list:
+                      batch_size: int, lr: float, alpha: float, weights_by: str,
+                      generator: torch.Generator, log) -> list:
     """Stage 3a: one task per epoch; that task's decoder and policy networks train.
 
     Every step trains each policy once on the batch (their parameters are disjoint),
@@ -289,14 +327,15 @@ def alternating_tasks(model: AdaMTL, train: DenseArrays, val: DenseArrays, round
             running, steps = {name: [0.0, 0.0] for name in policies}, 0
             for rows in _batches(len(train), batch_size, generator):
                 batch = Batch.from_arrays(train, rows, _flips(len(rows), generator))
+                batch = batch.to(_device(model))
                 optimizer.zero_grad()
                 static_outputs, _ = model(batch.images, tasks=(task,))
                 tasks_loss(static_outputs, batch.targets).backward()  # the decoder serves both
                 for name in policies:
                     outputs, decisions = model(batch.images, name, tasks=(task,))
                     task_part = tasks_loss(outputs, batch.targets)
-                    eff = efficiency_loss(decisions, model.config.policies[name],
-                                          model.config.dims)
+                    eff = efficiency_loss(decisions, model.config.policies[name], model.config,
+                                          weights_by)
                     (task_part + alpha * eff).backward()
                     running[name][0] += float(task_part.detach())
                     running[name][1] += float(eff.detach())
@@ -313,14 +352,19 @@ def alternating_tasks(model: AdaMTL, train: DenseArrays, val: DenseArrays, round
 
 
 def fine_tune(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: int,
-              batch_size: int, lr: float, alpha: float, generator: torch.Generator,
-              log) -> list:
+              batch_size: int, lr: float, alpha: float, weights_by: str,
+              generator: torch.Generator, log) -> list:
     """Stage 3b: end to end, by the sandwich rule of slimmable networks.
 
     Every step trains the static model and one policy (in turn) on the same batch.
     Cycling through static and the policies instead gave the static model a quarter
     of the steps, and the shared encoder drifted towards what the policies need:
     the static model lost what stage 1 had reached.
+
+    The Gumbel noise on the decisions fades linearly to 0 over the epochs, so that
+    the last epochs train on the decisions inference takes. With the noise left on,
+    a task-aware policy (an OR of four noisy decisions) kept far more while training
+    than at inference, and was trained for a budget it did not keep.
     """
     names = list(model.policies)
     parameters = _set_trainable(model, list(model.parameters()))
@@ -331,25 +375,29 @@ def fine_tune(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: int,
     for epoch in range(epochs):
         start, running = time.perf_counter(), 0.0
         for rows in _batches(len(train), batch_size, generator):
+            model.noise_scale = max(0.0, 1.0 - step / max(1, steps_total - 1))
             policy = names[step % len(names)]
-            batch = Batch.from_arrays(train, rows, _flips(len(rows), generator))
+            batch = Batch.from_arrays(train, rows, _flips(len(rows), generator)).to(
+                _device(model))
             optimizer.zero_grad()
             outputs, _ = model(batch.images)
             loss = tasks_loss(outputs, batch.targets)
             outputs, decisions = model(batch.images, policy)
             loss = loss + tasks_loss(outputs, batch.targets) + alpha * efficiency_loss(
-                decisions, model.config.policies[policy], model.config.dims)
+                decisions, model.config.policies[policy], model.config, weights_by)
             loss.backward()
             optimizer.step()
             scheduler.step()
             running += float(loss.detach())
             step += 1
         record = {'epoch': epoch + 1, 'train_loss': running / (len(train) // batch_size),
+                  'noise_scale': round(model.noise_scale, 3),
                   'seconds': round(time.perf_counter() - start, 1)}
         for policy in [None, *names]:
             record[str(policy or 'static')] = validation_loss(model, val, policy)
         history.append(record)
         log(f'fine-tune {record}')
+    model.noise_scale = 1.0
     return history
 
 
@@ -371,7 +419,7 @@ class Schedule:
 def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig,
                        epochs: int, batch_size: int, lr: float, seed: int,
                        skip_rate: float = 0.0, threads: int | None = None,
-                       log=print) -> tuple:
+                       device: str = 'cpu', log=print) -> tuple:
     """One static model per task (the delta's reference): (scores on ``val``, history)."""
     if threads:
         torch.set_num_threads(threads)
@@ -379,7 +427,7 @@ def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig
     generator = torch.Generator().manual_seed(seed + 1)
     scores, history = {}, {}
     for task in config.tasks:
-        single = AdaMTL(replace(config, tasks=(task,), policies={}))
+        single = AdaMTL(replace(config, tasks=(task,), policies={})).to(device)
         history[task] = train_static(single, train, val, epochs, batch_size, lr, generator,
                                      lambda line, task=task: log(f'[{task}] {line}'),
                                      skip_rate)
@@ -391,12 +439,19 @@ STATIC_KEYS = ('config', 'seed', 'batch_size', 'lr', 'static_epochs', 'skip_rate
                'val')
 
 
+def _stage1_view(settings: dict) -> dict:
+    """Return the settings stage 1 depends on (the policies' targets are not among them)."""
+    config = {k: v for k, v in settings['config'].items() if k != 'policies'}
+    return {**{k: settings.get(k) for k in STATIC_KEYS}, 'config': config}
+
+
 def _static_stage(from_path, expected: dict) -> dict:
     """Stage 1 and the single-task references of an earlier run, if it matches this one."""
     earlier = torch.load(from_path, map_location='cpu', weights_only=False)
     if earlier.get('format') != CHECKPOINT_FORMAT or 'static' not in earlier:
         raise ValueError(f'{from_path}: not an AdaMTL checkpoint with a static stage')
-    differ = [k for k in STATIC_KEYS if earlier['static']['settings'].get(k) != expected[k]]
+    mine, theirs = _stage1_view(expected), _stage1_view(earlier['static']['settings'])
+    differ = [k for k in STATIC_KEYS if mine[k] != theirs[k]]
     if differ:
         raise ValueError(f'{from_path}: its static stage was trained with other '
                          f'{", ".join(differ)}; train it again without --static-from')
@@ -407,6 +462,7 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                  config: ModelConfig | None = None, seed: int = 0, batch_size: int = 32,
                  lr: float = 2e-3, alpha: float = 1.0, skip_rate: float = 0.2,
                  single_task: bool = True, jobs: int = 1, static_from=None,
+                 weights_by: str = 'flops', device: str = 'cpu', policies: dict | None = None,
                  train_description: str = '', val_description: str = '',
                  provenance: dict | None = None, log=print) -> dict:
     """Run the whole recipe and save one checkpoint (model, references, history).
@@ -417,26 +473,34 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
     models two single-threaded processes finish sooner than one with two threads.
     ``static_from``: an earlier checkpoint on the same data and settings whose stage 1
     (weights, random state) and single-task references are reused, so that stages 2-3
-    can be tuned without training the static model again; the result is the same as a
-    full run with the same settings.
+    can be tuned without training the static model again (the policies' targets may
+    differ); the result is the same as a full run with the same settings.
+    ``policies``: name -> PolicySpec, when no ``config`` is given. ``weights_by``:
+    the efficiency loss's form (``efficiency_loss``). ``device``: where to train
+    ('cuda' where there is one); the checkpoint is saved for the CPU either way.
     """
     torch.manual_seed(seed)
     np.random.seed(seed)
     config = config or ModelConfig(tasks=tuple(t for t in ModelConfig().tasks if t in train.tasks),
-                                   class_names=tuple(train.class_names))
+                                   class_names=tuple(train.class_names),
+                                   policies=dict(policies or DEFAULT_POLICIES))
     settings = {'config': config.to_json(), 'seed': seed, 'batch_size': batch_size, 'lr': lr,
                 'static_epochs': schedule.static, 'skip_rate': skip_rate,
                 'train': train_description, 'val': val_description}
     generator = torch.Generator().manual_seed(seed)
-    model = AdaMTL(config)
+    if weights_by not in EFFICIENCY_WEIGHTS:
+        raise ValueError(f'efficiency weights {weights_by!r}: one of '
+                         f'{", ".join(EFFICIENCY_WEIGHTS)}')
+    model = AdaMTL(config).to(device)
     seconds, history = {}, {}
     earlier = _static_stage(static_from, settings) if static_from else None
     pool = singles = None
     if earlier is None:
         single_args = (train, val, config, schedule.static, batch_size, lr, seed, skip_rate)
+        single_kwargs = {'device': device}
         if single_task and jobs > 1:
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))
-            singles = pool.submit(train_single_tasks, *single_args, threads=1)
+            singles = pool.submit(train_single_tasks, *single_args, threads=1, **single_kwargs)
             torch.set_num_threads(1)
         started = time.perf_counter()
         history['static'] = train_static(model, train, val, schedule.static, batch_size, lr,
@@ -444,8 +508,10 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
         seconds['static'] = round(time.perf_counter() - started, 1)
         # A copy: state_dict() shares the tensors that stages 2-3 go on changing.
         static = {'settings': settings,
-                  'state_dict': {k: v.detach().clone() for k, v in model.state_dict().items()},
-                  'generator': generator.get_state(), 'history': history['static'],
+                  'state_dict': {k: v.detach().cpu().clone()
+                                 for k, v in model.state_dict().items()},
+                  'generator': generator.get_state(), 'rng': torch.get_rng_state(),
+                  'history': history['static'],
                   'seconds': seconds['static'], 'references': {}}
         # Stage 1 on its own, usable with static_from while the rest still trains.
         torch.save({'format': CHECKPOINT_FORMAT, 'static': static},
@@ -454,6 +520,8 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
         static = earlier['static']
         model.load_state_dict(static['state_dict'])
         generator.set_state(static['generator'])
+        if 'rng' in static:  # the global stream (Gumbel noise, stochastic depth) too
+            torch.set_rng_state(static['rng'])
         history['static'] = static['history']
         log(f'stage 1 and single-task references from {static_from}')
     stages = [
@@ -461,9 +529,9 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                                                     batch_size, 1e-3, generator, log)),
         ('alternating', lambda: alternating_tasks(model, train, val,
                                                   schedule.alternating_rounds, batch_size,
-                                                  lr / 2, alpha, generator, log)),
+                                                  lr / 2, alpha, weights_by, generator, log)),
         ('fine_tune', lambda: fine_tune(model, train, val, schedule.fine_tune, batch_size,
-                                        lr / 4, alpha, generator, log)),
+                                        lr / 4, alpha, weights_by, generator, log)),
     ]
     for name, run in stages:
         started = time.perf_counter()
@@ -475,11 +543,13 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
             scores, history['single_task'] = singles.result()
             pool.shutdown()
         else:
-            scores, history['single_task'] = train_single_tasks(*single_args, log=log)
+            scores, history['single_task'] = train_single_tasks(*single_args, **single_kwargs,
+                                                                log=log)
         seconds['single_task_after_fine_tune'] = round(time.perf_counter() - started, 1)
         static['references'] = {'single_task': {'data': val_description, 'scores': scores}}
     checkpoint = {'format': CHECKPOINT_FORMAT, 'config': config.to_json(),
-                  'state_dict': model.state_dict(), 'references': static['references'],
+                  'state_dict': {k: v.cpu() for k, v in model.state_dict().items()},
+                  'references': static['references'], 'efficiency_weights': weights_by,
                   'static': static, 'provenance': provenance or {}, 'history': history,
                   'seconds': seconds, 'seed': seed, 'schedule': schedule.__dict__,
                   'alpha': alpha, 'lr': lr, 'batch_size': batch_size}
