@@ -27,7 +27,11 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from adaptive_perception.detection.bench import pareto_front, time_process
+from adaptive_perception.detection.bench import (
+    pareto_front,
+    save_accuracy_latency,
+    time_process,
+)
 from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Mode, parse_mode
@@ -180,15 +184,7 @@ def plot_front(rows: dict, front: list, models: dict, path: Path) -> None:
     if fit['a_ms_per_gmac'] is not None:
         axes.set_title(f'AdaCon operating points (latency = {fit["a_ms_per_gmac"]:.1f} ms/GMAC '
                        f'x MACs + {fit["c_ms"]:.2f} ms, R^2 {fit["r2"]:.2f})', fontsize=9)
-    axes.set_xlim(left=0)
-    axes.set_ylim(bottom=0)
-    axes.set_xlabel('latency p50 of process(msg) (ms)')
-    axes.set_ylabel('mAP@[.5:.95]')
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc='lower right')
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_accuracy_latency(figure, axes, path, fontsize=8, loc='lower right')
 
 
 def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_MODES,

@@ -145,13 +145,20 @@ def plot_pareto(rows: dict, path: Path) -> None:
                      color='tab:gray' if static else 'tab:blue')
         axes.annotate(mode, (latency, accuracy), textcoords='offset points', xytext=(5, 5))
     axes.plot(*zip(*front, strict=True), color='tab:blue', alpha=0.4, label='Pareto front')
-    axes.set_xlim(left=0)  # from zero, so that distances read as ratios
+    axes.set_title('AdaCon: static head vs adaptive modes')
+    save_accuracy_latency(figure, axes, path)
+
+
+def save_accuracy_latency(figure, axes, path: Path, **legend) -> None:
+    """Label mAP-vs-latency axes from zero (distances read as ratios), write the PNG, close."""
+    import matplotlib.pyplot as plt
+
+    axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
     axes.set_xlabel('latency p50 of process(msg) (ms)')
     axes.set_ylabel('mAP@[.5:.95]')
-    axes.set_title('AdaCon: static head vs adaptive modes')
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(**legend)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -47,11 +47,15 @@ class OnnxPolicy:
         self.task_aware = spec['task_aware']
         self._sessions = [sessions[stage['graph']] for stage in spec['stages']]
         self._flops = [stage['flops'] for stage in spec['stages']]
+        self._owner_masks = {}  # tasks -> which owners count, built once per task set
 
     def decide(self, stage: int, tokens: np.ndarray, tasks: Sequence[str]) -> tuple:
         """(blocks on (depth,) bool, kept tokens (depth, N) bool, FLOPs spent deciding)."""
-        owners = np.array([owner in tasks for owner in self.owners]) if self.task_aware \
-            else np.ones(1, bool)
+        key = tuple(tasks)
+        owners = self._owner_masks.get(key)
+        if owners is None:
+            owners = np.array([not self.task_aware or owner in key for owner in self.owners])
+            self._owner_masks[key] = owners
         blocks_on, kept = self._sessions[stage].run(None, {'tokens': tokens, 'owners': owners})
         # Every owner's sub-network is in the graph; all of them ran.
         return blocks_on, kept, self._flops[stage]
