@@ -41,14 +41,25 @@ def _cluster(args) -> int:
     return 0
 
 
+def _width_scale(text: str) -> tuple:
+    """'0.5=1' -> (0.5, 1.0): a backbone width and the branch scale there."""
+    try:
+        width, scale = (float(part) for part in text.split('='))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected WIDTH=SCALE, e.g. 0.5=1') from None
+    return width, scale
+
+
 def _train_adacon(args) -> int:
     from adaptive_perception.detection.train import train_adacon
     train_adacon(args.train_annotations, args.train_images, args.val_annotations,
                  args.val_images, Path(args.out), num_clusters=args.clusters,
                  clusters_file=args.clusters_file, seed=args.seed,
                  epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
-                 input_size=args.input_size, head_width=args.head_width, smoke=args.smoke,
-                 widths=tuple(args.widths), init_from=args.init_from,
+                 input_size=args.input_size, head_width=args.head_width,
+                 branch_scale=args.branch_scale, smoke=args.smoke,
+                 widths=tuple(args.widths), branch_scales=dict(args.branch_scale_at),
+                 init_from=args.init_from,
                  stage1_from=args.stage1_from, command=' '.join(sys.argv))
     return 0
 
@@ -262,6 +273,21 @@ def _bench_multitask(args) -> int:
     return 0
 
 
+def _bench_multitask_widths(args) -> int:
+    from adaptive_perception.channels.encoder_widths import run_bench_multitask_widths
+    from adaptive_perception.multitask.model import ModelConfig
+    size = ModelConfig().image_size
+    train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
+    val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
+    try:
+        run_bench_multitask_widths(args.checkpoint, train, train_text, val, val_text,
+                                   Path(args.out), args.widths, args.epochs, args.frames,
+                                   args.threads)
+    except ValueError as error:
+        raise SystemExit(f'bench multitask-widths: {error}') from None
+    return 0
+
+
 def _multitask_model_dir(parser) -> None:
     from adaptive_perception.launcher.plan import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adamtl'),
@@ -348,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--input-size', type=int, default=128)
     adacon.add_argument('--head-width', type=int, default=192,
                         help='static head width; each branch gets its share of the classes')
+    adacon.add_argument('--branch-scale', type=float, default=1.0,
+                        help='branch width as a multiple of that share (1: the thesis\'s)')
+    adacon.add_argument('--branch-scale-at', type=_width_scale, nargs='+', default=[],
+                        metavar='WIDTH=SCALE',
+                        help='a smaller branch scale at a backbone width: the branches run '
+                             'their first channels there, e.g. 0.5=1')
     adacon.add_argument('--widths', type=float, nargs='+', default=[1.0],
                         help='backbone widths (nested channel sets) trained on shared '
                              'weights, e.g. 1.0 0.75 0.5')
@@ -504,6 +536,18 @@ def build_parser() -> argparse.ArgumentParser:
     multitask.add_argument('--checkpoint', help='also time the PyTorch model (runtime choice)')
     multitask.add_argument('--out', default='reports/bench_multitask', help='folder')
     multitask.set_defaults(func=_bench_multitask)
+    widths = targets.add_parser('multitask-widths', help='channel sets on the AdaMTL encoder: '
+                                                         'each width trained, scored, timed')
+    widths.add_argument('--checkpoint', required=True,
+                        help='AdaMTL checkpoint whose stage 1 is the full width')
+    _dense_args(widths, 'train', 3000, 0)
+    _dense_args(widths, 'val', 500, 1)
+    widths.add_argument('--widths', type=float, nargs='+', default=[0.75, 0.5])
+    widths.add_argument('--epochs', type=int, help='default: the checkpoint\'s stage 1')
+    widths.add_argument('--frames', type=int, default=300, help='frames timed')
+    widths.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
+    widths.add_argument('--out', default='reports/bench_multitask_widths', help='folder')
+    widths.set_defaults(func=_bench_multitask_widths)
     return parser
 
 

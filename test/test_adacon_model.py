@@ -41,8 +41,9 @@ def data(tmp_path_factory):
 @pytest.fixture(scope='module')
 def smoke(data, tmp_path_factory):
     out = tmp_path_factory.mktemp('smoke')
+    # Wider branches than the thesis's, nested at half width: export and engine see both.
     checkpoint = train_adacon(*data['train'], *data['val'], out, seed=3, smoke=True,
-                              widths=WIDTHS)
+                              widths=WIDTHS, branch_scale=1.5, branch_scales={0.5: 1.0})
     return out, checkpoint
 
 
@@ -73,6 +74,10 @@ def test_every_branch_layer_is_scaled_by_its_share_of_classes():
         assert branch.heatmap.out_channels == len(classes)
     assert model.branches[-1].heatmap.in_channels == 11  # 192 / 18 rounded
     assert branch_width(64, 1, 18) == 8  # never narrower than the minimum
+    assert branch_width(192, 6, 18, scale=1.5) == 96  # widened beyond the thesis's share
+    assert branch_width(192, 6, 18, scale=4) == 192  # never wider than the static head
+    wide = AdaCon(18, CLUSTERS, branch_scale=1.5)
+    assert wide.branches[0].trunk[0][0].out_channels == round(192 * 6 / 18 * 1.5)
 
 
 def test_one_branch_costs_at_most_half_of_the_static_head():
@@ -230,7 +235,7 @@ def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_p
     assert log['seed'] == 3 and log['seconds']['total'] > 0
     assert (out / 'clusters.json').is_file() and checkpoint.is_file()
     again = train_adacon(*data['train'], *data['val'], tmp_path, seed=3, smoke=True,
-                         widths=WIDTHS)
+                         widths=WIDTHS, branch_scale=1.5, branch_scales={0.5: 1.0})
     repeat = json.loads((tmp_path / 'training_log.json').read_text())
     strip = ('seconds',)
     for stage in ('static', 'branches'):
@@ -315,9 +320,14 @@ def test_bench_channels_and_bench_gating_run_end_to_end(data, smoke, tmp_path, c
 def test_stage1_from_reuses_an_earlier_stage1_and_init_from_starts_from_it(data, smoke,
                                                                          tmp_path):
     out, checkpoint = smoke
+    # Stage 2 may build wider branches on the same stage 1.
     reused = train_adacon(*data['train'], *data['val'], tmp_path / 'reused', seed=3,
-                          smoke=True, widths=WIDTHS, stage1_from=checkpoint)
+                          smoke=True, widths=WIDTHS, stage1_from=checkpoint, branch_scale=2)
     first, second = load_checkpoint(checkpoint)[0], load_checkpoint(reused)[0]
+    classes = len(first.full.branch_classes[0])
+    assert [m.full.branches[0].heatmap.in_channels for m in (first, second)] == \
+        [branch_width(192, classes, 18, scale=1.5), branch_width(192, classes, 18, scale=2)]
+    assert first.branch_channels(0, 0.5) == branch_width(192, classes, 18)
     stage1 = [k for k in first.state_dict() if k.startswith(('full.backbone.',
                                                              'full.static_head.'))]
     assert stage1 and all(torch.equal(first.state_dict()[k], second.state_dict()[k])

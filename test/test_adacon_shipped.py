@@ -13,8 +13,8 @@ from adaptive_perception.detection.scenes import write_dataset
 from ros_harness import REPO
 
 MODEL_DIR = REPO / 'models' / 'adacon'
-FLOORS = {'static': 0.63, 'multi:0.03': 0.62, 'multi:0.1': 0.61, 'single': 0.57,  # mAP@[.5:.95]
-          'static@0.75': 0.61, 'multi:0.1@0.75': 0.59, 'static@0.5': 0.58, 'single@0.5': 0.51}
+FLOORS = {'static': 0.63, 'multi:0.03': 0.62, 'multi:0.1': 0.62, 'single': 0.59,  # mAP@[.5:.95]
+          'static@0.75': 0.61, 'multi:0.03@0.5': 0.55, 'static@0.5': 0.58, 'single@0.5': 0.52}
 
 
 @pytest.fixture(scope='module')
@@ -44,7 +44,9 @@ def test_shipped_controller_picks_the_dominant_context(report):
 def test_frugal_modes_spend_less(report):
     modes = report['modes']
     assert modes['single']['mean_branches'] == 1.0
-    assert modes['single']['mean_macs'] <= 0.6 * modes['static']['mean_macs']
-    assert modes['single@0.5']['mean_macs'] <= 0.25 * modes['static']['mean_macs']
+    assert modes['single']['mean_macs'] <= 0.65 * modes['static']['mean_macs']
+    assert modes['single@0.5']['mean_macs'] <= 0.3 * modes['static']['mean_macs']
+    for graphs in Manifest.load(MODEL_DIR).widths:  # issue 3: a branch, half the head or less
+        assert all(b.macs <= 0.5 * graphs.static_head.macs for b in graphs.branches)
     assert modes['static@0.5']['mean_macs'] < modes['static@0.75']['mean_macs'] < \
         modes['static']['mean_macs']

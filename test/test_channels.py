@@ -68,6 +68,34 @@ def test_each_width_cut_out_as_a_plain_model_computes_the_same(slim):
         SlimmableAdaCon(CONFIG, (0.75, 0.5))
 
 
+def test_nested_branches_run_their_first_channels_at_a_narrower_width():
+    """A smaller branch scale at width 0.5: the branches there are slices, cut out alike."""
+    torch.manual_seed(0)
+    config = {**CONFIG, 'branch_scale': 2.0}
+    model = SlimmableAdaCon(config, WIDTHS, {0.5: 1.0}).eval()
+    full_width = [model.branch_channels(i, 1.0) for i in range(2)]
+    assert full_width == [24, 24] and [model.branch_channels(i, 0.5) for i in range(2)] == \
+        [12, 16]  # 24 x 3/6 and 24 x 4/6: the thesis's share
+    state = model.width_state(0.5, 'branches.1')
+    shared = model.full.branches[1].trunk[1][0].weight
+    assert state['branches.1.trunk.1.0.weight'].shape == (16, 16, 3, 3)
+    assert state['branches.1.trunk.1.0.weight'].data_ptr() == shared.data_ptr()  # first ones
+    assert state['branches.1.heatmap.weight'].shape == (4, 16, 1, 1)
+    assert state['branches.1.trunk.0.1.running_mean'].shape == (16,)  # its own norms
+    plain = model.at_width(0.5)
+    assert plain.branches[1].trunk[0][0].out_channels == 16
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for got, want in zip(plain(image)['branches'], model(image, 0.5)['branches'],
+                             strict=True):
+            torch.testing.assert_close(got, want)
+    assert model.at_width(0.75).branches[1].trunk[0][0].out_channels == 24
+    with pytest.raises(ValueError, match='branch scale 3.0 at width 0.5'):
+        SlimmableAdaCon(config, WIDTHS, {0.5: 3.0})  # wider than the branches are
+    with pytest.raises(ValueError, match='branch scale 1.0 at width 0.6'):
+        SlimmableAdaCon(config, WIDTHS, {0.6: 1.0})
+
+
 def test_training_a_narrow_width_moves_the_shared_weights_and_its_own_norms(slim):
     slim.train()
     out = slim(torch.randn(2, 3, 64, 64), 0.5)

@@ -5,8 +5,11 @@ Slimmable networks (Yu et al.; the nested, droppable channel sets of
 every backbone layer, so the narrower sets are nested in the wider ones and one set
 of convolution weights serves every width. Batch-norm statistics differ per width, so
 each width keeps its own batch norms ("switchable" batch norm), in the backbone and in
-every head, whose first layer reads the narrower features. The heads keep their own
-width: one set of heads serves every backbone width.
+every head, whose first layer reads the narrower features. One set of heads serves
+every backbone width. The branches may be nested channel sets too: at a backbone
+width given a smaller branch scale, each branch runs its first channels only (its
+most important ones, as :func:`init_branches_from_static` orders them), so the
+cheapest width does not pay for branches sized for the widest.
 
 :func:`at_width` cuts a plain :class:`AdaCon` of the narrower shape out of the shared
 weights, so each width exports as its own static graph with no masked work.
@@ -18,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from adaptive_perception.detection.model import AdaCon
+from adaptive_perception.detection.model import AdaCon, branch_width
 
 WIDTHS = (1.0, 0.75, 0.5)
 
@@ -44,9 +47,11 @@ class SlimmableAdaCon(nn.Module):
     ``forward(image, width)`` runs the model with each backbone convolution cut to
     its first channels at ``width``, the heads' and controller's inputs cut to match,
     and ``width``'s own batch norms. Gradients reach the shared weights from every width.
+    ``branch_scales``: backbone width -> the branches' scale there (``branch_width``),
+    at most the model's own (``config['branch_scale']``, the default at every width).
     """
 
-    def __init__(self, config: dict, widths: tuple = (1.0,)):
+    def __init__(self, config: dict, widths: tuple = (1.0,), branch_scales: dict | None = None):
         super().__init__()
         widths = tuple(sorted({float(w) for w in widths}, reverse=True))
         if not widths or widths[0] != 1.0 or widths[-1] <= 0:
@@ -56,6 +61,13 @@ class SlimmableAdaCon(nn.Module):
         self.config = dict(config)
         self.full = AdaCon(**config)
         self.backbone_widths = self.full.backbone.widths
+        full_scale = self.config.get('branch_scale', 1.0)
+        self.branch_scales = {w: full_scale for w in widths}
+        for width, scale in (branch_scales or {}).items():
+            if float(width) not in self.branch_scales or not 0 < scale <= full_scale:
+                raise ValueError(f'branch scale {scale} at width {width}: the width must be '
+                                 f'one of {widths}, the scale in (0, {full_scale}]')
+            self.branch_scales[float(width)] = float(scale)
         self.norms = nn.ModuleDict({
             width_key(w): nn.ModuleDict({
                 name.replace('.', '/'): nn.BatchNorm2d(self._channels(name, module, w))
@@ -64,9 +76,18 @@ class SlimmableAdaCon(nn.Module):
             for w in self.widths if w != 1.0})
         self.copy_norms_from_full()
 
+    def branch_channels(self, index: int, width: float) -> int:
+        """Channels of branch ``index``'s layers at backbone ``width``."""
+        return branch_width(self.config.get('head_width', 192),
+                            len(self.full.branch_classes[index]), self.full.num_classes,
+                            self.config.get('min_branch_width', 8), self.branch_scales[width])
+
     def _channels(self, name: str, norm: nn.BatchNorm2d, width: float) -> int:
-        return scaled(norm.num_features, width) if name.startswith('backbone.') else \
-            norm.num_features
+        if name.startswith('backbone.'):
+            return scaled(norm.num_features, width)
+        if name.startswith('branches.'):
+            return self.branch_channels(int(name.split('.')[1]), width)
+        return norm.num_features
 
     def copy_norms_from_full(self) -> None:
         """Set every narrower width's batch norms to the full width's (a sliced copy)."""
@@ -94,8 +115,9 @@ class SlimmableAdaCon(nn.Module):
             for i, channels in enumerate(keep):
                 into = norms[f'{target}/trunk/{i}/1'.replace('.', '/')]
                 origin = norms[f'{source}/trunk/{i}/1'.replace('.', '/')]
+                first = channels[:into.num_features]  # a nested branch: its first channels
                 for name in ('weight', 'bias', 'running_mean', 'running_var'):
-                    getattr(into, name).copy_(getattr(origin, name)[channels])
+                    getattr(into, name).copy_(getattr(origin, name)[first])
 
     def width_state(self, width: float, part: str = '') -> 'OrderedDict[str, torch.Tensor]':
         """Parameters and buffers of ``full`` (or of its ``part``) as seen at ``width``.
@@ -123,6 +145,8 @@ class SlimmableAdaCon(nn.Module):
                 out = scaled(module.out_channels, width)
                 inp = 3 if module.in_channels == 3 else scaled(module.in_channels, width)
                 state[name] = tensor[:out, :inp]
+            elif name.startswith('branches.'):
+                state[name] = self._branch_slice(module_name, attr, tensor, channels_out, width)
             elif module_name.endswith('trunk.0.0'):  # a head's first layer reads the features
                 state[name] = tensor[:, :channels_out]
             elif module_name == 'controller.fc1' and attr == 'weight':
@@ -132,6 +156,16 @@ class SlimmableAdaCon(nn.Module):
             else:
                 state[name] = tensor
         return state
+
+    def _branch_slice(self, module_name: str, attr: str, tensor: torch.Tensor,
+                      features: int, width: float) -> torch.Tensor:
+        """Cut a branch parameter to its first ``branch_channels`` at ``width``."""
+        k = self.branch_channels(int(module_name.split('.')[1]), width)
+        if module_name.endswith('trunk.0.0'):  # reads the features, writes k channels
+            return tensor[:k, :features]
+        if module_name.endswith('trunk.1.0'):
+            return tensor[:k, :k]
+        return tensor[:, :k] if attr == 'weight' else tensor  # heatmap and box read k
 
     def forward(self, image: torch.Tensor, width: float = 1.0) -> dict:
         """``AdaCon.forward`` at ``width``."""
@@ -147,6 +181,7 @@ class SlimmableAdaCon(nn.Module):
         """Cut out a plain AdaCon of ``width``'s shape holding its weights (for export)."""
         config = dict(self.config)
         config['widths'] = scaled_widths(self.backbone_widths, width)
+        config['branch_scale'] = self.branch_scales[width]
         model = AdaCon(**config)
         model.load_state_dict({k: v.detach().clone() for k, v in self.width_state(width).items()})
         return model.eval()

@@ -25,7 +25,8 @@ def load_checkpoint(path) -> tuple:
     checkpoint = torch.load(path, map_location='cpu', weights_only=False)
     if checkpoint.get('format') != CHECKPOINT_FORMAT:
         raise ValueError(f'{path}: not an AdaCon checkpoint ({CHECKPOINT_FORMAT})')
-    model = SlimmableAdaCon(checkpoint['config'], checkpoint['widths'])
+    model = SlimmableAdaCon(checkpoint['config'], checkpoint['widths'],
+                            dict(checkpoint.get('branch_scales', [])))
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval(), checkpoint
 

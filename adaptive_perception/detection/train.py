@@ -174,8 +174,10 @@ def init_branches_from_static(model: AdaCon) -> list:
     kept = []
     for branch, classes in zip(model.branches, model.branch_classes, strict=True):
         width = branch.trunk[0][0].out_channels
-        keep1 = first[1].weight.abs().argsort(descending=True)[:width].sort().values
-        keep2 = second[1].weight.abs().argsort(descending=True)[:width].sort().values
+        # Most important first: a nested branch (``SlimmableAdaCon.branch_scales``)
+        # runs the first of these channels at a narrower backbone width.
+        keep1 = first[1].weight.abs().argsort(descending=True)[:width]
+        keep2 = second[1].weight.abs().argsort(descending=True)[:width]
         branch.trunk[0][0].weight.copy_(first[0].weight[keep1])
         branch.trunk[1][0].weight.copy_(second[0].weight[keep2][:, keep1])
         for target, source, keep in ((branch.trunk[0][1], first[1], keep1),
@@ -304,14 +306,22 @@ def _stage1_weights(path) -> tuple:
                         if k.startswith(('backbone.', 'static_head.'))}
 
 
+def _stage1_config(config: dict) -> dict:
+    """Drop from ``config`` what only stage 2 builds (the branches' width)."""
+    return {k: v for k, v in config.items() if k != 'branch_scale'}
+
+
 def _load_stage1(model: SlimmableAdaCon, path, config: dict) -> list:
     """Load stage 1 of an earlier run with the same configuration and widths.
+
+    The branches' width may differ: stage 1 does not train them.
 
     The shared backbone and static head, and every width's norms of them. Returns
     that run's stage-1 log.
     """
     checkpoint, _ = _stage1_weights(path)
-    if checkpoint['config'] != config or tuple(checkpoint.get('widths', ())) != model.widths:
+    if _stage1_config(checkpoint['config']) != _stage1_config(config) or \
+            tuple(checkpoint.get('widths', ())) != model.widths:
         raise ValueError(f'{path}: not a checkpoint of this configuration {config} and widths '
                          f'{model.widths}')
     stage1 = ('full.backbone.', 'full.static_head.', 'norms.')
@@ -325,17 +335,21 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                  num_clusters: int = 4, clusters_file=None, seed: int = 0,
                  epochs_static: int = 30, epochs_branches: int = 30, input_size: int = 128,
                  smoke: bool = False, batch_size: int = 32, lr: float = 2e-3,
-                 head_width: int = 192, widths: tuple = (1.0,), init_from=None,
+                 head_width: int = 192, branch_scale: float = 1.0,
+                 widths: tuple = (1.0,), branch_scales: dict | None = None, init_from=None,
                  stage1_from=None, command: str = None) -> Path:
     """Cluster the classes, train both stages, save the checkpoint; its path.
 
     Writes into ``out_dir``: ``clusters.json``, ``adacon.pt`` (state dict, model
     config, classes, clusters, provenance) and ``training_log.json`` (losses per
-    epoch, seconds per stage, seed). ``widths``: the backbone's nested channel sets,
-    trained together on shared weights (:class:`SlimmableAdaCon`). ``init_from``: start
-    stage 1 from that checkpoint's backbone and static head (e.g. a single-width run,
-    to add narrower widths in fewer epochs). ``stage1_from``: take stage 1 from that
-    checkpoint (a run with the same data, seed, configuration and widths) and train
+    epoch, seconds per stage, seed). ``branch_scale``: the branches' width as a
+    multiple of the thesis's (static width x share of classes). ``widths``: the
+    backbone's nested channel sets, trained together on shared weights
+    (:class:`SlimmableAdaCon`); ``branch_scales``: width -> a smaller branch scale
+    there (nested branch channels). ``init_from``: start stage 1 from that checkpoint's
+    backbone and static head (e.g. a single-width run, to add narrower widths in fewer
+    epochs). ``stage1_from``: take stage 1 from that checkpoint (a run with the same
+    data, seed, configuration and widths; the branch scale may differ) and train
     stage 2 only. ``smoke``: a few images and one epoch per stage, to check the
     pipeline end to end in seconds. ``command`` (default: this process's command line)
     is recorded as the way to reproduce the run.
@@ -369,7 +383,9 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                          'does not have')
     config = {'num_classes': classes.num_classes, 'head_width': head_width,
               'branch_classes': [[index_of[c] for c in ids] for ids in branch_ids]}
-    model = SlimmableAdaCon(config, widths).to(memory_format=torch.channels_last)
+    if branch_scale != 1.0:
+        config['branch_scale'] = branch_scale
+    model = SlimmableAdaCon(config, widths, branch_scales).to(memory_format=torch.channels_last)
     _log(f'{len(train_set)} train / {len(val_set)} val images, {classes.num_classes} classes')
     for name, ids in zip(result.cluster_names, branch_ids, strict=True):
         _log(f'branch {name}: {", ".join(classes.class_names[c] for c in ids)}')
@@ -392,6 +408,8 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                               seed=seed, log=_log)
     done = time.perf_counter()
 
+    scales = [[width, scale] for width, scale in sorted(model.branch_scales.items(),
+                                                           reverse=True)]
     training = {
         'data': {'train_annotations': str(train_annotations), 'train_images': str(train_images),
                  'val_annotations': str(val_annotations), 'val_images': str(val_images),
@@ -399,6 +417,7 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
                  'description': train_coco.get('info', {}).get('description', '')},
         'seed': seed, 'epochs_static': epochs_static, 'epochs_branches': epochs_branches,
         'batch_size': batch_size, 'lr': lr, 'smoke': smoke, 'widths': list(model.widths),
+        'branch_scales': scales,
         'init_from': str(init_from) if init_from else None,
         'stage1_from': str(stage1_from) if stage1_from else None,
         'command': command or shlex.join(sys.argv),
@@ -406,6 +425,7 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
     path = out_dir / CHECKPOINT
     torch.save({
         'format': CHECKPOINT_FORMAT, 'config': config, 'widths': list(model.widths),
+        'branch_scales': scales,
         'state_dict': model.state_dict(),
         'category_ids': classes.category_ids,
         'class_names': {cid: classes.class_names[cid] for cid in classes.category_ids},

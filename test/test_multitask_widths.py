@@ -1,0 +1,46 @@
+"""bench multitask-widths: narrower AdaMTL encoders trained, scored and timed (issue 6)."""
+
+import json
+
+import pytest
+
+from adaptive_perception.channels.encoder_widths import (
+    narrow_config,
+    run_bench_multitask_widths,
+)
+from adaptive_perception.multitask.dataset import generate_dataset_arrays
+from adaptive_perception.multitask.model import AdaMTL, ModelConfig
+from adaptive_perception.multitask.train import Schedule, train_adamtl
+
+CONFIG = ModelConfig(dims=(16, 32, 64), depths=(1, 1, 1), head_dim=16, decoder_dim=8)
+
+
+def test_a_narrower_encoder_keeps_its_heads_and_decoders():
+    narrow = narrow_config(ModelConfig(), 0.75)
+    assert narrow.dims == (24, 48, 96) and narrow.head_dim == 24
+    assert narrow.decoder_dim == ModelConfig().decoder_dim and narrow.policies == {}
+    full, half = AdaMTL(ModelConfig(policies={})), AdaMTL(narrow_config(ModelConfig(), 0.5))
+    assert [b.attn.heads for s in half.stages for b in s] == \
+        [b.attn.heads for s in full.stages for b in s]
+
+
+def test_bench_trains_scores_and_times_every_width(tmp_path):
+    train = generate_dataset_arrays(32, seed=0, size=64)
+    val = generate_dataset_arrays(8, seed=1, size=64)
+    train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), CONFIG, batch_size=16,
+                 single_task=False, train_description='train32', val_description='val8',
+                 log=lambda line: None)
+    report = run_bench_multitask_widths(tmp_path / 'adamtl.pt', train, 'train32', val, 'val8',
+                                        tmp_path / 'bench', widths=[0.5], frames=6,
+                                        log=lambda line: None)
+    assert report == json.loads((tmp_path / 'bench' / 'bench_multitask_widths.json').read_text())
+    assert report['epochs'] == 1  # the checkpoint's stage-1 epochs
+    full, half = report['widths']['1'], report['widths']['0.5']
+    assert full['delta_m'] == 0 and full['latency_vs_full'] == 1
+    assert half['dims'] == [8, 16, 32] and half['flops_vs_full'] < 0.5
+    assert set(half['scores']) == set(CONFIG.tasks)
+    assert half['latency_p50_ms'] > 0 and report['frames'] == 6
+    assert half['pays'] == (half['latency_vs_full'] < 1 and half['delta_m'] >= -2)
+    with pytest.raises(ValueError, match='pass the same data'):
+        run_bench_multitask_widths(tmp_path / 'adamtl.pt', train, 'other', val, 'val8',
+                                   tmp_path / 'again', widths=[0.5], log=lambda line: None)
