@@ -52,15 +52,18 @@ def _width_scale(text: str) -> tuple:
 
 def _train_adacon(args) -> int:
     from adaptive_perception.detection.train import train_adacon
-    train_adacon(args.train_annotations, args.train_images, args.val_annotations,
-                 args.val_images, Path(args.out), num_clusters=args.clusters,
-                 clusters_file=args.clusters_file, seed=args.seed,
-                 epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
-                 input_size=args.input_size, head_width=args.head_width,
-                 branch_scale=args.branch_scale, smoke=args.smoke,
-                 widths=tuple(args.widths), branch_scales=dict(args.branch_scale_at),
-                 init_from=args.init_from,
-                 stage1_from=args.stage1_from, command=' '.join(sys.argv))
+    try:
+        train_adacon(args.train_annotations, args.train_images, args.val_annotations,
+                     args.val_images, Path(args.out), num_clusters=args.clusters,
+                     clusters_file=args.clusters_file, seed=args.seed,
+                     epochs_static=args.epochs_static, epochs_branches=args.epochs_branches,
+                     input_size=args.input_size, head_width=args.head_width,
+                     branch_scale=args.branch_scale, smoke=args.smoke,
+                     widths=tuple(args.widths), branch_scales=dict(args.branch_scale_at),
+                     init_from=args.init_from, stage1_from=args.stage1_from,
+                     command=' '.join(sys.argv))
+    except ValueError as error:  # settings that do not fit together, or with the data
+        raise SystemExit(f'train adacon: {error}') from None
     return 0
 
 
