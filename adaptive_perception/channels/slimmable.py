@@ -78,9 +78,9 @@ class SlimmableAdaCon(nn.Module):
 
     def branch_channels(self, index: int, width: float) -> int:
         """Channels of branch ``index``'s layers at backbone ``width``."""
-        return branch_width(self.config.get('head_width', 192),
-                            len(self.full.branch_classes[index]), self.full.num_classes,
-                            self.config.get('min_branch_width', 8), self.branch_scales[width])
+        full = self.full
+        return branch_width(full.head_width, len(full.branch_classes[index]), full.num_classes,
+                            full.min_branch_width, self.branch_scales[width])
 
     def _channels(self, name: str, norm: nn.BatchNorm2d, width: float) -> int:
         if name.startswith('backbone.'):

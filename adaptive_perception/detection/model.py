@@ -150,6 +150,7 @@ class AdaCon(nn.Module):
                  min_branch_width: int = 8, branch_scale: float = 1.0):
         super().__init__()
         self.num_classes = num_classes
+        self.head_width, self.min_branch_width = head_width, min_branch_width
         self.branch_classes = [list(map(int, classes)) for classes in branch_classes]
         self.backbone = Backbone(widths, num_blocks)
         self.stride = self.backbone.stride
