@@ -20,7 +20,6 @@ within that budget.
 import json
 import os
 import platform
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +35,7 @@ from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Mode, parse_mode
 from adaptive_perception.runtime.onnx_sessions import CPU
+from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'half_width_backbone_latency_reduction': 0.40, 'half_width_map_drop': 0.05,
            'cheapest_latency_reduction': 0.60, 'near_static_map_drop': 0.02}
@@ -51,17 +51,9 @@ def time_backbones(engine: AdaConEngine, images: Sequence[np.ndarray], repeats: 
                    warmup: int) -> dict:
     """Seconds per backbone graph run, per width, widths taking turns on every frame."""
     inputs = [engine.preprocess(rgb)[0] for rgb in images]
-    for image in inputs[:warmup]:
-        for width in engine.widths:
-            engine.features(image, width)
-    samples = {width: [] for width in engine.widths}
-    for _ in range(repeats):
-        for image in inputs:
-            for width in engine.widths:
-                start = time.perf_counter()
-                engine.features(image, width)
-                samples[width].append(time.perf_counter() - start)
-    return samples
+    runs = {width: (lambda image, width=width: engine.features(image, width))
+            for width in engine.widths}
+    return interleaved_seconds(runs, inputs, repeats, warmup)
 
 
 def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> dict:

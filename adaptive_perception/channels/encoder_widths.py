@@ -29,6 +29,7 @@ from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import CHECKPOINT_FORMAT, train_static
 from adaptive_perception.runtime.onnx_export import export_graph
+from adaptive_perception.runtime.timing import interleaved_seconds
 
 PAYS_WITHIN = -2.0  # delta_m points against full width, as AdaMTL's low-budget target
 
@@ -91,20 +92,16 @@ def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
     return sessions, count_flops(encoder, image) + count_flops(decoders, *features)
 
 
-def time_interleaved(sessions: dict, images: np.ndarray, warmup: int = 5) -> dict:
-    """Name -> seconds per frame of encoder + decoders; every frame through each in turn."""
-    names, seconds = list(sessions), {name: [] for name in sessions}
-    inputs = [normalise(images[i:i + 1]).numpy() for i in range(len(images))]
-    for i, image in enumerate(inputs):
-        for k in range(len(names)):  # rotate the order so drift hits every width alike
-            name = names[(i + k) % len(names)]
-            encoder, decoders = sessions[name]
-            start = time.perf_counter()
+def time_widths(sessions: dict, images: np.ndarray) -> dict:
+    """Width -> seconds per frame of encoder + decoders, widths taking turns on every frame."""
+    def run(encoder, decoders):
+        def frame(image):
             features = encoder.run(None, {'image': image})
             decoders.run(None, {f'stage{s}': f for s, f in enumerate(features)})
-            if i >= warmup:
-                seconds[name].append(time.perf_counter() - start)
-    return seconds
+        return frame
+
+    inputs = [normalise(images[i:i + 1]).numpy() for i in range(len(images))]
+    return interleaved_seconds({width: run(*pair) for width, pair in sessions.items()}, inputs)
 
 
 def run_bench_multitask_widths(checkpoint, train: DenseArrays, train_text: str,
@@ -129,7 +126,7 @@ def run_bench_multitask_widths(checkpoint, train: DenseArrays, train_text: str,
         sessions[width], flops[width] = _sessions(model, work, f'w{round(width * 100):03d}',
                                                   threads)
         scores[width] = score_model(model, val)
-    seconds = time_interleaved(sessions, val.images[:frames])
+    seconds = time_widths(sessions, val.images[:frames])
     rows = {}
     for width in models:
         p50 = float(np.median(seconds[width]) * 1e3)

@@ -19,7 +19,6 @@ lower latency than the same width without gating at equal or better mAP.
 import json
 import shutil
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +35,7 @@ from adaptive_perception.detection.manifest import Manifest, Mode
 from adaptive_perception.detection.model import DecodedHead
 from adaptive_perception.runtime.onnx_export import export_graph
 from adaptive_perception.runtime.onnx_sessions import create_sessions
+from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGET_LATENCY_REDUCTION = 0.15
 FORCED_KEEP = (1.0, 0.75, 0.5, 0.25)
@@ -55,16 +55,7 @@ def _forced(head, in_channels: int, keep: float) -> GatedHead:
 
 def _interleaved(runs: dict, inputs: list, repeats: int, warmup: int) -> dict:
     """Median ms of each callable on every input, the callables taking turns."""
-    for x in inputs[:warmup]:
-        for run in runs.values():
-            run(x)
-    samples = {name: [] for name in runs}
-    for _ in range(repeats):
-        for x in inputs:
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run(x)
-                samples[name].append(time.perf_counter() - start)
+    samples = interleaved_seconds(runs, inputs, repeats, warmup)
     return {name: float(np.median(s) * 1e3) for name, s in samples.items()}
 
 

@@ -1,0 +1,15 @@
+"""Interleaved timing: every input through each callable, in a rotating order."""
+
+from adaptive_perception.runtime.timing import interleaved_seconds
+
+
+def test_each_callable_times_every_input_and_the_order_rotates():
+    calls = []
+    runs = {name: (lambda x, name=name: calls.append((name, x))) for name in 'abc'}
+    samples = interleaved_seconds(runs, [0, 1, 2], repeats=2, warmup=1)
+    assert calls[:3] == [('a', 0), ('b', 0), ('c', 0)]  # warm-up, untimed
+    timed = calls[3:]
+    assert [name for name, _ in timed[:9]] == list('abc' 'bca' 'cab')
+    assert sorted(timed) == sorted((n, x) for n in 'abc' for x in [0, 1, 2] for _ in range(2))
+    assert {name: len(s) for name, s in samples.items()} == {'a': 6, 'b': 6, 'c': 6}
+    assert all(t >= 0 for s in samples.values() for t in s)
