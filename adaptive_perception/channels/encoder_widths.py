@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays
@@ -29,6 +28,7 @@ from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import CHECKPOINT_FORMAT, train_static
 from adaptive_perception.runtime.onnx_export import export_graph
+from adaptive_perception.runtime.onnx_sessions import create_sessions
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 PAYS_WITHIN = -2.0  # delta_m points against full width, as AdaMTL's low-budget target
@@ -84,11 +84,9 @@ def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
     export_graph(encoder, (image,), work / f'{name}_encoder.onnx', ['image'], stages)
     export_graph(decoders, features, work / f'{name}_decoders.onnx', stages,
                  list(model.config.tasks))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    sessions = tuple(ort.InferenceSession(str(work / f'{name}_{part}.onnx'), options,
-                                          providers=['CPUExecutionProvider'])
-                     for part in ('encoder', 'decoders'))
+    loaded = create_sessions({part: work / f'{name}_{part}.onnx'
+                              for part in ('encoder', 'decoders')}, threads=threads).sessions
+    sessions = (loaded['encoder'], loaded['decoders'])
     return sessions, count_flops(encoder, image) + count_flops(decoders, *features)
 
 
