@@ -50,6 +50,7 @@ setup(
         'onnxruntime>=1.17',
         'pycocotools>=2.0.7',
         'scikit-learn>=1.3',
+        'scipy>=1.10',
         'networkx>=3.1',
         'pillow>=10',
         'opencv-python-headless>=4.8',

@@ -238,7 +238,8 @@ def _train_adamtl(args) -> int:
                  skip_rate=args.skip_rate,
                  single_task=not args.no_single_task, jobs=args.jobs,
                  static_from=args.static_from, weights_by=args.efficiency_weights,
-                 device=args.device, policies=policies, train_description=train_text,
+                 device=args.device, policies=policies, distill=args.distill,
+                 train_description=train_text,
                  val_description=val_text,
                  provenance={'command': ' '.join(sys.argv), 'train': train_text,
                              'val': val_text})
@@ -431,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     adamtl.add_argument('--efficiency-weights', choices=['flops', 'width'], default='flops',
                         help="efficiency loss: weigh blocks and tokens by the block's FLOPs, "
                              "or tokens by stage width (the thesis's)")
+    adamtl.add_argument('--distill', type=float, default=0.0,
+                        help="fine-tuning: weight of the policies' distillation from the "
+                             'static model (0: none)')
     adamtl.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
     adamtl.add_argument('--targets', nargs='+', default=[], metavar='POLICY=BLOCKS/TOKENS',
                         help='compute targets, e.g. low=0.7/0.6 (default: the thesis\'s '
@@ -444,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--checkpoint', required=True)
     adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
     adacon.set_defaults(func=_export_adacon)
-    adamtl = export_models.add_parser('adamtl', help='one graph per block, policy, decoder '
-                                                     '+ manifest.json')
+    adamtl = export_models.add_parser('adamtl', help='one encoder graph per policy, the '
+                                                     'decoders + manifest.json')
     adamtl.add_argument('--checkpoint', required=True)
     adamtl.add_argument('--out', required=True, help='model directory, e.g. models/adamtl')
     adamtl.add_argument('--references', help='take the single-task references from this '

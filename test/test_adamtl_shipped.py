@@ -11,19 +11,21 @@ import pytest
 from adaptive_perception.multitask.dataset import generate_dataset_arrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine
 from adaptive_perception.multitask.evaluate import evaluate_report
+from adaptive_perception.multitask.levels import DEFAULT_LEVEL_POLICIES, parse_level_choice
 from ros_harness import REPO
 
 MODEL_DIR = REPO / 'models' / 'adamtl'
 # mIoU and maxF at least, depth RMSE (m) and normals error (degrees) at most.
-FLOORS = {'segmentation': 0.44, 'saliency': 0.92}
-CEILINGS = {'depth': 1.85, 'normals': 8.6}
+FLOORS = {'segmentation': 0.46, 'saliency': 0.93}
+CEILINGS = {'depth': 1.75, 'normals': 8.2}
 
 
 @pytest.fixture(scope='module')
 def report():
     engine = MultiTaskEngine(MODEL_DIR)
     data = generate_dataset_arrays(120, seed=4242, size=engine.input_size)
-    return evaluate_report(engine, data, 'generated:seed=4242,count=120', [STATIC, 'low'])
+    return evaluate_report(engine, data, 'generated:seed=4242,count=120',
+                           [STATIC, 'low', 'low_agnostic'])
 
 
 def test_shipped_model_has_every_part():
@@ -32,9 +34,11 @@ def test_shipped_model_has_every_part():
     assert {'high', 'low', 'low_agnostic'} <= set(engine.policies)
     assert engine.references['single_task']['scores'].keys() == set(engine.tasks)
     assert engine.manifest['provenance'], 'the manifest records how the model was trained'
+    profile = [parse_level_choice(entry) for entry in DEFAULT_LEVEL_POLICIES]
+    assert {choice.policy for choice in profile} <= set(engine.policies)
 
 
-@pytest.mark.parametrize('policy', [STATIC, 'low'])
+@pytest.mark.parametrize('policy', [STATIC, 'low', 'low_agnostic'])
 def test_shipped_model_quality_floor(report, policy):
     scores = report['policies'][policy]['scores']
     for task, floor in FLOORS.items():
@@ -43,8 +47,11 @@ def test_shipped_model_quality_floor(report, policy):
         assert scores[task] <= ceiling, (policy, task, scores)
 
 
-def test_low_policy_spends_less_and_stays_close(report):
-    static, low = report['policies'][STATIC], report['policies']['low']
-    # measured on these scenes: 0.77x the FLOPs, delta -5.2 (the card: 0.76x, -5.08)
-    assert low['flops_mean'] <= 0.82 * static['flops_mean']
-    assert low['delta_m_static'] >= -7.0, low
+@pytest.mark.parametrize('policy, flops, delta', [
+    # measured on these scenes: low 0.74x the FLOPs, delta -3.3; low_agnostic 0.71x,
+    # -2.5 (the card, on the validation scenes: 0.74x, -3.73; 0.71x, -2.13)
+    ('low', 0.78, -5.0), ('low_agnostic', 0.75, -4.0)])
+def test_low_budget_policies_spend_less_and_stay_close(report, policy, flops, delta):
+    static, low = report['policies'][STATIC], report['policies'][policy]
+    assert low['flops_mean'] <= flops * static['flops_mean']
+    assert low['delta_m_static'] >= delta, low

@@ -25,7 +25,7 @@ def test_tasks_are_kept_in_model_order_and_print_back():
 
 def test_the_default_profile_parses():
     choices = [parse_level_choice(entry) for entry in DEFAULT_LEVEL_POLICIES]
-    assert [c.policy for c in choices] == ['static', 'high', 'low', 'low']
+    assert [c.policy for c in choices] == ['static', 'low_agnostic', 'low_agnostic', 'low']
     assert choices[-1].tasks == ('segmentation', 'depth')
 
 

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_perception.multitask.dataset import generate_dataset_arrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
-from adaptive_perception.multitask.export import block_flop_model, count_flops
+from adaptive_perception.multitask.export import (
+    POLICY_ARRAYS,
+    DecodersGraph,
+    EncoderGraph,
+    block_flop_model,
+    count_flops,
+)
 from adaptive_perception.multitask.model import (
     Block,
     Decisions,
@@ -22,7 +29,7 @@ from adaptive_perception.multitask.model import (
     parse_targets,
     postprocess,
 )
-from adaptive_perception.multitask.train import efficiency_loss
+from adaptive_perception.multitask.train import distillation_loss, efficiency_loss
 
 POLICIES = ['high', 'low', 'low_agnostic']
 
@@ -105,36 +112,35 @@ def test_skipped_blocks_are_never_called_and_blocks_see_only_kept_tokens(random_
             hook.remove()
 
 
-class CountingSession:
-    """Stands in front of an ONNX Runtime session and counts runs and tokens fed."""
+def _rows_of_every_gemm(graph: Path, feeds: dict, profile_dir: Path) -> list:
+    """Rows fed to every Gemm (a block's linear layers) in one run, from ORT's profile."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(profile_dir / 'profile')
+    session = ort.InferenceSession(str(graph), options,
+                                   providers=['CPUExecutionProvider'])
+    session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    return [event['args']['input_type_shape'][0]['float'][0] for event in events
+            if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time')
+            and event['args'].get('op_name') == 'Gemm']
 
-    def __init__(self, session):
-        self.session, self.runs, self.tokens = session, 0, []
 
-    def run(self, outputs, feeds):
-        self.runs += 1
-        self.tokens.append(next(iter(feeds.values())).shape[1])
-        return self.session.run(outputs, feeds)
-
-
-def test_runtime_skip_all_runs_no_block(random_adamtl, frames):
-    """An all-skip policy: no block graph runs, so a skipped block costs nothing."""
+@pytest.mark.parametrize('shares', [(0.0, 0.0), (1.0, 0.5), (1.0, 0.03), (0.5, 1.0)])
+def test_runtime_blocks_see_only_kept_tokens_and_skipped_ones_none(random_adamtl, frames,
+                                                                      shares, tmp_path):
+    """ORT's own profile: each block's four linear layers ran on its kept tokens, 0 if skipped."""
     engine = MultiTaskEngine(random_adamtl[0])
-    counters = [[CountingSession(s) for s in stage] for stage in engine._blocks]
-    engine._blocks = counters
-    result = engine.infer(frames.images[0], RandomPolicy(0.0, 0.0, engine.depths))
-    assert sum(c.runs for stage in counters for c in stage) == 0
-    assert result.block_share == 0 and result.token_share == 0
-    result = engine.infer(frames.images[0], RandomPolicy(1.0, 1.0, engine.depths))
-    assert all(c.runs == 1 for stage in counters for c in stage)
-    assert result.block_share == 1 and result.token_share == 1
-    result = engine.infer(frames.images[0], STATIC)  # the one-graph static encoder
-    assert all(c.runs == 1 for stage in counters for c in stage)
-    assert result.block_share == 1 and result.token_share == 1
-    kept = engine.infer(frames.images[0], RandomPolicy(1.0, 0.5, engine.depths, seed=3))
-    fed = [c.tokens[-1] for stage in counters for c in stage]
-    expected = [max(2, n) for stage in kept.tokens_run for n in stage if n > 0]
-    assert fed == expected  # a lone token is fed twice (graphs take >= 2)
+    image = engine.preprocess(frames.images[0])
+    feeds, _ = RandomPolicy(*shares, seed=3).feeds(engine.tasks, engine._layout)
+    result = engine.infer(frames.images[0], RandomPolicy(*shares, seed=3))
+    expected = [n for stage in result.tokens_run for n in stage for _ in range(4)]
+    graph = random_adamtl[0] / 'encoder_decided.onnx'
+    assert _rows_of_every_gemm(graph, {'image': image, **feeds}, tmp_path) == expected
+    if shares == (0.0, 0.0):
+        assert result.block_share == 0 and result.token_share == 0
+        assert not any(expected)
 
 
 @pytest.mark.parametrize('policy', [STATIC, *POLICIES])
@@ -159,13 +165,26 @@ def test_exported_runtime_matches_pytorch(random_adamtl, frames, policy):
 
 @pytest.mark.parametrize('policy', [STATIC, *POLICIES])
 def test_runtime_flops_equal_the_counter_on_what_ran(random_adamtl, frames, policy):
+    """The FLOPs a frame reports are what PyTorch's counter counts on the exported modules.
+
+    The reference runs the modules the graphs were exported from, in PyTorch, on the
+    same inputs; PyTorch's ``run_adaptive`` differs only by the policy's second layer,
+    which the graph multiplies as one block-diagonal matrix (the zeros included).
+    """
     model_dir, model = random_adamtl
     engine = MultiTaskEngine(model_dir)
+    mode = 'static' if policy == STATIC else 'policy'
+    encoder, decoders = EncoderGraph(model, mode), DecodersGraph(model)
     for i in range(3):
         result = engine.infer(frames.images[i], policy, resize=False)
+        image = torch.from_numpy(engine.preprocess(frames.images[i]))
+        feeds = {} if policy == STATIC else engine.policy(policy).feeds(engine.tasks,
+                                                                        engine._layout)[0]
+        inputs = [torch.from_numpy(feeds[f'{key}_s{s}'])
+                  for s in range(len(engine.depths)) for key in POLICY_ARRAYS if feeds]
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model.run_adaptive(normalise(frames.images[i:i + 1]),
-                               None if policy == STATIC else policy)
+            features = encoder(image, *inputs)[:len(engine.depths)]
+            decoders(*features)
         assert result.flops == pytest.approx(counter.get_total_flops(), rel=1e-6)
 
 
@@ -271,6 +290,20 @@ def test_flops_budget_charges_the_costly_blocks_more():
         efficiency_loss(half, spec, config, 'tokens')
 
 
+def test_distillation_pulls_each_task_towards_the_static_answer():
+    """At the teacher's answer every task's distillation gradient vanishes; away from it not."""
+    torch.manual_seed(0)
+    teacher = {'segmentation': torch.randn(2, 7, 8, 8), 'depth': torch.rand(2, 1, 8, 8) * 5,
+               'normals': torch.randn(2, 3, 8, 8), 'saliency': torch.randn(2, 1, 8, 8)}
+    for task, answer in teacher.items():
+        at_teacher = answer.clone().requires_grad_(True)
+        loss = distillation_loss({task: at_teacher}, teacher)
+        loss.backward()
+        assert at_teacher.grad.abs().max() < 1e-6, task
+        away = answer + torch.randn_like(answer)
+        assert float(distillation_loss({task: away}, teacher)) > float(loss.detach()), task
+
+
 def test_policy_targets_parse_and_bad_ones_say_why():
     policies = parse_targets(['low=0.7/0.6', 'low_agnostic=0.7/0.6'])
     assert policies['low'] == PolicySpec(0.7, 0.6)
@@ -296,9 +329,11 @@ def test_smoke_recipe_trains_exports_and_scores(tmp_path):
     val = generate_dataset_arrays(32, seed=1, size=64)
     config = ModelConfig(dims=(16, 32, 64), depths=(1, 1, 1), head_dim=16, decoder_dim=8)
     checkpoint = train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), config,
-                              batch_size=16, val_description='val32', log=lambda line: None)
+                              batch_size=16, val_description='val32', distill=1.0,
+                              log=lambda line: None)
     assert set(checkpoint['references']['single_task']['scores']) == set(config.tasks)
     assert {'static', 'policy_init', 'alternating', 'fine_tune'} <= set(checkpoint['history'])
+    assert checkpoint['distill'] == 1.0
     export_adamtl(tmp_path / 'adamtl.pt', tmp_path / 'model')
     report = tmp_path / 'eval.json'
     assert main(['eval', 'adamtl', '--model-dir', str(tmp_path / 'model'), '--data-count', '8',

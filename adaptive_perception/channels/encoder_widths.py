@@ -23,7 +23,7 @@ import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays
 from adaptive_perception.multitask.evaluate import score_model
-from adaptive_perception.multitask.export import DecodersGraph, StaticEncoder, count_flops
+from adaptive_perception.multitask.export import DecodersGraph, EncoderGraph, count_flops
 from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import CHECKPOINT_FORMAT, train_static
@@ -77,7 +77,7 @@ def train_width(settings: dict, config: ModelConfig, width: float, train: DenseA
 def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
     """Export the static encoder and the one-graph decoders; (sessions, FLOPs)."""
     image = torch.zeros(1, 3, model.config.image_size, model.config.image_size)
-    encoder, decoders = StaticEncoder(model).eval(), DecodersGraph(model).eval()
+    encoder, decoders = EncoderGraph(model).eval(), DecodersGraph(model).eval()
     with torch.no_grad():
         features = encoder(image)
     stages = [f'stage{s}' for s in range(len(features))]

@@ -1,13 +1,13 @@
 """The AdaMTL runtime: every graph and every policy resident in ONNX Runtime, batch 1.
 
-Per frame: resize to the model's input, embed, then per stage ask the level's policy
-which blocks run and which tokens each keeps (the running tasks' sub-networks, OR-ed;
-plain thresholds, no noise), gather the kept tokens, run the block on them only,
-scatter them back, merge, and finally run only the requested task decoders (all of
-them as one graph when every task runs). Outputs
-are resized back to the input image. A skipped block is never called. The static
-model runs its encoder as one graph, as it would be deployed without AdaMTL, so
-that the policies are measured against the best the static model can do.
+Per frame: resize to the model's input, run the encoder graph of the level's policy
+(one call: inside it, per stage, the running tasks' sub-networks decide - OR-ed, plain
+thresholds, no noise - which blocks run and which tokens each keeps, and each block
+runs on its kept tokens only), then only the requested task decoders (all of them as
+one graph when every task runs). Outputs are resized back to the input image. The
+static model runs its own encoder graph, every block on every token, as it would be
+deployed without AdaMTL, so that the policies are measured against the best the
+static model can do.
 
 Why ONNX Runtime and not PyTorch: ``bench multitask`` measures both on the same
 frames (``runtime_comparison``) - see the model card.
@@ -20,10 +20,11 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from scipy.linalg import block_diag
 
 from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
 
-MANIFEST_FORMAT = 'adaptive_perception.adamtl.manifest/2'
+MANIFEST_FORMAT = 'adaptive_perception.adamtl.manifest/3'
 STATIC = 'static'  # run every block on every token: the static model
 
 
@@ -38,44 +39,79 @@ class MultiTaskResult:
     tokens_run: list     # per stage, tokens each block processed (0 = skipped)
 
 
-class OnnxPolicy:
-    """A trained policy: per stage one graph that decides for the running tasks."""
+POLICY_PATHS = ('token', 'block')
 
-    def __init__(self, name: str, spec: dict, sessions: dict):
+
+def policy_inputs(stacked: dict, counted: Sequence[int]) -> dict:
+    """Turn a policy's stacked arrays into the policy graph's inputs for ``counted`` owners.
+
+    ``stacked`` holds, per path (``token``, ``block``) and stage, each owner's layers
+    with the owners first: ``<path>_w1_s<stage>`` (O, C, H), ``_b1`` (O, 1, H), ``_w2``
+    (O, H, depth), ``_b2`` (O, 1, depth). The graph multiplies 2-D matrices (batched
+    products of small matrices cost ONNX Runtime more): layer 1 of the K counted
+    owners side by side, (C, K*H), and layer 2 block-diagonal, (K*H, K*depth), so
+    that the owners' logits come out side by side.
+    """
+    inputs = {}
+    for key in stacked:
+        path, layer, stage = key.split('_')
+        if layer != 'w1':
+            continue
+        first, second = stacked[key][counted], stacked[f'{path}_w2_{stage}'][counted]
+        inputs[key] = np.concatenate(list(first), axis=1)
+        inputs[f'{path}_b1_{stage}'] = stacked[f'{path}_b1_{stage}'][counted].reshape(-1)
+        inputs[f'{path}_w2_{stage}'] = block_diag(*second).astype(second.dtype)
+        inputs[f'{path}_b2_{stage}'] = stacked[f'{path}_b2_{stage}'][counted].reshape(-1)
+    return inputs
+
+
+class OnnxPolicy:
+    """A trained policy: its arrays, fed to the one policy encoder graph, decide inside it."""
+
+    graph = 'encoder_policy'
+
+    def __init__(self, name: str, spec: dict, model_dir: Path):
         self.name = name
         self.owners = tuple(spec['owners'])
         self.task_aware = spec['task_aware']
-        self._sessions = [sessions[stage['graph']] for stage in spec['stages']]
-        self._flops = [stage['flops'] for stage in spec['stages']]
-        self._owner_masks = {}  # tasks -> which owners count, built once per task set
+        self._flops = spec['flops_by_owner_count']  # [k - 1]: deciding with k owners
+        path = model_dir / spec['arrays']
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                self._stacked = {key: arrays[key] for key in arrays.files}
+        except (OSError, ValueError) as error:
+            raise ValueError(f'cannot read policy {name!r} from {path}: {error}') from None
+        self._feeds = {}  # tasks -> (graph inputs, FLOPs deciding), built once per task set
 
-    def decide(self, stage: int, tokens: np.ndarray, tasks: Sequence[str]) -> tuple:
-        """(blocks on (depth,) bool, kept tokens (depth, N) bool, FLOPs spent deciding)."""
+    def feeds(self, tasks: Sequence[str], layout: Sequence[tuple]) -> tuple:
+        """Return the graph's inputs for ``tasks`` (the running tasks' networks only), FLOPs."""
         key = tuple(tasks)
-        owners = self._owner_masks.get(key)
-        if owners is None:
-            owners = np.array([not self.task_aware or owner in key for owner in self.owners])
-            self._owner_masks[key] = owners
-        blocks_on, kept = self._sessions[stage].run(None, {'tokens': tokens, 'owners': owners})
-        # Every owner's sub-network is in the graph; all of them ran.
-        return blocks_on, kept, self._flops[stage]
+        if key not in self._feeds:
+            counted = [i for i, owner in enumerate(self.owners)
+                       if not self.task_aware or owner in key]
+            self._feeds[key] = (policy_inputs(self._stacked, counted),
+                                self._flops[len(counted) - 1])
+        return self._feeds[key]
 
 
 class RandomPolicy:
     """The ablation's baseline: blocks and tokens kept at random with fixed shares."""
 
-    def __init__(self, block_share: float, token_share: float, depths: Sequence[int],
-                 seed: int = 0):
+    graph = 'encoder_decided'
+
+    def __init__(self, block_share: float, token_share: float, seed: int = 0):
         self.name = f'random:{block_share:g}/{token_share:g}'
         self.block_share, self.token_share = block_share, token_share
-        self.depths = list(depths)  # blocks per stage (the engine's ``depths``)
         self._rng = np.random.default_rng(seed)
 
-    def decide(self, stage: int, tokens: np.ndarray, tasks: Sequence[str]) -> tuple:
-        """Random decisions, whatever the tokens say."""
-        depth, count = self.depths[stage], tokens.shape[1]
-        return (self._rng.random(depth) < self.block_share,
-                self._rng.random((depth, count)) < self.token_share, 0)
+    def feeds(self, tasks: Sequence[str], layout: Sequence[tuple]) -> tuple:
+        """Random decisions for ``layout`` ((blocks, tokens) per stage), whatever the frame."""
+        feeds = {}
+        for s, (depth, count) in enumerate(layout):
+            blocks_on = self._rng.random(depth) < self.block_share
+            feeds[f'runs_s{s}'] = (self._rng.random((count, depth)) < self.token_share) \
+                & blocks_on
+        return feeds, 0
 
 
 class MultiTaskEngine:
@@ -103,17 +139,17 @@ class MultiTaskEngine:
                                  providers, threads, warn)
         self.providers = loaded.providers
         sessions = loaded.sessions
-        self._embed = sessions['embed']
-        self._encoder_static = sessions['encoder_static']
-        self._blocks = [[sessions[b['graph']] for b in stage] for stage in manifest['blocks']]
+        self._sessions = sessions  # encoder_static, encoder_decided, encoder_<policy>, ...
         self._block_flops = [[b['flops'] for b in stage] for stage in manifest['blocks']]
-        self.depths = [len(stage) for stage in self._blocks]
-        self._merges = [sessions[f'merge_s{s}'] for s in range(len(self._blocks) - 1)]
-        self._merge_flops = [manifest['flops'][f'merge_s{s}'] for s in range(len(self._merges))]
+        self.depths = [len(stage) for stage in self._block_flops]
+        grid = self.input_size // config['patch']
+        self._layout = [(depth, (grid // 2 ** s) ** 2) for s, depth in enumerate(self.depths)]
+        self._fixed_flops = manifest['flops']['embed'] + sum(
+            manifest['flops'][f'merge_s{s}'] for s in range(len(self.depths) - 1))
         self._decoders = {task: sessions[d['graph']] for task, d in manifest['decoders'].items()}
         self._decoder_flops = {task: d['flops'] for task, d in manifest['decoders'].items()}
         self._all_decoders = sessions['decoders']
-        self._policies = {name: OnnxPolicy(name, spec, sessions)
+        self._policies = {name: OnnxPolicy(name, spec, self.model_dir)
                           for name, spec in manifest['policies'].items()}
         self.policies = (STATIC, *self._policies)
         self.references = manifest.get('references', {})
@@ -150,11 +186,10 @@ class MultiTaskEngine:
             raise ValueError(f'tasks {unknown} not in this model ({", ".join(self.tasks)})')
         chooser = self.policy(policy)
         image = self.preprocess(rgb)
-        if chooser is None:  # the static model: one graph, every block on every token
-            features = self._encoder_static.run(None, {'image': image})
+        if chooser is None:  # the static model: every block on every token
+            features = self._sessions['encoder_static'].run(None, {'image': image})
             flops = self.manifest['flops']['encoder_static']
-            tokens_run = [[f.shape[1]] * depth for f, depth in
-                          zip(features, self.depths, strict=True)]
+            tokens_run = [[count] * depth for depth, count in self._layout]
         else:
             features, tokens_run, flops = self._run_adaptive(image, chooser, tasks)
         feeds = {f'stage{s}': f for s, f in enumerate(features)}
@@ -167,8 +202,7 @@ class MultiTaskEngine:
         outputs = {task: _to_output(task, answers[task][0], rgb.shape[:2] if resize else None)
                    for task in tasks}
         total_blocks = sum(self.depths)
-        all_tokens = sum(len(f[0]) * depth
-                         for f, depth in zip(features, self.depths, strict=True))
+        all_tokens = sum(count * depth for depth, count in self._layout)
         return MultiTaskResult(
             outputs=outputs, flops=int(flops),
             block_share=sum(c > 0 for stage in tokens_run for c in stage) / total_blocks,
@@ -176,40 +210,19 @@ class MultiTaskEngine:
             tokens_run=tokens_run)
 
     def _run_adaptive(self, image: np.ndarray, chooser, tasks) -> tuple:
-        """Run the encoder block by block: (stage outputs, tokens run per block, FLOPs).
-
-        Kept tokens are written back in place: every array here is the fresh output
-        of a graph that nothing else holds.
-        """
-        x = self._embed.run(None, {'image': image})[0]
-        flops = self.manifest['flops']['embed']
-        features, tokens_run = [], []
-        for s, blocks in enumerate(self._blocks):
-            blocks_on, kept, decide_flops = chooser.decide(s, x, tasks)
-            flops += decide_flops
-            stage_counts = []
-            for j, session in enumerate(blocks):
-                index = np.flatnonzero(kept[j]) if blocks_on[j] else np.empty(0, int)
-                count = index.size
-                a, b = self._block_flops[s][j]
-                flops += a * count + b * count * count
-                stage_counts.append(int(count))
-                if count == x.shape[1]:  # every token: no gather, no scatter
-                    x = session.run(None, {'tokens': x})[0]
-                elif count >= 2:
-                    kept_tokens = np.ascontiguousarray(x[:, index])
-                    x[:, index] = session.run(None, {'tokens': kept_tokens})[0]
-                elif count == 1:
-                    # torch.export specialises sizes 0 and 1, so the graphs take >= 2
-                    # tokens; a lone token attends only to itself, and so does each of
-                    # two copies of it.
-                    pair = np.concatenate([x[:, index], x[:, index]], 1)
-                    x[:, index] = session.run(None, {'tokens': pair})[0][:, :1]
-            tokens_run.append(stage_counts)
-            features.append(x)
-            if s < len(self._merges):
-                x = self._merges[s].run(None, {'tokens': x})[0]
-                flops += self._merge_flops[s]
+        """Run the policy's encoder graph: (stage outputs, tokens run per block, FLOPs)."""
+        feeds, flops = chooser.feeds(tasks, self._layout)
+        outputs = self._sessions[chooser.graph].run(None, {'image': image, **feeds})
+        stages = len(self._layout)
+        # The policy graph returns what it decided; the decided graph was told.
+        features = outputs[:stages]
+        runs = outputs[stages:] or [feeds[f'runs_s{s}'] for s in range(stages)]
+        flops += self._fixed_flops
+        tokens_run = []
+        for stage, decided in zip(self._block_flops, runs, strict=True):
+            counts = [int(n) for n in np.count_nonzero(decided, axis=0)]
+            flops += sum(a * n + b * n * n for (a, b), n in zip(stage, counts, strict=True))
+            tokens_run.append(counts)
         return features, tokens_run, flops
 
     def warm_up(self) -> None:

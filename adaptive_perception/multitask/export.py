@@ -1,35 +1,43 @@
 """Export AdaMTL as the ONNX graphs and manifest the runtime reads.
 
-The static model is one graph for the whole encoder (as it would be deployed without
-AdaMTL, so the comparison is fair). The adaptive path has one graph per part, so
-that what a policy skips is never run: the patch embedding,
-every transformer block (with a dynamic token count: it sees only the tokens its
-policy keeps), every patch merging, each policy per stage and each task decoder
-(with its post-processing: class ids, metres, unit normals, saliency probability).
+The encoder is one graph per way through it, so that a frame costs one graph call
+whatever its policy decides (at this model's size a graph call and each small node
+cost as much as the work in them; per-block graphs made the adaptive path 14 calls):
+* ``encoder_static``: every block on every token, the static model as it would be
+  deployed without AdaMTL, so the comparison is fair;
+* ``encoder_policy``: a policy decides inside the graph, stage by stage, and each
+  block runs on the tokens it keeps only - gathered out before attention and the
+  MLP, scattered back after, none at all for a skipped block. A policy's networks
+  are inputs (``policy_<name>.npz``, fed as ``engine.policy_inputs`` arranges them
+  for the running tasks), so one graph serves every policy and the encoder's
+  weights are stored once;
+* ``encoder_decided``: the same, with the decisions as inputs (the random policy of
+  the ablation).
+Every encoder graph runs its blocks in one form (``ExportBlock``), the static one
+included, so the policies are timed against the same arithmetic.
 
-Two parts are fused at export, with the same arithmetic, because at this model's
-size a graph call and each small node cost as much as the work in them:
-* a policy stage stacks all its task sub-networks into one network and makes the
-  decisions in the graph (logit > 0, OR over the tasks that run);
-* ``decoders`` runs every task's decoder in one graph (projections side by side, the
-  3x3 layers as one grouped convolution); frames that need a subset of the tasks
-  run the per-task graphs.
+The decoders are a graph per task and ``decoders``, all four in one graph with the
+same arithmetic (projections side by side, the 3x3 layers as one grouped
+convolution), which frames that need every task use.
 
-FLOPs are counted by PyTorch's FLOP counter on exactly what is exported (matrix
+FLOPs are counted by PyTorch's FLOP counter on the modules exported (matrix
 products and convolutions, the ops that carry the cost). A block's FLOPs depend on
 its kept tokens n as a*n + b*n^2 (linear layers and attention); a and b are measured
-at two token counts and stored, so the runtime can report each frame's FLOPs.
+at two token counts and stored, so the runtime can report each frame's FLOPs from
+the decisions the encoder graph returns; so are a policy's FLOPs per number of
+running tasks.
 """
 
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from adaptive_perception.multitask.engine import MANIFEST_FORMAT
+from adaptive_perception.multitask.engine import MANIFEST_FORMAT, POLICY_PATHS, policy_inputs
 from adaptive_perception.multitask.model import (
     MEAN,
     STD,
@@ -59,58 +67,135 @@ def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-class StaticEncoder(nn.Module):
-    """The whole encoder with every block on every token: the static model as deployed."""
+class ExportBlock(nn.Module):
+    """A ``Block`` on one frame's tokens (n, C), the form every encoder graph runs.
 
-    def __init__(self, model: AdaMTL):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple:
-        """Image -> every stage's output tokens."""
-        x, outputs = self.model.embed(image), []
-        for s, blocks in enumerate(self.model.stages):
-            for block in blocks:
-                x = block(x)
-            outputs.append(x)
-            if s < len(self.model.merges):
-                x = self.model.merges[s](x)
-        return tuple(outputs)
-
-
-class PolicyStageGraph(nn.Module):
-    """One policy stage for every owner as one network, with the decisions in the graph.
-
-    The owners' (task sub-networks') layers are stacked: a first layer for all of them
-    is one matrix product, the second a batched one. Inputs: the stage's tokens
-    (1, N, C) and ``owners`` (O,) bool, which owners count (the running tasks).
-    Outputs: blocks on (depth,) and kept tokens (depth, N), bool - each counted
-    owner's logit > 0, OR-ed, as ``AdaMTL.run_adaptive`` decides.
+    Linear layers on 2-D tokens (one Gemm each, bias included), the attention scale
+    folded into the query weights. Attention keeps the (1, heads, n, d) layout: with
+    heads as the batch axis of a 3-D product, ONNX Runtime's fused batched matrix
+    product fails on n = 0 (a skipped block) with a floating-point exception.
     """
 
-    def __init__(self, networks: list):
+    def __init__(self, block):
         super().__init__()
-        for path in ('token', 'block'):
-            first = [getattr(n, path)[0] for n in networks]
-            second = [getattr(n, path)[2] for n in networks]
-            self.register_buffer(f'{path}_w1', torch.cat([f.weight for f in first]).T.clone())
-            self.register_buffer(f'{path}_b1', torch.cat([f.bias for f in first]).clone())
-            self.register_buffer(f'{path}_w2', torch.stack([s.weight.T for s in second]).clone())
-            self.register_buffer(f'{path}_b2', torch.stack([s.bias for s in second]).clone())
-        self.owners, self.hidden = len(networks), first[0].out_features
+        attention = block.attn
+        self.heads, self.dim = attention.heads, attention.qkv.in_features
+        weight = attention.qkv.weight.detach().clone()
+        bias = attention.qkv.bias.detach().clone()
+        weight[:self.dim] *= attention.scale
+        bias[:self.dim] *= attention.scale
+        self.register_buffer('qkv_weight', weight)
+        self.register_buffer('qkv_bias', bias)
+        self.norm1, self.norm2 = block.norm1, block.norm2
+        self.proj, self.mlp = attention.proj, block.mlp
 
-    def forward(self, tokens: torch.Tensor, owners: torch.Tensor) -> tuple:
-        """(1, N, C) tokens, (O,) bool owners -> blocks on (depth,), kept (depth, N)."""
-        x = tokens[0]
-        hidden = F.gelu(x @ self.token_w1 + self.token_b1)  # (N, O*H)
-        hidden = hidden.reshape(x.shape[0], self.owners, self.hidden).transpose(0, 1)
-        token_logits = hidden @ self.token_w2 + self.token_b2[:, None, :]  # (O, N, depth)
-        pooled = F.gelu(x.mean(0, keepdim=True) @ self.block_w1 + self.block_b1)
-        pooled = pooled.reshape(self.owners, 1, self.hidden)
-        block_logits = (pooled @ self.block_w2)[:, 0] + self.block_b2  # (O, depth)
-        blocks_on = ((block_logits > 0) & owners[:, None]).any(0)
-        kept = ((token_logits > 0) & owners[:, None, None]).any(0).T
-        return blocks_on, kept
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, C) -> (n, C); n may be 0."""
+        count, dim, heads = x.shape[0], self.dim, self.heads
+        qkv = F.linear(self.norm1(x), self.qkv_weight, self.qkv_bias)
+        qkv = qkv.reshape(1, count, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        mixed = (q @ k.transpose(-2, -1)).softmax(-1) @ v
+        x = x + self.proj(mixed.transpose(1, 2).reshape(count, dim))
+        return x + self.mlp(self.norm2(x))
+
+
+POLICY_ARRAYS = tuple(f'{path}_{layer}' for path in POLICY_PATHS
+                      for layer in ('w1', 'b1', 'w2', 'b2'))
+
+
+def stack_policy_stage(networks: list, stage: int) -> dict:
+    """One stage's owner networks (``StagePolicy``) as numpy arrays, owners first.
+
+    Per path, layer 1 as (O, C, H) and (O, 1, H), layer 2 as (O, H, depth) and
+    (O, 1, depth), named ``<path>_<layer>_s<stage>``: what ``policy_inputs`` turns
+    into the graph's inputs.
+    """
+    arrays = {}
+    for path in POLICY_PATHS:
+        first = [getattr(n, path)[0] for n in networks]
+        second = [getattr(n, path)[2] for n in networks]
+        arrays[f'{path}_w1'] = torch.stack([f.weight.T for f in first])
+        arrays[f'{path}_b1'] = torch.stack([f.bias[None] for f in first])
+        arrays[f'{path}_w2'] = torch.stack([s.weight.T for s in second])
+        arrays[f'{path}_b2'] = torch.stack([s.bias[None] for s in second])
+    return {f'{name}_s{stage}': arrays[name].detach().numpy().copy() for name in POLICY_ARRAYS}
+
+
+def decide_stage(tokens: torch.Tensor, arrays, depth: int) -> torch.Tensor:
+    """Decide for one policy stage, as ``AdaMTL.run_adaptive`` does: (N, depth) bool.
+
+    ``tokens`` (N, C); ``arrays`` the stage's inputs from ``policy_inputs``, in
+    ``POLICY_ARRAYS`` order, for the K owners that count (the running tasks'). A
+    token runs in a block when some owner's token logit and some owner's block logit
+    are > 0 (the OR of the owners' decisions: the largest logit > 0).
+    """
+    token_w1, token_b1, token_w2, token_b2, block_w1, block_b1, block_w2, block_b2 = arrays
+    count = tokens.shape[0]
+    token_logits = F.gelu(tokens @ token_w1 + token_b1) @ token_w2 + token_b2  # (N, K*depth)
+    pooled = tokens.mean(0, keepdim=True)
+    block_logits = F.gelu(pooled @ block_w1 + block_b1) @ block_w2 + block_b2  # (1, K*depth)
+    return ((token_logits.reshape(count, -1, depth).amax(1) > 0)
+            & (block_logits.reshape(1, -1, depth).amax(1) > 0))
+
+
+class DecideStage(nn.Module):
+    """``decide_stage`` as a module, for the FLOP counter."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        self.depth = depth
+
+    def forward(self, tokens: torch.Tensor, *arrays) -> torch.Tensor:
+        """See ``decide_stage``."""
+        return decide_stage(tokens, arrays, self.depth)
+
+
+ENCODER_MODES = ('static', 'policy', 'decided')
+
+
+class EncoderGraph(nn.Module):
+    """The encoder as one graph: static, deciding with a policy, or with decisions given.
+
+    ``static``: input ``image``; every block on every token. ``policy``: inputs
+    ``image`` and, per stage, a policy's arrays (``stack_policy_stage``) for the
+    owners that count: every resident policy runs through this one graph, whatever
+    its owner count; outputs, after every stage's tokens, ``runs_s<stage>``: (N, depth)
+    bool, which tokens each block of the stage processed (none: the block was
+    skipped). ``decided``: inputs ``image`` and those ``runs_s<stage>``.
+    """
+
+    def __init__(self, model: AdaMTL, mode: str = 'static'):
+        super().__init__()
+        if mode not in ENCODER_MODES:
+            raise ValueError(f'encoder mode {mode!r}: one of {", ".join(ENCODER_MODES)}')
+        self.embed = model.embed
+        self.stages = nn.ModuleList(nn.ModuleList(ExportBlock(b) for b in stage)
+                                    for stage in model.stages)
+        self.merges = model.merges
+        self.mode = mode
+
+    def forward(self, image: torch.Tensor, *decisions: torch.Tensor) -> tuple:
+        """Image (1, 3, S, S) and the mode's decision inputs -> stage tokens (, runs)."""
+        x = self.embed(image)[0]
+        outputs, decided, width = [], [], len(POLICY_ARRAYS)
+        for s, blocks in enumerate(self.stages):
+            if self.mode == 'policy':
+                runs = decide_stage(x, decisions[s * width:(s + 1) * width], len(blocks))
+            elif self.mode == 'decided':
+                runs = decisions[s]
+            for j, block in enumerate(blocks):
+                if self.mode == 'static':
+                    x = block(x)
+                    continue
+                index = runs[:, j].nonzero()[:, 0]
+                x = x.index_put((index,), block(x.index_select(0, index)))
+            if self.mode == 'policy':
+                decided.append(runs)
+            outputs.append(x[None])
+            if s < len(self.merges):
+                x = self.merges[s](x[None])[0]
+        return (*outputs, *decided)
 
 
 class DecoderGraph(nn.Module):
@@ -196,6 +281,14 @@ def block_flop_model(block: nn.Module, tokens: int, dim: int) -> list:
     return [a, b]
 
 
+def _deciding_flops(config: ModelConfig, stacked: dict, counted: list) -> int:
+    """FLOPs of a policy's decisions, all stages, with the ``counted`` owners' networks."""
+    inputs = policy_inputs(stacked, counted)
+    return sum(count_flops(DecideStage(depth), torch.zeros(config.grid(s) ** 2, dim),
+                           *[torch.from_numpy(inputs[f'{key}_s{s}']) for key in POLICY_ARRAYS])
+               for s, (dim, depth) in enumerate(zip(config.dims, config.depths, strict=True)))
+
+
 def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
                  references: dict | None = None) -> dict:
     """Write every graph of ``model`` and ``manifest.json`` into ``out_dir``; return it."""
@@ -212,39 +305,48 @@ def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
                      dynamic_shapes)
         graphs[name] = f'{name}.onnx'
 
-    write('embed', model.embed, (image,), ['image'], ['tokens'])
-    flops['embed'] = count_flops(model.embed, image)
     stage_names = [f'stage{s}' for s in range(len(config.dims))]
-    write('encoder_static', StaticEncoder(model), (image,), ['image'], stage_names)
-    flops['encoder_static'] = count_flops(StaticEncoder(model), image)
+    static = EncoderGraph(model)
+    write('encoder_static', static, (image,), ['image'], stage_names)
+    flops['encoder_static'] = count_flops(static, image)
+    flops['embed'] = count_flops(model.embed, image)
     blocks = []
     for s, stage in enumerate(model.stages):
         tokens, dim = config.grid(s) ** 2, config.dims[s]
-        sample = torch.randn(1, tokens, dim)
-        count = torch.export.Dim(f'tokens_s{s}', min=2, max=tokens)
-        stage_blocks = []
-        for j, block in enumerate(stage):
-            name = f'block_s{s}_{j}'
-            write(name, block, (sample,), ['tokens'], ['out'], {'x': {1: count}})
-            stage_blocks.append({'graph': name, 'flops': block_flop_model(block, tokens, dim)})
-        blocks.append(stage_blocks)
+        blocks.append([{'flops': block_flop_model(block, tokens, dim)} for block in stage])
         if s < len(model.merges):
-            write(f'merge_s{s}', model.merges[s], (sample,), ['tokens'], ['out'])
-            flops[f'merge_s{s}'] = count_flops(model.merges[s], sample)
-    policies = {}
+            flops[f'merge_s{s}'] = count_flops(model.merges[s], torch.zeros(1, tokens, dim))
+    runs = [f'runs_s{s}' for s in range(len(config.dims))]
+    everything = [torch.ones(config.grid(s) ** 2, depth, dtype=torch.bool)
+                  for s, depth in enumerate(config.depths)]
+    write('encoder_decided', EncoderGraph(model, 'decided'), (image, *everything),
+          ['image', *runs], stage_names)
+    policies, stacked = {}, {}
     for name, policy in model.policies.items():
-        stages = []
-        for s in range(len(config.dims)):
-            sample = torch.randn(1, config.grid(s) ** 2, config.dims[s])
-            owners = torch.ones(len(policy.owners), dtype=torch.bool)
-            fused = PolicyStageGraph([policy.stages[owner][s] for owner in policy.owners])
-            graph = f'policy_{name}_s{s}'
-            write(graph, fused, (sample, owners), ['tokens', 'owners'], ['blocks_on', 'kept'])
-            stages.append({'graph': graph, 'flops': count_flops(fused, sample, owners)})
-        policies[name] = {'owners': list(policy.owners), 'stages': stages,
+        stacked[name] = {key: value for s in range(len(config.dims))
+                         for key, value in stack_policy_stage(
+                             [policy.stages[owner][s] for owner in policy.owners], s).items()}
+        file = f'policy_{name}.npz'
+        np.savez(out_dir / file, **stacked[name])
+        policies[name] = {'arrays': file, 'owners': list(policy.owners),
+                          'flops_by_owner_count': [
+                              _deciding_flops(config, stacked[name], list(range(k)))
+                              for k in range(1, len(policy.owners) + 1)],
                           'block_target': policy.spec.block_target,
                           'token_target': policy.spec.token_target,
                           'task_aware': policy.spec.task_aware}
+    if policies:  # one graph for every policy; two owners stand for any count
+        owners = torch.export.Dim('owners', min=1, max=64)
+        sample = policy_inputs(next(iter(stacked.values())), [0, 0])
+        names = [f'{key}_s{s}' for s in range(len(config.dims)) for key in POLICY_ARRAYS]
+        hidden, shapes = config.policy_hidden, []
+        for depth in config.depths:  # per owner, layer 1 adds H columns, layer 2 depth
+            for _ in POLICY_PATHS:
+                shapes += [{1: hidden * owners}, {0: hidden * owners},
+                           {0: hidden * owners, 1: depth * owners}, {0: depth * owners}]
+        write('encoder_policy', EncoderGraph(model, 'policy'),
+              (image, *[torch.from_numpy(sample[name]) for name in names]),
+              ['image', *names], [*stage_names, *runs], (None, tuple(shapes)))
     features = [torch.randn(1, config.grid(s) ** 2, dim) for s, dim in enumerate(config.dims)]
     decoders = {}
     for task in config.tasks:

@@ -99,6 +99,27 @@ def task_loss(task: str, raw: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.binary_cross_entropy_with_logits(raw[:, 0][known], target[known])
 
 
+def distillation_loss(outputs: dict, teacher: dict) -> torch.Tensor:
+    """Score the adaptive path against the static model, each task in its loss's form.
+
+    Every pixel has a teacher answer, so the policies learn from what the static model
+    would say where the labels alone say little (DynamicViT distils the same way).
+    """
+    total = 0
+    for task, raw in outputs.items():
+        target = teacher[task].detach()
+        if task == 'segmentation':
+            loss = F.cross_entropy(raw, target.softmax(1))
+        elif task == 'depth':
+            loss = F.l1_loss(raw, target)
+        elif task == 'normals':
+            loss = (1 - (F.normalize(raw, dim=1) * F.normalize(target, dim=1)).sum(1)).mean()
+        else:
+            loss = F.binary_cross_entropy_with_logits(raw, torch.sigmoid(target))
+        total = total + TASK_WEIGHTS[task] * loss
+    return total
+
+
 def tasks_loss(outputs: dict, targets: dict) -> torch.Tensor:
     """Weighted sum over the tasks that have both an output and labels (eq. 7.1)."""
     return sum(TASK_WEIGHTS[task] * task_loss(task, raw, targets[task])
@@ -353,7 +374,7 @@ def alternating_tasks(model: AdaMTL, train: DenseArrays, val: DenseArrays, round
 
 def fine_tune(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: int,
               batch_size: int, lr: float, alpha: float, weights_by: str,
-              generator: torch.Generator, log) -> list:
+              generator: torch.Generator, log, distill: float = 0.0) -> list:
     """Stage 3b: end to end, by the sandwich rule of slimmable networks.
 
     Every step trains the static model and one policy (in turn) on the same batch.
@@ -380,11 +401,13 @@ def fine_tune(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: int,
             batch = Batch.from_arrays(train, rows, _flips(len(rows), generator)).to(
                 _device(model))
             optimizer.zero_grad()
-            outputs, _ = model(batch.images)
-            loss = tasks_loss(outputs, batch.targets)
+            static_outputs, _ = model(batch.images)
+            loss = tasks_loss(static_outputs, batch.targets)
             outputs, decisions = model(batch.images, policy)
             loss = loss + tasks_loss(outputs, batch.targets) + alpha * efficiency_loss(
                 decisions, model.config.policies[policy], model.config, weights_by)
+            if distill:
+                loss = loss + distill * distillation_loss(outputs, static_outputs)
             loss.backward()
             optimizer.step()
             scheduler.step()
@@ -463,6 +486,7 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                  lr: float = 2e-3, alpha: float = 1.0, skip_rate: float = 0.2,
                  single_task: bool = True, jobs: int = 1, static_from=None,
                  weights_by: str = 'flops', device: str = 'cpu', policies: dict | None = None,
+                 distill: float = 0.0,
                  train_description: str = '', val_description: str = '',
                  provenance: dict | None = None, log=print) -> dict:
     """Run the whole recipe and save one checkpoint (model, references, history).
@@ -531,7 +555,8 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                                                   schedule.alternating_rounds, batch_size,
                                                   lr / 2, alpha, weights_by, generator, log)),
         ('fine_tune', lambda: fine_tune(model, train, val, schedule.fine_tune, batch_size,
-                                        lr / 4, alpha, weights_by, generator, log)),
+                                        lr / 4, alpha, weights_by, generator, log,
+                                        distill)),
     ]
     for name, run in stages:
         started = time.perf_counter()
@@ -552,6 +577,6 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                   'references': static['references'], 'efficiency_weights': weights_by,
                   'static': static, 'provenance': provenance or {}, 'history': history,
                   'seconds': seconds, 'seed': seed, 'schedule': schedule.__dict__,
-                  'alpha': alpha, 'lr': lr, 'batch_size': batch_size}
+                  'alpha': alpha, 'distill': distill, 'lr': lr, 'batch_size': batch_size}
     torch.save(checkpoint, out_path)
     return checkpoint
