@@ -23,5 +23,8 @@ def test_bench_measures_every_configuration_and_checks_the_targets(random_adamtl
         checked = report['targets'][name]
         assert checked['flops_reduction'] == 1 - rows[name]['flops_vs_static']
         assert checked['delta_m_met'] == (rows[name]['delta_m_static'] >= -2.0)
+    encoder = report['encoder_only']
+    assert set(encoder) == {'static', 'every token gathered', 'high', 'low', 'low_agnostic'}
+    assert encoder['static']['vs_static'] == 1 and all(e['p50_ms'] > 0 for e in encoder.values())
     assert json.loads((tmp_path / 'bench_multitask.json').read_text()) == report
     assert (tmp_path / 'bench_multitask_flops.png').stat().st_size > 0

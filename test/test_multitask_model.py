@@ -133,7 +133,7 @@ def test_runtime_blocks_see_only_kept_tokens_and_skipped_ones_none(random_adamtl
     """ORT's own profile: each block's four linear layers ran on its kept tokens, 0 if skipped."""
     engine = MultiTaskEngine(random_adamtl[0])
     image = engine.preprocess(frames.images[0])
-    feeds, _ = RandomPolicy(*shares, seed=3).feeds(engine.tasks, engine._layout)
+    feeds, _ = RandomPolicy(*shares, seed=3).feeds(engine.tasks, engine.layout)
     result = engine.infer(frames.images[0], RandomPolicy(*shares, seed=3))
     expected = [n for stage in result.tokens_run for n in stage for _ in range(4)]
     graph = random_adamtl[0] / 'encoder_decided.onnx'
@@ -179,7 +179,7 @@ def test_runtime_flops_equal_the_counter_on_what_ran(random_adamtl, frames, poli
         result = engine.infer(frames.images[i], policy, resize=False)
         image = torch.from_numpy(engine.preprocess(frames.images[i]))
         feeds = {} if policy == STATIC else engine.policy(policy).feeds(engine.tasks,
-                                                                        engine._layout)[0]
+                                                                        engine.layout)[0]
         inputs = [torch.from_numpy(feeds[f'{key}_s{s}'])
                   for s in range(len(engine.depths)) for key in POLICY_ARRAYS if feeds]
         with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -13,6 +13,9 @@ correlation between a frame's FLOPs and its number of objects.
 
 Runtime choice: with ``--checkpoint``, the PyTorch model (``run_adaptive``) is timed
 on the same frames next to ONNX Runtime.
+
+Where the time goes: the encoder graphs alone, static, with every token gathered
+and scattered back, and with each policy deciding (``encoder_only``).
 """
 
 import json
@@ -26,6 +29,7 @@ from adaptive_perception.multitask.dataset import DenseArrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
 from adaptive_perception.multitask.evaluate import deltas, evaluate_engine, prediction_to_score
 from adaptive_perception.multitask.metrics import TaskScores
+from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
 TASK_DROP = ('low', ('segmentation', 'depth'))
@@ -94,6 +98,39 @@ def _rows(measured: dict, engine: MultiTaskEngine, objects: np.ndarray,
             row['flops_objects_spearman'] = float(spearmanr(m['flops'], objects).statistic)
         rows[name] = row
     return rows
+
+
+class _Fixed:
+    """Decisions fixed in advance, for the decided graph (no drawing on the timed path)."""
+
+    graph = RandomPolicy.graph
+
+    def __init__(self, feeds: tuple):
+        self._feeds = feeds
+
+    def feeds(self, tasks, layout) -> tuple:
+        """Return the fixed decisions, whatever the frame."""
+        return self._feeds
+
+
+def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 200) -> dict:
+    """Time the encoder graphs alone against the static one: where adaptivity costs.
+
+    ``every token gathered``: the decided graph keeping everything, i.e. the static
+    work plus the gather and scatter of every block; then each policy deciding for
+    itself on the frames. Interleaved, one frame through each in turn.
+    """
+    everything = _Fixed(RandomPolicy(1.0, 1.0).feeds(engine.tasks, engine.layout))
+    runs = {STATIC: lambda image: engine.encode(image, STATIC),
+            'every token gathered': lambda image: engine.encode(image, everything)}
+    for name in engine.policies[1:]:
+        runs[name] = lambda image, name=name: engine.encode(image, name)
+    images = [engine.preprocess(rgb) for rgb in data.images[:frames]]
+    seconds = interleaved_seconds(runs, images)
+    static = np.median(seconds[STATIC])
+    return {name: {'p50_ms': float(np.median(times) * 1e3),
+                   'vs_static': float(np.median(times) / static)}
+            for name, times in seconds.items()}
 
 
 def runtime_comparison(checkpoint, engine: MultiTaskEngine, data: DenseArrays,
@@ -192,6 +229,7 @@ def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out
     report = {'model_dir': str(model_dir), 'data': data_description, 'frames': len(data),
               'threads': threads, 'rows': rows, 'targets': check_targets(rows),
               'seconds': round(time.perf_counter() - started, 1)}
+    report['encoder_only'] = encoder_overhead(engine, data)
     if checkpoint:
         report['runtime_comparison'] = runtime_comparison(checkpoint, engine, data)
     out_dir = Path(out_dir)
@@ -199,7 +237,7 @@ def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out
     plot_histogram(measured, out_dir / 'bench_multitask_flops.png')
     (out_dir / 'bench_multitask.json').write_text(json.dumps(report, indent=1) + '\n')
     print(format_table(rows))
-    print(json.dumps({'targets': report['targets'],
+    print(json.dumps({'targets': report['targets'], 'encoder_only': report['encoder_only'],
                       'runtime_comparison': report.get('runtime_comparison')}, indent=1))
     print(f'written {out_dir / "bench_multitask.json"} and '
           f'{out_dir / "bench_multitask_flops.png"}')

@@ -143,7 +143,8 @@ class MultiTaskEngine:
         self._block_flops = [[b['flops'] for b in stage] for stage in manifest['blocks']]
         self.depths = [len(stage) for stage in self._block_flops]
         grid = self.input_size // config['patch']
-        self._layout = [(depth, (grid // 2 ** s) ** 2) for s, depth in enumerate(self.depths)]
+        # (blocks, tokens) per stage
+        self.layout = [(depth, (grid // 2 ** s) ** 2) for s, depth in enumerate(self.depths)]
         self._fixed_flops = manifest['flops']['embed'] + sum(
             manifest['flops'][f'merge_s{s}'] for s in range(len(self.depths) - 1))
         self._decoders = {task: sessions[d['graph']] for task, d in manifest['decoders'].items()}
@@ -184,14 +185,7 @@ class MultiTaskEngine:
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise ValueError(f'tasks {unknown} not in this model ({", ".join(self.tasks)})')
-        chooser = self.policy(policy)
-        image = self.preprocess(rgb)
-        if chooser is None:  # the static model: every block on every token
-            features = self._sessions['encoder_static'].run(None, {'image': image})
-            flops = self.manifest['flops']['encoder_static']
-            tokens_run = [[count] * depth for depth, count in self._layout]
-        else:
-            features, tokens_run, flops = self._run_adaptive(image, chooser, tasks)
+        features, tokens_run, flops = self.encode(self.preprocess(rgb), policy, tasks)
         feeds = {f'stage{s}': f for s, f in enumerate(features)}
         if set(tasks) == set(self.tasks):  # the usual case: every decoder in one graph
             answers = dict(zip(self.tasks, self._all_decoders.run(None, feeds), strict=True))
@@ -202,18 +196,29 @@ class MultiTaskEngine:
         outputs = {task: _to_output(task, answers[task][0], rgb.shape[:2] if resize else None)
                    for task in tasks}
         total_blocks = sum(self.depths)
-        all_tokens = sum(count * depth for depth, count in self._layout)
+        all_tokens = sum(count * depth for depth, count in self.layout)
         return MultiTaskResult(
             outputs=outputs, flops=int(flops),
             block_share=sum(c > 0 for stage in tokens_run for c in stage) / total_blocks,
             token_share=sum(sum(stage) for stage in tokens_run) / all_tokens,
             tokens_run=tokens_run)
 
-    def _run_adaptive(self, image: np.ndarray, chooser, tasks) -> tuple:
-        """Run the policy's encoder graph: (stage outputs, tokens run per block, FLOPs)."""
-        feeds, flops = chooser.feeds(tasks, self._layout)
+    def encode(self, image: np.ndarray, policy=STATIC, tasks: Sequence[str] | None = None
+               ) -> tuple:
+        """Run one encoder graph: (stage outputs, tokens run per block, FLOPs so far).
+
+        ``image`` as ``preprocess`` returns it. The static model runs every block on
+        every token; a policy runs its graph, which decides for ``tasks``.
+        """
+        chooser = self.policy(policy)
+        if chooser is None:
+            features = self._sessions['encoder_static'].run(None, {'image': image})
+            tokens_run = [[count] * depth for depth, count in self.layout]
+            return features, tokens_run, self.manifest['flops']['encoder_static']
+        feeds, flops = chooser.feeds(tuple(self.tasks if tasks is None else tasks),
+                                     self.layout)
         outputs = self._sessions[chooser.graph].run(None, {'image': image, **feeds})
-        stages = len(self._layout)
+        stages = len(self.layout)
         # The policy graph returns what it decided; the decided graph was told.
         features = outputs[:stages]
         runs = outputs[stages:] or [feeds[f'runs_s{s}'] for s in range(stages)]
