@@ -273,7 +273,7 @@ def _bench_multitask(args) -> int:
     from adaptive_perception.multitask.model import ModelConfig
     data, text = _dense(args.data, args.data_count, args.data_seed, ModelConfig().image_size)
     run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
-                        args.threads)
+                        args.threads, frames_per_turn=args.frames_per_turn)
     return 0
 
 
@@ -541,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     _multitask_model_dir(multitask)
     _dense_args(multitask, 'data', 500, 1)
     multitask.add_argument('--checkpoint', help='also time the PyTorch model (runtime choice)')
+    multitask.add_argument('--frames-per-turn', type=int,
+                           help='consecutive frames each configuration runs in its turn '
+                                '(default 20)')
     multitask.add_argument('--out', default='reports/bench_multitask', help='folder')
     multitask.set_defaults(func=_bench_multitask)
     widths = targets.add_parser('multitask-widths', help='channel sets on the AdaMTL encoder: '

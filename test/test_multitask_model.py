@@ -127,6 +127,21 @@ def _rows_of_every_gemm(graph: Path, feeds: dict, profile_dir: Path) -> list:
             and event['args'].get('op_name') == 'Gemm']
 
 
+def test_a_policys_arrays_bound_once_answer_as_fed_on_every_frame(random_adamtl, frames):
+    engine = MultiTaskEngine(random_adamtl[0])
+    session = engine._sessions['encoder_policy']
+    policy = engine.policy('low')
+    for tasks in (engine.tasks, engine.tasks[:2]):  # each task set has its own binding
+        feeds, _ = policy.feeds(tasks, engine.layout)
+        for rgb in frames.images[:3]:
+            image = engine.preprocess(rgb)
+            fed = session.run(None, {'image': image, **feeds})
+            bound, _ = policy.run(session, image, tasks, engine.layout)
+            assert len(bound) == len(fed)
+            for got, want in zip(bound, fed, strict=True):
+                np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize('shares', [(0.0, 0.0), (1.0, 0.5), (1.0, 0.03), (0.5, 1.0)])
 def test_runtime_blocks_see_only_kept_tokens_and_skipped_ones_none(random_adamtl, frames,
                                                                       shares, tmp_path):

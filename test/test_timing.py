@@ -1,5 +1,7 @@
 """Interleaved timing: every input through each callable, in a rotating order."""
 
+import pytest
+
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 
@@ -13,3 +15,18 @@ def test_each_callable_times_every_input_and_the_order_rotates():
     assert sorted(timed) == sorted((n, x) for n in 'abc' for x in [0, 1, 2] for _ in range(2))
     assert {name: len(s) for name, s in samples.items()} == {'a': 6, 'b': 6, 'c': 6}
     assert all(t >= 0 for s in samples.values() for t in s)
+
+
+def test_a_turn_of_several_frames_keeps_one_callable_on_consecutive_inputs():
+    calls = []
+    runs = {name: (lambda x, name=name: calls.append((name, x))) for name in 'ab'}
+    samples = interleaved_seconds(runs, [0, 1, 2, 3, 4], warmup=0, frames_per_turn=2)
+    assert calls == [('a', 0), ('a', 1), ('b', 0), ('b', 1),
+                     ('b', 2), ('b', 3), ('a', 2), ('a', 3),
+                     ('a', 4), ('b', 4)]
+    assert {name: len(s) for name, s in samples.items()} == {'a': 5, 'b': 5}
+
+
+def test_a_turn_needs_a_frame():
+    with pytest.raises(ValueError, match='frames_per_turn'):
+        interleaved_seconds({'a': lambda x: x}, [0], frames_per_turn=0)

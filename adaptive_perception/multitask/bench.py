@@ -1,8 +1,13 @@
 """``bench multitask``: every resident policy against the static model, in one run.
 
-Frames are interleaved: each frame goes through every configuration in a rotating
-order, so that a slow stretch of the machine hits them all alike and latency ratios
-are fair. Per configuration: task scores, delta_m against static (and single-task
+Configurations take turns, in a rotating order, on consecutive stretches of frames
+(``frames_per_turn``, 20 by default): a slow stretch of the machine hits them all
+alike, and each is timed in its steady state, as a node holding one level runs it.
+Switching configuration on every frame (``--frames-per-turn 1``) makes each call pay
+for the caches the one before filled, by an amount that depends on which other
+configurations share its graph, so a ratio would depend on the set benched.
+
+Per configuration: task scores, delta_m against static (and single-task
 models where the references apply), mean FLOPs, block and token shares, latency
 p50/p95 of the runtime's ``infer`` at batch 1. Configurations: the static model, each
 trained policy, a random policy keeping the same shares as ``low`` (the ablation's
@@ -29,10 +34,12 @@ from adaptive_perception.multitask.dataset import DenseArrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
 from adaptive_perception.multitask.evaluate import deltas, evaluate_engine, prediction_to_score
 from adaptive_perception.multitask.metrics import TaskScores
+from adaptive_perception.runtime.onnx_sessions import BoundGraph
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
 TASK_DROP = ('low', ('segmentation', 'depth'))
+FRAMES_PER_TURN = 20
 LOW_BUDGET = ('low', 'low_agnostic')
 
 
@@ -53,28 +60,33 @@ def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> di
     return configs
 
 
-def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5) -> dict:
-    """Run every frame through every configuration, interleaved; collect what it cost."""
-    names = list(configs)
-    scores = {name: TaskScores(len(data.class_names)) for name in names}
-    samples = {name: {'seconds': [], 'flops': [], 'blocks': [], 'tokens': []} for name in names}
-    for i in range(min(warmup, len(data))):
-        for name in names:
-            engine.infer(data.images[i], *configs[name], resize=False)
-    for i in range(len(data)):
-        for k in range(len(names)):
-            name = names[(i + k) % len(names)]
-            policy, tasks = configs[name]
-            start = time.perf_counter()
-            result = engine.infer(data.images[i], policy, tasks, resize=False)
-            samples[name]['seconds'].append(time.perf_counter() - start)
-            samples[name]['flops'].append(result.flops)
-            samples[name]['blocks'].append(result.block_share)
-            samples[name]['tokens'].append(result.token_share)
+def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5,
+            frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+    """Run every frame through every configuration, taking turns; collect what it cost."""
+    results = {name: {} for name in configs}  # frame -> MultiTaskResult
+
+    def runner(name):
+        policy, tasks = configs[name]
+
+        def run(i):
+            results[name][i] = engine.infer(data.images[i], policy, tasks, resize=False)
+        return run
+
+    seconds = interleaved_seconds({name: runner(name) for name in configs}, range(len(data)),
+                                  warmup=warmup, frames_per_turn=frames_per_turn)
+    measured = {}
+    for name in configs:
+        scores = TaskScores(len(data.class_names))
+        frames = [results[name][i] for i in range(len(data))]
+        for i, result in enumerate(frames):
             for task, answer in result.outputs.items():
-                scores[name].add(task, prediction_to_score(task, answer)[None],
-                                 getattr(data, task)[i:i + 1])
-    return {name: {'scores': scores[name].result(), **samples[name]} for name in names}
+                scores.add(task, prediction_to_score(task, answer)[None],
+                           getattr(data, task)[i:i + 1])
+        measured[name] = {'scores': scores.result(), 'seconds': seconds[name],
+                          'flops': [r.flops for r in frames],
+                          'blocks': [r.block_share for r in frames],
+                          'tokens': [r.token_share for r in frames]}
+    return measured
 
 
 def _rows(measured: dict, engine: MultiTaskEngine, objects: np.ndarray,
@@ -101,32 +113,38 @@ def _rows(measured: dict, engine: MultiTaskEngine, objects: np.ndarray,
 
 
 class _Fixed:
-    """Decisions fixed in advance, for the decided graph (no drawing on the timed path)."""
+    """Decisions fixed in advance, bound to the decided graph (no drawing on the timed path)."""
 
     graph = RandomPolicy.graph
 
-    def __init__(self, feeds: tuple):
+    def __init__(self, feeds: dict, layout):
         self._feeds = feeds
+        self._runs = [feeds[f'runs_s{s}'] for s in range(len(layout))]
+        self._bound = None
 
-    def feeds(self, tasks, layout) -> tuple:
-        """Return the fixed decisions, whatever the frame."""
-        return self._feeds
+    def run(self, session, image, tasks, layout) -> tuple:
+        """Encode with the fixed decisions: (stage tokens then the decisions, 0)."""
+        if self._bound is None:
+            self._bound = BoundGraph(session, self._feeds)
+        return [*self._bound.run({'image': image}), *self._runs], 0
 
 
-def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 200) -> dict:
+def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 200,
+                     frames_per_turn: int = FRAMES_PER_TURN) -> dict:
     """Time the encoder graphs alone against the static one: where adaptivity costs.
 
     ``every token gathered``: the decided graph keeping everything, i.e. the static
     work plus the gather and scatter of every block; then each policy deciding for
-    itself on the frames. Interleaved, one frame through each in turn.
+    itself on the frames. Taking turns as ``measure`` does.
     """
-    everything = _Fixed(RandomPolicy(1.0, 1.0).feeds(engine.tasks, engine.layout))
+    everything = _Fixed(RandomPolicy(1.0, 1.0).feeds(engine.tasks, engine.layout)[0],
+                        engine.layout)
     runs = {STATIC: lambda image: engine.encode(image, STATIC),
             'every token gathered': lambda image: engine.encode(image, everything)}
     for name in engine.policies[1:]:
         runs[name] = lambda image, name=name: engine.encode(image, name)
     images = [engine.preprocess(rgb) for rgb in data.images[:frames]]
-    seconds = interleaved_seconds(runs, images)
+    seconds = interleaved_seconds(runs, images, frames_per_turn=frames_per_turn)
     static = np.median(seconds[STATIC])
     return {name: {'p50_ms': float(np.median(times) * 1e3),
                    'vs_static': float(np.median(times) / static)}
@@ -134,7 +152,7 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
 
 
 def runtime_comparison(checkpoint, engine: MultiTaskEngine, data: DenseArrays,
-                       frames: int = 100) -> dict:
+                       frames: int = 100, frames_per_turn: int = FRAMES_PER_TURN) -> dict:
     """Median ``infer`` time, ONNX Runtime vs the PyTorch model, static and ``low``."""
     import torch
 
@@ -145,16 +163,13 @@ def runtime_comparison(checkpoint, engine: MultiTaskEngine, data: DenseArrays,
     torch.set_num_threads(1)  # as the node's sessions: one intra-op thread
     out = {}
     for policy in (STATIC, 'low'):
-        times = {'onnxruntime': [], 'pytorch': []}
-        for i in range(min(frames, len(data))):
-            start = time.perf_counter()
-            engine.infer(data.images[i], policy, resize=False)
-            times['onnxruntime'].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            model.run_adaptive(normalise(data.images[i:i + 1]),
-                               None if policy == STATIC else policy)
-            times['pytorch'].append(time.perf_counter() - start)
-        out[policy] = {k: _percentile_ms(v, 50) for k, v in times.items()}
+        chosen = None if policy == STATIC else policy
+        runs = {'onnxruntime': lambda i, p=policy: engine.infer(data.images[i], p, resize=False),
+                'pytorch': lambda i, p=chosen: model.run_adaptive(normalise(data.images[i:i + 1]),
+                                                                  p)}
+        seconds = interleaved_seconds(runs, range(min(frames, len(data))),
+                                      frames_per_turn=frames_per_turn)
+        out[policy] = {name: _percentile_ms(times, 50) for name, times in seconds.items()}
     return out
 
 
@@ -219,19 +234,23 @@ def check_targets(rows: dict) -> dict:
 
 
 def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out_dir,
-                        checkpoint=None, threads: int = 1, seed: int = 0) -> dict:
+                        checkpoint=None, threads: int = 1, seed: int = 0,
+                        frames_per_turn: int | None = None) -> dict:
     """Measure, print the table, write ``bench_multitask.json`` and the histogram."""
+    frames_per_turn = frames_per_turn or FRAMES_PER_TURN
     engine = MultiTaskEngine(model_dir, threads=threads)
     configs = _configurations(engine, data, seed)
     started = time.perf_counter()
-    measured = measure(engine, data, configs)
+    measured = measure(engine, data, configs, frames_per_turn=frames_per_turn)
     rows = _rows(measured, engine, data.objects, data_description)
     report = {'model_dir': str(model_dir), 'data': data_description, 'frames': len(data),
-              'threads': threads, 'rows': rows, 'targets': check_targets(rows),
+              'threads': threads, 'frames_per_turn': frames_per_turn, 'rows': rows,
+              'targets': check_targets(rows),
               'seconds': round(time.perf_counter() - started, 1)}
-    report['encoder_only'] = encoder_overhead(engine, data)
+    report['encoder_only'] = encoder_overhead(engine, data, frames_per_turn=frames_per_turn)
     if checkpoint:
-        report['runtime_comparison'] = runtime_comparison(checkpoint, engine, data)
+        report['runtime_comparison'] = runtime_comparison(checkpoint, engine, data,
+                                                          frames_per_turn=frames_per_turn)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_histogram(measured, out_dir / 'bench_multitask_flops.png')

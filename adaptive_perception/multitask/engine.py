@@ -11,6 +11,9 @@ static model can do.
 
 Why ONNX Runtime and not PyTorch: ``bench multitask`` measures both on the same
 frames (``runtime_comparison``) - see the model card.
+
+An engine serves one thread at a time: the encoder graphs' unchanging inputs are
+bound to them once (``BoundGraph``), and a binding is not shared safely.
 """
 
 import json
@@ -22,7 +25,7 @@ import cv2
 import numpy as np
 from scipy.linalg import block_diag
 
-from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
+from adaptive_perception.runtime.onnx_sessions import CPU, BoundGraph, create_sessions
 
 MANIFEST_FORMAT = 'adaptive_perception.adamtl.manifest/3'
 STATIC = 'static'  # run every block on every token: the static model
@@ -82,6 +85,7 @@ class OnnxPolicy:
         except (OSError, ValueError) as error:
             raise ValueError(f'cannot read policy {name!r} from {path}: {error}') from None
         self._feeds = {}  # tasks -> (graph inputs, FLOPs deciding), built once per task set
+        self._bound = {}  # tasks -> the policy graph with those inputs bound
 
     def feeds(self, tasks: Sequence[str], layout: Sequence[tuple]) -> tuple:
         """Return the graph's inputs for ``tasks`` (the running tasks' networks only), FLOPs."""
@@ -92,6 +96,18 @@ class OnnxPolicy:
             self._feeds[key] = (policy_inputs(self._stacked, counted),
                                 self._flops[len(counted) - 1])
         return self._feeds[key]
+
+    def run(self, session, image: np.ndarray, tasks: Sequence[str],
+            layout: Sequence[tuple]) -> tuple:
+        """Decide and encode ``image``: (stage tokens then ``runs_s<stage>``, FLOPs deciding).
+
+        The arrays are the same on every frame for a task set, so they are bound once.
+        """
+        key = tuple(tasks)
+        inputs, flops = self.feeds(key, layout)
+        if key not in self._bound:
+            self._bound[key] = BoundGraph(session, inputs)
+        return self._bound[key].run({'image': image}), flops
 
 
 class RandomPolicy:
@@ -112,6 +128,13 @@ class RandomPolicy:
             feeds[f'runs_s{s}'] = (self._rng.random((count, depth)) < self.token_share) \
                 & blocks_on
         return feeds, 0
+
+    def run(self, session, image: np.ndarray, tasks: Sequence[str],
+            layout: Sequence[tuple]) -> tuple:
+        """Draw this frame's decisions and encode: (stage tokens then the decisions, 0)."""
+        feeds, flops = self.feeds(tasks, layout)
+        runs = [feeds[f'runs_s{s}'] for s in range(len(layout))]
+        return [*session.run(None, {'image': image, **feeds}), *runs], flops
 
 
 class MultiTaskEngine:
@@ -139,7 +162,8 @@ class MultiTaskEngine:
                                  providers, threads, warn)
         self.providers = loaded.providers
         sessions = loaded.sessions
-        self._sessions = sessions  # encoder_static, encoder_decided, encoder_<policy>, ...
+        self._sessions = sessions  # encoder_static, encoder_decided, encoder_policy, decoders
+        self._static = BoundGraph(sessions['encoder_static'], {})  # the policies' call path
         self._block_flops = [[b['flops'] for b in stage] for stage in manifest['blocks']]
         self.depths = [len(stage) for stage in self._block_flops]
         grid = self.input_size // config['patch']
@@ -212,16 +236,13 @@ class MultiTaskEngine:
         """
         chooser = self.policy(policy)
         if chooser is None:
-            features = self._sessions['encoder_static'].run(None, {'image': image})
+            features = self._static.run({'image': image})
             tokens_run = [[count] * depth for depth, count in self.layout]
             return features, tokens_run, self.manifest['flops']['encoder_static']
-        feeds, flops = chooser.feeds(tuple(self.tasks if tasks is None else tasks),
-                                     self.layout)
-        outputs = self._sessions[chooser.graph].run(None, {'image': image, **feeds})
+        outputs, flops = chooser.run(self._sessions[chooser.graph], image,
+                                     tuple(self.tasks if tasks is None else tasks), self.layout)
         stages = len(self.layout)
-        # The policy graph returns what it decided; the decided graph was told.
-        features = outputs[:stages]
-        runs = outputs[stages:] or [feeds[f'runs_s{s}'] for s in range(stages)]
+        features, runs = outputs[:stages], outputs[stages:]
         flops += self._fixed_flops
         tokens_run = []
         for stage, decided in zip(self._block_flops, runs, strict=True):

@@ -67,3 +67,30 @@ def create_sessions(paths: dict, providers: Sequence[str] = (CPU,), threads: int
         sessions[name] = session
         used += [p for p in session.get_providers() if p not in used]
     return Sessions(sessions, used)
+
+
+class BoundGraph:
+    """A session with some inputs fixed once, so that a call feeds only what changes.
+
+    The fixed inputs are bound as ONNX Runtime values a single time: passing them as
+    numpy arrays on every call converts each one again (for AdaMTL's policy graph,
+    24 small arrays, about 30 us a frame, measured). Outputs come back as numpy arrays.
+    Not thread-safe: one binding per caller thread.
+    """
+
+    def __init__(self, session: ort.InferenceSession, fixed: dict):
+        self._session = session
+        self._binding = session.io_binding()
+        self._fixed = {name: ort.OrtValue.ortvalue_from_numpy(value)
+                       for name, value in fixed.items()}  # kept alive with the binding
+        for name, value in self._fixed.items():
+            self._binding.bind_ortvalue_input(name, value)
+        for output in session.get_outputs():
+            self._binding.bind_output(output.name)
+
+    def run(self, feeds: dict) -> list:
+        """Run on ``feeds`` (the inputs not fixed); return the outputs in the graph's order."""
+        for name, value in feeds.items():
+            self._binding.bind_cpu_input(name, value)
+        self._session.run_with_iobinding(self._binding)
+        return self._binding.copy_outputs_to_cpu()
