@@ -30,3 +30,10 @@ def test_a_turn_of_several_frames_keeps_one_callable_on_consecutive_inputs():
 def test_a_turn_needs_a_frame():
     with pytest.raises(ValueError, match='frames_per_turn'):
         interleaved_seconds({'a': lambda x: x}, [0], frames_per_turn=0)
+
+
+def test_results_go_to_on_result_after_each_timed_call():
+    seen = []
+    interleaved_seconds({'double': lambda x: 2 * x}, [1, 2, 3], warmup=1,
+                        on_result=lambda name, x, result: seen.append((name, x, result)))
+    assert seen == [('double', 1, 2), ('double', 2, 4), ('double', 3, 6)]  # not the warm-up

@@ -63,29 +63,25 @@ def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> di
 def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5,
             frames_per_turn: int = FRAMES_PER_TURN) -> dict:
     """Run every frame through every configuration, taking turns; collect what it cost."""
-    results = {name: {} for name in configs}  # frame -> MultiTaskResult
+    scores = {name: TaskScores(len(data.class_names)) for name in configs}
+    costs = {name: {} for name in configs}  # frame -> (FLOPs, block share, token share)
 
-    def runner(name):
-        policy, tasks = configs[name]
+    def score(name, i, result):
+        for task, answer in result.outputs.items():
+            scores[name].add(task, prediction_to_score(task, answer)[None],
+                             getattr(data, task)[i:i + 1])
+        costs[name][i] = (result.flops, result.block_share, result.token_share)
 
-        def run(i):
-            results[name][i] = engine.infer(data.images[i], policy, tasks, resize=False)
-        return run
-
-    seconds = interleaved_seconds({name: runner(name) for name in configs}, range(len(data)),
-                                  warmup=warmup, frames_per_turn=frames_per_turn)
+    runs = {name: (lambda i, policy=policy, tasks=tasks:
+                   engine.infer(data.images[i], policy, tasks, resize=False))
+            for name, (policy, tasks) in configs.items()}
+    seconds = interleaved_seconds(runs, range(len(data)), warmup=warmup,
+                                  frames_per_turn=frames_per_turn, on_result=score)
     measured = {}
     for name in configs:
-        scores = TaskScores(len(data.class_names))
-        frames = [results[name][i] for i in range(len(data))]
-        for i, result in enumerate(frames):
-            for task, answer in result.outputs.items():
-                scores.add(task, prediction_to_score(task, answer)[None],
-                           getattr(data, task)[i:i + 1])
-        measured[name] = {'scores': scores.result(), 'seconds': seconds[name],
-                          'flops': [r.flops for r in frames],
-                          'blocks': [r.block_share for r in frames],
-                          'tokens': [r.token_share for r in frames]}
+        flops, blocks, tokens = zip(*(costs[name][i] for i in range(len(data))), strict=True)
+        measured[name] = {'scores': scores[name].result(), 'seconds': seconds[name],
+                          'flops': list(flops), 'blocks': list(blocks), 'tokens': list(tokens)}
     return measured
 
 

@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 
 
 def interleaved_seconds(runs: dict[str, Callable], inputs: Sequence, repeats: int = 1,
-                        warmup: int = 5, frames_per_turn: int = 1) -> dict:
+                        warmup: int = 5, frames_per_turn: int = 1,
+                        on_result: Callable | None = None) -> dict:
     """Name -> seconds of each call of ``runs[name](x)``, for every x of ``inputs``.
 
     The first ``warmup`` inputs run once through each callable untimed. Each turn
-    runs ``frames_per_turn`` consecutive inputs through one callable.
+    runs ``frames_per_turn`` consecutive inputs through one callable. ``on_result``,
+    if given, gets ``(name, x, result)`` after each timed call, outside the timing.
     """
     if frames_per_turn < 1:
         raise ValueError(f'frames_per_turn must be at least 1, got {frames_per_turn}')
@@ -37,7 +39,9 @@ def interleaved_seconds(runs: dict[str, Callable], inputs: Sequence, repeats: in
                 name = names[(turn + k) % len(names)]
                 for x in chunk:
                     start = time.perf_counter()
-                    runs[name](x)
+                    result = runs[name](x)
                     samples[name].append(time.perf_counter() - start)
+                    if on_result is not None:
+                        on_result(name, x, result)
             turn += 1
     return samples
