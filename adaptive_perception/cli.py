@@ -272,8 +272,11 @@ def _bench_multitask(args) -> int:
     from adaptive_perception.multitask.bench import run_bench_multitask
     from adaptive_perception.multitask.model import ModelConfig
     data, text = _dense(args.data, args.data_count, args.data_seed, ModelConfig().image_size)
-    run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
-                        args.threads, frames_per_turn=args.frames_per_turn)
+    try:
+        run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
+                            args.threads, frames_per_turn=args.frames_per_turn)
+    except ValueError as error:
+        raise SystemExit(f'bench multitask: {error}') from None
     return 0
 
 

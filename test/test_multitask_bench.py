@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from adaptive_perception.multitask.bench import TASK_DROP, run_bench_multitask
 from adaptive_perception.multitask.dataset import generate_dataset_arrays
 
@@ -28,3 +30,10 @@ def test_bench_measures_every_configuration_and_checks_the_targets(random_adamtl
     assert encoder['static']['vs_static'] == 1 and all(e['p50_ms'] > 0 for e in encoder.values())
     assert json.loads((tmp_path / 'bench_multitask.json').read_text()) == report
     assert (tmp_path / 'bench_multitask_flops.png').stat().st_size > 0
+
+
+def test_bench_refuses_a_turn_without_frames(random_adamtl, tmp_path):
+    data = generate_dataset_arrays(2, seed=7, size=32)
+    with pytest.raises(ValueError, match='frames per turn'):
+        run_bench_multitask(random_adamtl[0], data, 'generated', tmp_path, frames_per_turn=0)
+    assert not (tmp_path / 'bench_multitask.json').exists()

@@ -233,7 +233,9 @@ def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out
                         checkpoint=None, threads: int = 1, seed: int = 0,
                         frames_per_turn: int | None = None) -> dict:
     """Measure, print the table, write ``bench_multitask.json`` and the histogram."""
-    frames_per_turn = frames_per_turn or FRAMES_PER_TURN
+    frames_per_turn = FRAMES_PER_TURN if frames_per_turn is None else frames_per_turn
+    if frames_per_turn < 1:
+        raise ValueError(f'frames per turn must be at least 1, got {frames_per_turn}')
     engine = MultiTaskEngine(model_dir, threads=threads)
     configs = _configurations(engine, data, seed)
     started = time.perf_counter()

@@ -85,7 +85,7 @@ class OnnxPolicy:
         except (OSError, ValueError) as error:
             raise ValueError(f'cannot read policy {name!r} from {path}: {error}') from None
         self._feeds = {}  # tasks -> (graph inputs, FLOPs deciding), built once per task set
-        self._bound = {}  # tasks -> the policy graph with those inputs bound
+        self._bound = {}  # tasks -> (the policy graph with those inputs bound, FLOPs deciding)
 
     def feeds(self, tasks: Sequence[str], layout: Sequence[tuple]) -> tuple:
         """Return the graph's inputs for ``tasks`` (the running tasks' networks only), FLOPs."""
@@ -104,10 +104,11 @@ class OnnxPolicy:
         The arrays are the same on every frame for a task set, so they are bound once.
         """
         key = tuple(tasks)
-        inputs, flops = self.feeds(key, layout)
         if key not in self._bound:
-            self._bound[key] = BoundGraph(session, inputs)
-        return self._bound[key].run({'image': image}), flops
+            inputs, flops = self.feeds(key, layout)
+            self._bound[key] = (BoundGraph(session, inputs), flops)
+        graph, flops = self._bound[key]
+        return graph.run({'image': image}), flops
 
 
 class RandomPolicy:
@@ -180,7 +181,11 @@ class MultiTaskEngine:
         self.references = manifest.get('references', {})
 
     def policy(self, name):
-        """Look up a resident policy by name (``static`` = None); a policy object passes."""
+        """Look up a resident policy by name (``static`` = None).
+
+        An object passes as it is: it names its encoder ``graph`` and ``run``s it, as
+        ``OnnxPolicy`` and ``RandomPolicy`` do.
+        """
         if name == STATIC or name is None:
             return None
         if isinstance(name, str):
