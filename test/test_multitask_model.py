@@ -112,8 +112,12 @@ def test_skipped_blocks_are_never_called_and_blocks_see_only_kept_tokens(random_
             hook.remove()
 
 
-def _rows_of_every_gemm(graph: Path, feeds: dict, profile_dir: Path) -> list:
-    """Rows fed to every Gemm (a block's linear layers) in one run, from ORT's profile."""
+def _tokens_of_every_linear_layer(graph: Path, feeds: dict, profile_dir: Path) -> list:
+    """Tokens fed to a block's linear layers in one run, from ORT's profile.
+
+    Rows of every Gemm (projection, MLP) and tokens of every fused attention (which
+    holds the query/key/value layer), in the order they ran.
+    """
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.enable_profiling = True
@@ -122,9 +126,11 @@ def _rows_of_every_gemm(graph: Path, feeds: dict, profile_dir: Path) -> list:
                                    providers=['CPUExecutionProvider'])
     session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())
-    return [event['args']['input_type_shape'][0]['float'][0] for event in events
+    token_axis = {'Gemm': 0, 'Attention': 1}
+    return [event['args']['input_type_shape'][0]['float'][token_axis[event['args']['op_name']]]
+            for event in events
             if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time')
-            and event['args'].get('op_name') == 'Gemm']
+            and event['args'].get('op_name') in token_axis]
 
 
 def test_a_policys_arrays_bound_once_answer_as_fed_on_every_frame(random_adamtl, frames):
@@ -152,7 +158,7 @@ def test_runtime_blocks_see_only_kept_tokens_and_skipped_ones_none(random_adamtl
     result = engine.infer(frames.images[0], RandomPolicy(*shares, seed=3))
     expected = [n for stage in result.tokens_run for n in stage for _ in range(4)]
     graph = random_adamtl[0] / 'encoder_decided.onnx'
-    assert _rows_of_every_gemm(graph, {'image': image, **feeds}, tmp_path) == expected
+    assert _tokens_of_every_linear_layer(graph, {'image': image, **feeds}, tmp_path) == expected
     if shares == (0.0, 0.0):
         assert result.block_share == 0 and result.token_share == 0
         assert not any(expected)
@@ -357,6 +363,21 @@ def test_smoke_recipe_trains_exports_and_scores(tmp_path):
     assert set(scores) == {'static', 'low'}
     assert set(scores['low']['scores']) == set(config.tasks)
     assert scores['static']['delta_m_static'] == 0
+
+
+def test_train_cli_sets_the_input_size_and_decoder_width(tmp_path):
+    """``train adamtl --image-size --decoder-dim``: scenes and model at that size and width."""
+    import torch
+
+    from adaptive_perception.cli import main
+    out = tmp_path / 'adamtl.pt'
+    assert main(['train', 'adamtl', '--smoke', '--no-single-task', '--train-count', '32',
+                 '--val-count', '8', '--image-size', '32', '--decoder-dim', '8',
+                 '--out', str(out)]) == 0
+    checkpoint = torch.load(out, map_location='cpu', weights_only=False)
+    config = ModelConfig.from_json(checkpoint['config'])
+    assert (config.image_size, config.decoder_dim) == (32, 8)
+    assert checkpoint['provenance']['train'] == 'generated:seed=0,count=32,size=32'
 
 
 def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):

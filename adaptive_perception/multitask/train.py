@@ -486,7 +486,7 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                  lr: float = 2e-3, alpha: float = 1.0, skip_rate: float = 0.2,
                  single_task: bool = True, jobs: int = 1, static_from=None,
                  weights_by: str = 'flops', device: str = 'cpu', policies: dict | None = None,
-                 distill: float = 0.0,
+                 distill: float = 0.0, decoder_dim: int = ModelConfig.decoder_dim,
                  train_description: str = '', val_description: str = '',
                  provenance: dict | None = None, log=print) -> dict:
     """Run the whole recipe and save one checkpoint (model, references, history).
@@ -499,14 +499,17 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
     (weights, random state) and single-task references are reused, so that stages 2-3
     can be tuned without training the static model again (the policies' targets may
     differ); the result is the same as a full run with the same settings.
-    ``policies``: name -> PolicySpec, when no ``config`` is given. ``weights_by``:
-    the efficiency loss's form (``efficiency_loss``). ``device``: where to train
+    ``policies`` (name -> PolicySpec) and ``decoder_dim``: when no ``config`` is given
+    (which then takes its input size from ``train``'s images).
+    ``weights_by``: the efficiency loss's form (``efficiency_loss``). ``device``: where to train
     ('cuda' where there is one); the checkpoint is saved for the CPU either way.
     """
     torch.manual_seed(seed)
     np.random.seed(seed)
-    config = config or ModelConfig(tasks=tuple(t for t in ModelConfig().tasks if t in train.tasks),
+    config = config or ModelConfig(image_size=train.images.shape[1],
+                                   tasks=tuple(t for t in ModelConfig().tasks if t in train.tasks),
                                    class_names=tuple(train.class_names),
+                                   decoder_dim=decoder_dim,
                                    policies=dict(policies or DEFAULT_POLICIES))
     settings = {'config': config.to_json(), 'seed': seed, 'batch_size': batch_size, 'lr': lr,
                 'static_epochs': schedule.static, 'skip_rate': skip_rate,
