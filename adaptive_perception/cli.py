@@ -226,7 +226,12 @@ def _train_adamtl(args) -> int:
         policies = parse_targets(args.targets)
     except ValueError as error:
         raise SystemExit(f'train adamtl --targets: {error}') from None
-    size = args.image_size or ModelConfig().image_size
+    size = ModelConfig.image_size if args.image_size is None else args.image_size
+    decoder_dim = ModelConfig.decoder_dim if args.decoder_dim is None else args.decoder_dim
+    try:  # before generating any data
+        ModelConfig(image_size=size, decoder_dim=decoder_dim)
+    except ValueError as error:
+        raise SystemExit(f'train adamtl: {error}') from None
     train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
     val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
     schedule = Schedule.smoke() if args.smoke else Schedule(
@@ -239,7 +244,7 @@ def _train_adamtl(args) -> int:
                  single_task=not args.no_single_task, jobs=args.jobs,
                  static_from=args.static_from, weights_by=args.efficiency_weights,
                  device=args.device, policies=policies, distill=args.distill,
-                 decoder_dim=args.decoder_dim or ModelConfig.decoder_dim,
+                 decoder_dim=decoder_dim,
                  train_description=train_text,
                  val_description=val_text,
                  provenance={'command': ' '.join(sys.argv), 'train': train_text,
@@ -440,10 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fine-tuning: weight of the policies' distillation from the "
                              'static model (0: none)')
     adamtl.add_argument('--image-size', type=int,
-                        help="input size the model is trained at, in pixels; scenes are "
-                             "generated (folders resized) to it (default: the model's, 64)")
+                        help="input size the model is trained at, in pixels, a multiple "
+                             "of 16; scenes are generated (folders resized) to it "
+                             "(default: the model's, 64)")
     adamtl.add_argument('--decoder-dim', type=int,
-                        help="width of each task decoder (default: the model's, 32)")
+                        help="width of each task decoder, a multiple of 8 "
+                             "(default: the model's, 32)")
     adamtl.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
     adamtl.add_argument('--targets', nargs='+', default=[], metavar='POLICY=BLOCKS/TOKENS',
                         help='compute targets, e.g. low=0.7/0.6 (default: the thesis\'s '

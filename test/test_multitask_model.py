@@ -380,6 +380,16 @@ def test_train_cli_sets_the_input_size_and_decoder_width(tmp_path):
     assert checkpoint['provenance']['train'] == 'generated:seed=0,count=32,size=32'
 
 
+@pytest.mark.parametrize('option', [['--image-size', '40'], ['--image-size', '0'],
+                                    ['--decoder-dim', '12']])
+def test_train_cli_refuses_a_size_the_model_cannot_take(option, tmp_path):
+    from adaptive_perception.cli import main
+    out = tmp_path / 'adamtl.pt'
+    with pytest.raises(SystemExit, match='must be a positive multiple'):
+        main(['train', 'adamtl', '--smoke', '--no-single-task', *option, '--out', str(out)])
+    assert not out.exists()
+
+
 def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
     """Stages 2-3 tuned again on an earlier stage 1; references only from the same one."""
     from adaptive_perception.multitask.export import export_adamtl

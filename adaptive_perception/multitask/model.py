@@ -31,6 +31,7 @@ from torch import nn
 
 from adaptive_perception.multitask.scenes import CLASS_NAMES, TASKS
 
+DECODER_GROUPS = 8  # group norm groups in each task decoder
 GUMBEL_TAU = 5.0  # the thesis's temperature; hard decisions at sigmoid 0.5
 MEAN, STD = 0.5, 0.25  # image normalisation: (pixel / 255 - MEAN) / STD
 
@@ -105,6 +106,16 @@ class ModelConfig:
         for key in ('dims', 'depths', 'tasks', 'class_names'):
             data[key] = tuple(data[key])
         return cls(**data)
+
+    def __post_init__(self):
+        """Refuse an input size or decoder width the model cannot be built at."""
+        step = self.patch * 2 ** (len(self.dims) - 1)  # every stage merges 2x2 tokens
+        if self.image_size <= 0 or self.image_size % step:
+            raise ValueError(f'image size {self.image_size}: must be a positive multiple of '
+                             f'{step} (patch {self.patch}, {len(self.dims)} stages)')
+        if self.decoder_dim <= 0 or self.decoder_dim % DECODER_GROUPS:
+            raise ValueError(f'decoder width {self.decoder_dim}: must be a positive multiple '
+                             f'of {DECODER_GROUPS} (its group norm groups)')
 
     def grid(self, stage: int) -> int:
         """Tokens per side in ``stage``."""
@@ -278,7 +289,7 @@ class TaskDecoder(nn.Module):
         # decoder, and batch statistics mixed over them fit none (slimmable networks'
         # problem); group norm has no running statistics to mix.
         self.hidden = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False),
-                                    nn.GroupNorm(8, width), nn.ReLU(inplace=True))
+                                    nn.GroupNorm(DECODER_GROUPS, width), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(width, channels, 1)
         self.upscale = config.patch
 
