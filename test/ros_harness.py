@@ -43,11 +43,13 @@ class Probe:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._subscriptions = {}  # topic -> the probe's subscription
 
     def subscribe(self, msg_type, topic: str, qos) -> list:
         """Collect every message on ``topic`` into the returned list."""
         received = []
-        self.node.create_subscription(msg_type, topic, received.append, qos)
+        self._subscriptions[topic] = self.node.create_subscription(msg_type, topic,
+                                                                   received.append, qos)
         return received
 
     def spin_until(self, condition, timeout_s: float, what: str = 'condition'):
@@ -70,6 +72,15 @@ class Probe:
         """Wait until ``publisher`` is matched by ``count`` subscriptions."""
         self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout_s,
                         f'{count} subscriber(s) on {publisher.topic_name}')
+
+    def wait_for_publishers(self, topic: str, count: int = 1, timeout_s: float = 15.0):
+        """Wait until the probe's subscription on ``topic`` is matched by ``count`` publishers.
+
+        Before that, a volatile publisher's first messages can be lost to the probe.
+        """
+        subscription = self._subscriptions[topic]
+        self.spin_until(lambda: subscription.get_publisher_count() >= count, timeout_s,
+                        f'{count} publisher(s) on {topic}')
 
     def set_parameters(self, node_name: str, values: dict, atomically: bool = False,
                        timeout_s: float = 15.0):

@@ -51,10 +51,11 @@ def test_walking_steps_the_driver_down_through_every_state(launch, probe):
     """SPOT with threshold 2 on a steady walk: the simulator ends at the cheapest state."""
     states = probe.subscribe(ActivityState, ACTIVITY_TOPIC, OUTPUT_QOS)
     imu = probe.subscribe(Imu, '/imu/data_raw', RELIABLE)
-    launch('imu_simulator', params={'activity': 'walk', 'subject': 1000, 'seed': 3,
-                                    'qos': 'reliable'})
     launch('activity_recognizer', params={'model_dir': MODEL, 'stability_threshold': 2,
                                           'qos': 'reliable', 'level_override': 0})
+    probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
+    launch('imu_simulator', params={'activity': 'walk', 'subject': 1000, 'seed': 3,
+                                    'qos': 'reliable'})
     cheapest = THESIS_PARETO[-1].name
     probe.spin_until(lambda: any(s.sensor_state == cheapest for s in states), TIMEOUT_S,
                      f'the driver to confirm {cheapest}')
@@ -82,9 +83,10 @@ def test_walking_steps_the_driver_down_through_every_state(launch, probe):
 
 def test_level_caps_the_costliest_state_requested(launch, probe):
     states = probe.subscribe(ActivityState, ACTIVITY_TOPIC, OUTPUT_QOS)
-    launch('imu_simulator', params={'activity': 'sit', 'subject': 1001, 'qos': 'reliable'})
     launch('activity_recognizer', params={'model_dir': MODEL, 'qos': 'reliable',
                                           'level_override': 3, 'stability_threshold': 50})
+    probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
+    launch('imu_simulator', params={'activity': 'sit', 'subject': 1001, 'qos': 'reliable'})
     # level 3 of the default level_sensing: 'F12.5_A16:2', so at most F12.5_A16, and
     # the level's threshold of 2 (not the parameter's 50) steps down to F12.5_A8
     probe.spin_until(lambda: any(s.sensor_state == 'F12.5_A8' for s in states),
