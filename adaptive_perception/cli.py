@@ -276,9 +276,11 @@ def _eval_adamtl(args) -> int:
 
 def _bench_multitask(args) -> int:
     from adaptive_perception.multitask.bench import run_bench_multitask
-    from adaptive_perception.multitask.model import ModelConfig
-    data, text = _dense(args.data, args.data_count, args.data_seed, ModelConfig().image_size)
+    from adaptive_perception.multitask.engine import read_manifest
     try:
+        # Scenes are generated at the model's own input size, as eval adamtl does.
+        size = int(read_manifest(args.model_dir)['input_size'])
+        data, text = _dense(args.data, args.data_count, args.data_seed, size)
         run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
                             args.threads, frames_per_turn=args.frames_per_turn)
     except ValueError as error:

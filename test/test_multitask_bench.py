@@ -37,3 +37,20 @@ def test_bench_refuses_a_turn_without_frames(random_adamtl, tmp_path):
     with pytest.raises(ValueError, match='frames per turn'):
         run_bench_multitask(random_adamtl[0], data, 'generated', tmp_path, frames_per_turn=0)
     assert not (tmp_path / 'bench_multitask.json').exists()
+
+
+def test_bench_cli_generates_scenes_at_the_model_input_size(random_adamtl, tmp_path):
+    from adaptive_perception.cli import main
+    # The test model takes 32x32; the package default is 64x64.
+    assert main(['bench', 'multitask', '--model-dir', str(random_adamtl[0]), '--data-count',
+                 '3', '--frames-per-turn', '1', '--out', str(tmp_path)]) == 0
+    report = json.loads((tmp_path / 'bench_multitask.json').read_text())
+    assert report['data'] == 'generated:seed=1,count=3,size=32'
+
+
+def test_bench_cli_says_which_model_folder_is_wrong(tmp_path):
+    from adaptive_perception.cli import main
+    with pytest.raises(SystemExit, match='bench multitask: cannot read the AdaMTL manifest'):
+        main(['bench', 'multitask', '--model-dir', str(tmp_path / 'missing'), '--out',
+              str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists()

@@ -138,21 +138,26 @@ class RandomPolicy:
         return [*session.run(None, {'image': image, **feeds}), *runs], flops
 
 
+def read_manifest(model_dir) -> dict:
+    """Read an exported AdaMTL directory's manifest; a ValueError says what is wrong."""
+    path = Path(model_dir) / 'manifest.json'
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f'cannot read the AdaMTL manifest {path}: {error}') from None
+    if manifest.get('format') != MANIFEST_FORMAT:
+        raise ValueError(f'{path}: format {manifest.get("format")!r}, expected '
+                         f'{MANIFEST_FORMAT!r}')
+    return manifest
+
+
 class MultiTaskEngine:
     """Loads an exported AdaMTL directory once; ``infer`` runs one frame."""
 
     def __init__(self, model_dir, providers: Sequence[str] = (CPU,), threads: int = 1,
                  warn=None):
         self.model_dir = Path(model_dir)
-        path = self.model_dir / 'manifest.json'
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise ValueError(f'cannot read the AdaMTL manifest {path}: {error}') from None
-        if manifest.get('format') != MANIFEST_FORMAT:
-            raise ValueError(f'{path}: format {manifest.get("format")!r}, expected '
-                             f'{MANIFEST_FORMAT!r}')
-        self.manifest = manifest
+        self.manifest = manifest = read_manifest(self.model_dir)
         config = manifest['config']
         self.tasks = tuple(config['tasks'])
         self.class_names = tuple(config['class_names'])
