@@ -289,12 +289,15 @@ def _bench_multitask(args) -> int:
 
 
 def _bench_multitask_widths(args) -> int:
-    from adaptive_perception.channels.encoder_widths import run_bench_multitask_widths
-    from adaptive_perception.multitask.model import ModelConfig
-    size = ModelConfig().image_size
-    train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
-    val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
+    from adaptive_perception.channels.encoder_widths import (
+        load_stage1,
+        run_bench_multitask_widths,
+    )
     try:
+        # Scenes at the size stage 1 was trained at, so that its data descriptions match.
+        size = load_stage1(args.checkpoint)[0].config.image_size
+        train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
+        val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
         run_bench_multitask_widths(args.checkpoint, train, train_text, val, val_text,
                                    Path(args.out), args.widths, args.epochs, args.frames,
                                    args.threads)

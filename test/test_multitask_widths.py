@@ -1,6 +1,7 @@
 """bench multitask-widths: narrower AdaMTL encoders trained, scored and timed (issue 6)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -44,3 +45,21 @@ def test_bench_trains_scores_and_times_every_width(tmp_path):
     with pytest.raises(ValueError, match='pass the same data'):
         run_bench_multitask_widths(tmp_path / 'adamtl.pt', train, 'other', val, 'val8',
                                    tmp_path / 'again', widths=[0.5], log=lambda line: None)
+
+
+def test_bench_cli_generates_scenes_at_the_checkpoint_input_size(tmp_path):
+    from adaptive_perception.cli import main
+    config = replace(CONFIG, image_size=32)
+    train = generate_dataset_arrays(8, seed=0, size=32)
+    val = generate_dataset_arrays(4, seed=1, size=32)
+    # The descriptions the CLI gives the scenes it generates at the checkpoint's size.
+    train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), config, batch_size=4,
+                 single_task=False, train_description='generated:seed=0,count=8,size=32',
+                 val_description='generated:seed=1,count=4,size=32', log=lambda line: None)
+    assert main(['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'adamtl.pt'),
+                 '--train-count', '8', '--val-count', '4', '--widths', '0.5', '--frames', '2',
+                 '--out', str(tmp_path / 'bench')]) == 0
+    report = json.loads((tmp_path / 'bench' / 'bench_multitask_widths.json').read_text())
+    assert report['val'] == 'generated:seed=1,count=4,size=32'
+    with pytest.raises(SystemExit, match='bench multitask-widths: cannot read the checkpoint'):
+        main(['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'missing.pt')])

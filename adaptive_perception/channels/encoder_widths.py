@@ -44,9 +44,12 @@ def narrow_config(config: ModelConfig, width: float) -> ModelConfig:
     return replace(config, dims=dims, head_dim=head_dim, policies={})
 
 
-def _stage1(checkpoint_path) -> tuple:
+def load_stage1(checkpoint_path) -> tuple:
     """(full-width static AdaMTL, its stage-1 settings) from an AdaMTL checkpoint."""
-    checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
+    except OSError as error:
+        raise ValueError(f'cannot read the checkpoint {checkpoint_path}: {error}') from None
     if checkpoint.get('format') != CHECKPOINT_FORMAT or 'static' not in checkpoint:
         raise ValueError(f'{checkpoint_path}: not an AdaMTL checkpoint with a static stage')
     static = checkpoint['static']
@@ -107,7 +110,7 @@ def run_bench_multitask_widths(checkpoint, train: DenseArrays, train_text: str,
                                widths=(0.75, 0.5), epochs: int | None = None,
                                frames: int = 300, threads: int = 1, log=print) -> dict:
     """Train, score and time every width against the checkpoint's stage 1; the report."""
-    full, settings = _stage1(checkpoint)
+    full, settings = load_stage1(checkpoint)
     _check_data(settings, train_text, val_text)
     epochs = settings['static_epochs'] if epochs is None else epochs
     out_dir = Path(out_dir)
