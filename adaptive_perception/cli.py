@@ -205,11 +205,15 @@ def _data_dense(args) -> int:
 
 def _dense(path, count: int, seed: int, size: int) -> tuple:
     """(DenseArrays, description): a dataset folder, or the generated scenes."""
-    from adaptive_perception.multitask.dataset import generate_dataset_arrays, load_dataset
+    from adaptive_perception.multitask.dataset import (
+        describe_folder,
+        describe_generated,
+        generate_dataset_arrays,
+        load_dataset,
+    )
     if path:
-        return load_dataset(Path(path), size), f'folder:{Path(path).resolve()}'
-    return (generate_dataset_arrays(count, seed, size),
-            f'generated:seed={seed},count={count},size={size}')
+        return load_dataset(Path(path), size), describe_folder(path)
+    return generate_dataset_arrays(count, seed, size), describe_generated(count, seed, size)
 
 
 def _dense_args(parser, split: str, count: int, seed: int) -> None:
@@ -250,6 +254,17 @@ def _train_adamtl(args) -> int:
                  provenance={'command': ' '.join(sys.argv), 'train': train_text,
                              'val': val_text})
     print(f'written {out}')
+    return 0
+
+
+def _train_adamtl_references(args) -> int:
+    from adaptive_perception.multitask.train import add_single_task_references
+    try:
+        references = add_single_task_references(args.checkpoint, args.device)
+    except ValueError as error:
+        raise SystemExit(f'train adamtl-references: {error}') from None
+    print(f'single-task references in {args.checkpoint}: '
+          f'{references["single_task"]["scores"]}')
     return 0
 
 
@@ -462,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
                              'H 0.9/0.6 and L 0.5/0.5)')
     adamtl.add_argument('--smoke', action='store_true', help='tiny run for CI')
     adamtl.set_defaults(func=_train_adamtl)
+    references = train_models.add_parser(
+        'adamtl-references', help="train the single-task references a run skipped "
+                                  "(--no-single-task) into its checkpoint: stage 1's data "
+                                  "and recipe; a stopped run goes on where it was")
+    references.add_argument('--checkpoint', required=True,
+                            help='an AdaMTL checkpoint or its .stage1.pt (written in place)')
+    references.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
+    references.set_defaults(func=_train_adamtl_references)
 
     export = commands.add_parser('export', help='export a trained model to ONNX')
     export_models = export.add_subparsers(dest='model', required=True)

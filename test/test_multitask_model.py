@@ -421,3 +421,74 @@ def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
     with pytest.raises(ValueError, match='other seed'):
         train_adamtl(train, train, tmp_path / 'd.pt', Schedule.smoke(), config, seed=2,
                      static_from=tmp_path / 'a.pt', **quiet)
+
+
+def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp_path):
+    """``train adamtl-references``: stage 1's data and recipe; a stop loses no task."""
+    from adaptive_perception.cli import main
+    from adaptive_perception.multitask.dataset import describe_generated
+    from adaptive_perception.multitask.export import export_adamtl
+    from adaptive_perception.multitask.train import (
+        Schedule,
+        add_single_task_references,
+        train_adamtl,
+    )
+    train = generate_dataset_arrays(24, seed=0, size=32)
+    val = generate_dataset_arrays(8, seed=1, size=32)
+    config = ModelConfig(image_size=32, dims=(8, 16), depths=(1, 1), head_dim=8,
+                         decoder_dim=8, policy_hidden=4)
+    quiet = {'log': lambda line: None, 'batch_size': 16,
+             'train_description': describe_generated(24, 0, 32),
+             'val_description': describe_generated(8, 1, 32)}
+    full = train_adamtl(train, val, tmp_path / 'full.pt', Schedule.smoke(), config, **quiet)
+    skipped = train_adamtl(train, val, tmp_path / 'later.pt', Schedule.smoke(), config,
+                           single_task=False, **quiet)
+    assert skipped['references'] == {}
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_the_second_task(line):
+        if line.startswith(f'[{config.tasks[1]}]'):
+            raise Stop
+
+    with pytest.raises(Stop):
+        add_single_task_references(tmp_path / 'later.pt', log=stop_at_the_second_task)
+    saved = torch.load(tmp_path / 'later.pt', map_location='cpu', weights_only=False)
+    assert list(saved['static']['single_task_progress']['scores']) == [config.tasks[0]]
+    assert saved['references'] == {}
+    lines = []
+    references = add_single_task_references(tmp_path / 'later.pt', log=lines.append)
+    assert not any(line.startswith(f'[{config.tasks[0]}]') for line in lines)
+    assert references == full['references']
+    manifest = export_adamtl(tmp_path / 'later.pt', tmp_path / 'model')
+    assert manifest['references'] == full['references']
+    # The stage-1 file takes them too, and a file that has them is left as it is.
+    assert main(['train', 'adamtl-references', '--checkpoint',
+                 str(tmp_path / 'later.stage1.pt')]) == 0
+    stage1 = torch.load(tmp_path / 'later.stage1.pt', map_location='cpu', weights_only=False)
+    assert stage1['static']['references'] == full['references']
+    assert add_single_task_references(tmp_path / 'full.pt', log=lines.append) == \
+        full['references']
+    assert lines[-1].endswith('has its single-task references already')
+
+
+@pytest.mark.parametrize('content, error', [
+    (None, 'cannot read the checkpoint'), (b'not torch', 'cannot read the checkpoint'),
+    ({'format': 'other'}, 'not an AdaMTL checkpoint')])
+def test_references_cli_says_what_is_wrong_with_the_checkpoint(tmp_path, content, error):
+    from adaptive_perception.cli import main
+    path = tmp_path / 'x.pt'
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(SystemExit, match=error):
+        main(['train', 'adamtl-references', '--checkpoint', str(path)])
+
+
+@pytest.mark.parametrize('description', ['', 'generated:seed=1', 'folder:', 'web:x'])
+def test_a_data_description_that_names_nothing_says_so(description):
+    from adaptive_perception.multitask.dataset import from_description
+    with pytest.raises(ValueError, match='cannot tell which data'):
+        from_description(description, 32)

@@ -26,7 +26,7 @@ from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.export import DecodersGraph, EncoderGraph, count_flops
 from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
-from adaptive_perception.multitask.train import CHECKPOINT_FORMAT, train_static
+from adaptive_perception.multitask.train import read_checkpoint, train_static
 from adaptive_perception.runtime.onnx_export import export_graph
 from adaptive_perception.runtime.onnx_sessions import create_sessions
 from adaptive_perception.runtime.timing import interleaved_seconds
@@ -45,15 +45,13 @@ def narrow_config(config: ModelConfig, width: float) -> ModelConfig:
 
 
 def load_stage1(checkpoint_path) -> tuple:
-    """(full-width static AdaMTL, its stage-1 settings) from an AdaMTL checkpoint."""
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location='cpu', weights_only=False)
-    except OSError as error:
-        raise ValueError(f'cannot read the checkpoint {checkpoint_path}: {error}') from None
-    if checkpoint.get('format') != CHECKPOINT_FORMAT or 'static' not in checkpoint:
-        raise ValueError(f'{checkpoint_path}: not an AdaMTL checkpoint with a static stage')
-    static = checkpoint['static']
-    model = AdaMTL(ModelConfig.from_json(checkpoint['config']))
+    """(full-width static AdaMTL, its stage-1 settings) from an AdaMTL checkpoint.
+
+    The configuration is stage 1's own (a ``.stage1.pt`` has no other, and a run
+    with ``--static-from`` may have other policies than the stage 1 it reused).
+    """
+    static = read_checkpoint(checkpoint_path, with_stage1=True)['static']
+    model = AdaMTL(ModelConfig.from_json(static['settings']['config']))
     model.load_state_dict(static['state_dict'])
     return model.eval(), static['settings']
 

@@ -160,6 +160,37 @@ def generate_dataset_arrays(count: int, seed: int = 0, size: int = 64) -> DenseA
     return _assemble(images, codes, (size, size), CLASS_NAMES, objects)
 
 
+def describe_generated(count: int, seed: int, size: int) -> str:
+    """Name generated scenes as checkpoints and reports record them (see ``from_description``)."""
+    return f'generated:seed={seed},count={count},size={size}'
+
+
+def describe_folder(path) -> str:
+    """Name a dataset folder as checkpoints and reports record it."""
+    return f'folder:{Path(path).resolve()}'
+
+
+def from_description(description: str, size: int) -> DenseArrays:
+    """Return the data a recorded description names: scenes generated again, or a folder.
+
+    So that a later step (e.g. the single-task references) trains on exactly the data
+    stage 1 did, without the user repeating it. ``size``: the folder's images are
+    resized to it; generated scenes have theirs in the description.
+    """
+    kind, _, rest = description.partition(':')
+    if kind == 'folder' and rest:
+        return load_dataset(Path(rest), size)
+    if kind == 'generated':
+        try:
+            fields = {key: int(value) for key, value in
+                      (item.split('=') for item in rest.split(','))}
+            return generate_dataset_arrays(fields['count'], fields['seed'], fields['size'])
+        except (KeyError, ValueError):
+            pass
+    raise ValueError(f'cannot tell which data {description!r} names: expected '
+                     f"'generated:seed=S,count=N,size=P' or 'folder:PATH'")
+
+
 def write_dataset(out_dir, count: int, seed: int = 0, size: int = 64) -> Path:
     """Write ``count`` procedural scenes with all four tasks in the dataset format; return the dir.
 

@@ -46,15 +46,13 @@ from adaptive_perception.multitask.model import (
     postprocess,
     tokens_to_map,
 )
-from adaptive_perception.multitask.train import CHECKPOINT_FORMAT
+from adaptive_perception.multitask.train import read_checkpoint
 from adaptive_perception.runtime.onnx_export import export_graph
 
 
 def load_checkpoint(path) -> tuple:
     """(model in eval mode, checkpoint dict) from what ``train_adamtl`` saved."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    if checkpoint.get('format') != CHECKPOINT_FORMAT:
-        raise ValueError(f'{path}: not an AdaMTL checkpoint ({CHECKPOINT_FORMAT})')
+    checkpoint = read_checkpoint(path)
     model = AdaMTL(ModelConfig.from_json(checkpoint['config']))
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval(), checkpoint
@@ -392,7 +390,7 @@ def export_adamtl(checkpoint, out_dir, references_from=None) -> dict:
     references = ckpt.get('references', {})
     provenance = dict(ckpt.get('provenance', {}))
     if references_from:
-        source = torch.load(references_from, map_location='cpu', weights_only=False)
+        source = read_checkpoint(references_from)
         mine, theirs = ckpt.get('static', {}), source.get('static', {})
         same = (mine.get('settings') == theirs.get('settings') and mine.get('settings')
                 and all(torch.equal(mine['state_dict'][k], theirs['state_dict'][k])

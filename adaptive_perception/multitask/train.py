@@ -17,6 +17,7 @@ multi-task delta, as in the thesis's tables.
 """
 
 import multiprocessing
+import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adaptive_perception.multitask.dataset import DenseArrays
+from adaptive_perception.multitask.dataset import DenseArrays, from_description
 from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.model import (
     DEFAULT_POLICIES,
@@ -40,6 +41,19 @@ from adaptive_perception.multitask.model import (
 )
 
 CHECKPOINT_FORMAT = 'adaptive_perception.adamtl/1'
+
+
+def read_checkpoint(path, with_stage1: bool = False) -> dict:
+    """Load what ``train_adamtl`` saved, or say plainly why a file is not that."""
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise ValueError(f'cannot read the checkpoint {path}: {error}') from None
+    if not isinstance(checkpoint, dict) or checkpoint.get('format') != CHECKPOINT_FORMAT:
+        raise ValueError(f'{path}: not an AdaMTL checkpoint ({CHECKPOINT_FORMAT})')
+    if with_stage1 and 'static' not in checkpoint:
+        raise ValueError(f'{path}: an AdaMTL checkpoint without its static stage')
+    return checkpoint
 # Loss weights per task, in the spirit of Vandenhende et al.'s (normals and saliency
 # losses are an order smaller than cross-entropy and depth L1 in metres).
 TASK_WEIGHTS = {'segmentation': 1.0, 'depth': 1.0, 'normals': 5.0, 'saliency': 2.0}
@@ -442,20 +456,83 @@ class Schedule:
 def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig,
                        epochs: int, batch_size: int, lr: float, seed: int,
                        skip_rate: float = 0.0, threads: int | None = None,
-                       device: str = 'cpu', log=print) -> tuple:
-    """One static model per task (the delta's reference): (scores on ``val``, history)."""
+                       device: str = 'cpu', log=print, progress: dict | None = None,
+                       on_task=None) -> tuple:
+    """One static model per task (the delta's reference): (scores on ``val``, history).
+
+    ``on_task`` gets the progress (scores, histories, random state) after each task;
+    handed back as ``progress``, the tasks it holds are not trained again and the
+    rest train as they would have in one uninterrupted run (on the CPU, bit for bit).
+    """
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed + 1)
-    generator = torch.Generator().manual_seed(seed + 1)
-    scores, history = {}, {}
+    generator = torch.Generator()
+    if progress:
+        generator.set_state(progress['generator'])
+        torch.set_rng_state(progress['rng'])
+    else:
+        torch.manual_seed(seed + 1)
+        generator.manual_seed(seed + 1)
+        progress = {'scores': {}, 'history': {}}
     for task in config.tasks:
+        if task in progress['scores']:
+            continue
         single = AdaMTL(replace(config, tasks=(task,), policies={})).to(device)
-        history[task] = train_static(single, train, val, epochs, batch_size, lr, generator,
-                                     lambda line, task=task: log(f'[{task}] {line}'),
-                                     skip_rate)
-        scores[task] = score_model(single, val)[task]
-    return scores, history
+        history = train_static(single, train, val, epochs, batch_size, lr, generator,
+                               lambda line, task=task: log(f'[{task}] {line}'), skip_rate)
+        progress = {'scores': {**progress['scores'], task: score_model(single, val)[task]},
+                    'history': {**progress['history'], task: history},
+                    'generator': generator.get_state(), 'rng': torch.get_rng_state()}
+        if on_task is not None:
+            on_task(progress)
+    return progress['scores'], progress['history']
+
+
+def _save_whole(checkpoint: dict, path: Path) -> None:
+    """Save so that a run stopped mid-write leaves the previous file, not half of one."""
+    partial = path.with_name(path.name + '.partial')
+    torch.save(checkpoint, partial)
+    partial.replace(path)
+
+
+def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print) -> dict:
+    """Train the single-task references a run skipped (``--no-single-task``) into its file.
+
+    The data (regenerated or read again from what stage 1 recorded), seed and recipe
+    are stage 1's, so the references are those a full run would have trained, and
+    export and ``--static-from`` treat them alike. Each finished task is saved at
+    once, and a stopped run goes on from there: at 128x128 the four models take hours
+    on a CPU. Works on a full checkpoint and on its ``.stage1.pt`` alike.
+    """
+    path = Path(checkpoint_path)
+    checkpoint = read_checkpoint(path, with_stage1=True)
+    static = checkpoint['static']
+    if static['references'].get('single_task'):
+        log(f'{path} has its single-task references already')
+        return static['references']
+    settings = static['settings']
+    config = ModelConfig.from_json(settings['config'])
+    train = from_description(settings['train'], config.image_size)
+    val = from_description(settings['val'], config.image_size)
+    done = static.get('single_task_progress')
+    if done:
+        log(f'trained already: {", ".join(done["scores"])}')
+
+    def save(progress: dict) -> None:
+        static['single_task_progress'] = progress
+        _save_whole(checkpoint, path)
+
+    scores, history = train_single_tasks(
+        train, val, config, settings['static_epochs'], settings['batch_size'],
+        settings['lr'], settings['seed'], settings['skip_rate'], device=device, log=log,
+        progress=done, on_task=save)
+    del static['single_task_progress']
+    static['references'] = {'single_task': {'data': settings['val'], 'scores': scores}}
+    if 'references' in checkpoint:  # a full checkpoint, not only its stage 1
+        checkpoint['references'] = static['references']
+        checkpoint['history']['single_task'] = history
+    _save_whole(checkpoint, path)
+    return static['references']
 
 
 STATIC_KEYS = ('config', 'seed', 'batch_size', 'lr', 'static_epochs', 'skip_rate', 'train',
@@ -470,9 +547,7 @@ def _stage1_view(settings: dict) -> dict:
 
 def _static_stage(from_path, expected: dict) -> dict:
     """Stage 1 and the single-task references of an earlier run, if it matches this one."""
-    earlier = torch.load(from_path, map_location='cpu', weights_only=False)
-    if earlier.get('format') != CHECKPOINT_FORMAT or 'static' not in earlier:
-        raise ValueError(f'{from_path}: not an AdaMTL checkpoint with a static stage')
+    earlier = read_checkpoint(from_path, with_stage1=True)
     mine, theirs = _stage1_view(expected), _stage1_view(earlier['static']['settings'])
     differ = [k for k in STATIC_KEYS if mine[k] != theirs[k]]
     if differ:
