@@ -16,8 +16,10 @@ from ros_harness import REPO
 
 MODEL_DIR = REPO / 'models' / 'adamtl'
 # mIoU and maxF at least, depth RMSE (m) and normals error (degrees) at most.
-FLOORS = {'segmentation': 0.46, 'saliency': 0.93}
-CEILINGS = {'depth': 1.75, 'normals': 8.2}
+# Measured on these scenes (128x128): static 0.537, 0.973, 1.462 m, 5.84 degrees; low and
+# low_agnostic at least 0.527, 0.973 and at most 1.463 m, 6.07 degrees.
+FLOORS = {'segmentation': 0.50, 'saliency': 0.96}
+CEILINGS = {'depth': 1.55, 'normals': 6.5}
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +34,6 @@ def test_shipped_model_has_every_part():
     engine = MultiTaskEngine(MODEL_DIR)
     assert engine.tasks == ('segmentation', 'depth', 'normals', 'saliency')
     assert {'high', 'low', 'low_agnostic'} <= set(engine.policies)
-    assert engine.references['single_task']['scores'].keys() == set(engine.tasks)
     assert engine.manifest['provenance'], 'the manifest records how the model was trained'
     profile = [parse_level_choice(entry) for entry in DEFAULT_LEVEL_POLICIES]
     assert {choice.policy for choice in profile} <= set(engine.policies)
@@ -48,9 +49,9 @@ def test_shipped_model_quality_floor(report, policy):
 
 
 @pytest.mark.parametrize('policy, flops, delta', [
-    # measured on these scenes: low 0.74x the FLOPs, delta -3.3; low_agnostic 0.71x,
-    # -2.5 (the card, on the validation scenes: 0.74x, -3.73; 0.71x, -2.13)
-    ('low', 0.78, -5.0), ('low_agnostic', 0.75, -4.0)])
+    # measured on these scenes: low 0.70x the FLOPs, delta -1.42; low_agnostic 0.69x,
+    # -0.86 (the card, on the validation scenes: 0.69x, -1.84; 0.69x, -1.76)
+    ('low', 0.72, -2.5), ('low_agnostic', 0.72, -2.5)])
 def test_low_budget_policies_spend_less_and_stay_close(report, policy, flops, delta):
     static, low = report['policies'][STATIC], report['policies'][policy]
     assert low['flops_mean'] <= flops * static['flops_mean']
