@@ -41,6 +41,9 @@ from adaptive_perception.multitask.model import (
 )
 
 CHECKPOINT_FORMAT = 'adaptive_perception.adamtl/1'
+# Loss weights per task, in the spirit of Vandenhende et al.'s (normals and saliency
+# losses are an order smaller than cross-entropy and depth L1 in metres).
+TASK_WEIGHTS = {'segmentation': 1.0, 'depth': 1.0, 'normals': 5.0, 'saliency': 2.0}
 
 
 def read_checkpoint(path, with_stage1: bool = False) -> dict:
@@ -54,9 +57,6 @@ def read_checkpoint(path, with_stage1: bool = False) -> dict:
     if with_stage1 and 'static' not in checkpoint:
         raise ValueError(f'{path}: an AdaMTL checkpoint without its static stage')
     return checkpoint
-# Loss weights per task, in the spirit of Vandenhende et al.'s (normals and saliency
-# losses are an order smaller than cross-entropy and depth L1 in metres).
-TASK_WEIGHTS = {'segmentation': 1.0, 'depth': 1.0, 'normals': 5.0, 'saliency': 2.0}
 
 
 @dataclass
