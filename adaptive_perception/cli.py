@@ -304,18 +304,10 @@ def _bench_multitask(args) -> int:
 
 
 def _bench_multitask_widths(args) -> int:
-    from adaptive_perception.channels.encoder_widths import (
-        load_stage1,
-        run_bench_multitask_widths,
-    )
+    from adaptive_perception.channels.encoder_widths import run_bench_multitask_widths
     try:
-        # Scenes at the size stage 1 was trained at, so that its data descriptions match.
-        size = load_stage1(args.checkpoint)[0].config.image_size
-        train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
-        val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
-        run_bench_multitask_widths(args.checkpoint, train, train_text, val, val_text,
-                                   Path(args.out), args.widths, args.epochs, args.frames,
-                                   args.threads)
+        run_bench_multitask_widths(args.checkpoint, Path(args.out), args.widths, args.epochs,
+                                   args.frames, args.threads)
     except ValueError as error:
         raise SystemExit(f'bench multitask-widths: {error}') from None
     return 0
@@ -593,9 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     widths = targets.add_parser('multitask-widths', help='channel sets on the AdaMTL encoder: '
                                                          'each width trained, scored, timed')
     widths.add_argument('--checkpoint', required=True,
-                        help='AdaMTL checkpoint whose stage 1 is the full width')
-    _dense_args(widths, 'train', 3000, 0)
-    _dense_args(widths, 'val', 500, 1)
+                        help='AdaMTL checkpoint (or .stage1.pt) whose stage 1 is the full '
+                             'width; its recorded data are used again')
     widths.add_argument('--widths', type=float, nargs='+', default=[0.75, 0.5])
     widths.add_argument('--epochs', type=int, help='default: the checkpoint\'s stage 1')
     widths.add_argument('--frames', type=int, default=300, help='frames timed')

@@ -3,9 +3,10 @@
 Issue 6 asks for the width knob on AdaMTL's encoder "where it pays". This measures it
 before building it. Each narrower width is the static AdaMTL with every stage's
 channels x w (the same number of heads, each narrower). It is trained alone with the
-stage-1 recipe of a given checkpoint, scored, and timed next to the checkpoint's own
-stage 1 (full width): static encoder plus the one-graph decoders in ONNX Runtime,
-frames interleaved.
+stage-1 recipe and data of a given checkpoint (the data regenerated, or read again,
+from what stage 1 recorded), scored, and timed next to the checkpoint's own stage 1
+(full width): static encoder plus the one-graph decoders in ONNX Runtime, frames
+interleaved.
 
 Trained alone, a width reaches about what a slimmable encoder sharing weights reaches
 at that width (sharing adds constraints, not capacity). Its delta_m against full width
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptive_perception.multitask.dataset import DenseArrays
+from adaptive_perception.multitask.dataset import DenseArrays, from_description
 from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.export import DecodersGraph, EncoderGraph, count_flops
 from adaptive_perception.multitask.metrics import multitask_delta
@@ -54,14 +55,6 @@ def load_stage1(checkpoint_path) -> tuple:
     model = AdaMTL(ModelConfig.from_json(static['settings']['config']))
     model.load_state_dict(static['state_dict'])
     return model.eval(), static['settings']
-
-
-def _check_data(settings: dict, train_text: str, val_text: str) -> None:
-    """Refuse data other than stage 1's: the widths would not be comparable."""
-    for split, given in (('train', train_text), ('val', val_text)):
-        if settings.get(split) != given:
-            raise ValueError(f'stage 1 was trained with {split} data {settings.get(split)!r}, '
-                             f'not {given!r}: pass the same data')
 
 
 def train_width(settings: dict, config: ModelConfig, width: float, train: DenseArrays,
@@ -103,13 +96,13 @@ def time_widths(sessions: dict, images: np.ndarray) -> dict:
     return interleaved_seconds({width: run(*pair) for width, pair in sessions.items()}, inputs)
 
 
-def run_bench_multitask_widths(checkpoint, train: DenseArrays, train_text: str,
-                               val: DenseArrays, val_text: str, out_dir,
-                               widths=(0.75, 0.5), epochs: int | None = None,
-                               frames: int = 300, threads: int = 1, log=print) -> dict:
+def run_bench_multitask_widths(checkpoint, out_dir, widths=(0.75, 0.5),
+                               epochs: int | None = None, frames: int = 300,
+                               threads: int = 1, log=print) -> dict:
     """Train, score and time every width against the checkpoint's stage 1; the report."""
     full, settings = load_stage1(checkpoint)
-    _check_data(settings, train_text, val_text)
+    train = from_description(settings['train'], full.config.image_size)
+    val = from_description(settings['val'], full.config.image_size)
     epochs = settings['static_epochs'] if epochs is None else epochs
     out_dir = Path(out_dir)
     work = out_dir / 'graphs'
@@ -140,7 +133,7 @@ def run_bench_multitask_widths(checkpoint, train: DenseArrays, train_text: str,
     for row in rows.values():
         row['latency_vs_full'] = row['latency_p50_ms'] / full_p50
         row['pays'] = row['latency_vs_full'] < 1.0 and row['delta_m'] >= PAYS_WITHIN
-    report = {'checkpoint': str(checkpoint), 'train': train_text, 'val': val_text,
+    report = {'checkpoint': str(checkpoint), 'train': settings['train'], 'val': settings['val'],
               'epochs': epochs, 'frames': len(val.images[:frames]), 'threads': threads,
               'pays_within': PAYS_WITHIN, 'widths': rows,
               'kept': any(row['pays'] for width, row in rows.items() if width != '1')}
