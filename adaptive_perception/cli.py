@@ -258,12 +258,18 @@ def _train_adamtl(args) -> int:
 
 
 def _train_adamtl_references(args) -> int:
-    from adaptive_perception.multitask.train import add_single_task_references
+    from adaptive_perception.multitask.train import (
+        add_single_task_references,
+        add_single_task_references_to_model,
+    )
     try:
-        references = add_single_task_references(args.checkpoint, args.device)
+        if args.model_dir:
+            references = add_single_task_references_to_model(args.model_dir, args.device)
+        else:
+            references = add_single_task_references(args.checkpoint, args.device)
     except ValueError as error:
         raise SystemExit(f'train adamtl-references: {error}') from None
-    print(f'single-task references in {args.checkpoint}: '
+    print(f'single-task references in {args.model_dir or args.checkpoint}: '
           f'{references["single_task"]["scores"]}')
     return 0
 
@@ -471,10 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     adamtl.set_defaults(func=_train_adamtl)
     references = train_models.add_parser(
         'adamtl-references', help="train the single-task references a run skipped "
-                                  "(--no-single-task) into its checkpoint: stage 1's data "
-                                  "and recipe; a stopped run goes on where it was")
-    references.add_argument('--checkpoint', required=True,
-                            help='an AdaMTL checkpoint or its .stage1.pt (written in place)')
+                                  "(--no-single-task) into its checkpoint or exported "
+                                  "model: stage 1's data and recipe; a stopped run goes "
+                                  "on where it was")
+    where = references.add_mutually_exclusive_group(required=True)
+    where.add_argument('--checkpoint',
+                       help='an AdaMTL checkpoint or its .stage1.pt (written in place)')
+    where.add_argument('--model-dir', help='an exported AdaMTL directory, e.g. models/adamtl '
+                                           '(its manifest.json is written in place)')
     references.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
     references.set_defaults(func=_train_adamtl_references)
 

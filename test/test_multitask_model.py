@@ -424,13 +424,18 @@ def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
 
 
 def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp_path):
-    """``train adamtl-references``: stage 1's data and recipe; a stop loses no task."""
+    """``train adamtl-references``: stage 1's data and recipe; a stop loses no task.
+
+    Into a checkpoint, and into an exported model whose checkpoint is gone: the
+    manifest carries stage 1's settings and the progress.
+    """
     from adaptive_perception.cli import main
     from adaptive_perception.multitask.dataset import describe_generated
     from adaptive_perception.multitask.export import export_adamtl
     from adaptive_perception.multitask.train import (
         Schedule,
         add_single_task_references,
+        add_single_task_references_to_model,
         train_adamtl,
     )
     train = generate_dataset_arrays(24, seed=0, size=32)
@@ -444,6 +449,9 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
     skipped = train_adamtl(train, val, tmp_path / 'later.pt', Schedule.smoke(), config,
                            single_task=False, **quiet)
     assert skipped['references'] == {}
+    exported = export_adamtl(tmp_path / 'later.pt', tmp_path / 'exported')
+    assert exported['references'] == {}
+    assert exported['static_settings'] == skipped['static']['settings']
 
     class Stop(Exception):
         pass
@@ -471,6 +479,20 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
     assert add_single_task_references(tmp_path / 'full.pt', log=lines.append) == \
         full['references']
     assert lines[-1].endswith('has its single-task references already')
+    # The exported model, with the checkpoint gone; the engine loads it mid-way too.
+    (tmp_path / 'later.pt').unlink()
+    (tmp_path / 'later.stage1.pt').unlink()
+    with pytest.raises(Stop):
+        add_single_task_references_to_model(tmp_path / 'exported', log=stop_at_the_second_task)
+    halfway = json.loads((tmp_path / 'exported' / 'manifest.json').read_text())
+    assert list(halfway['single_task_progress']['scores']) == [config.tasks[0]]
+    assert MultiTaskEngine(tmp_path / 'exported').references == {}
+    assert main(['train', 'adamtl-references', '--model-dir', str(tmp_path / 'exported')]) == 0
+    done = json.loads((tmp_path / 'exported' / 'manifest.json').read_text())
+    assert done['references'] == full['references']
+    assert 'single_task_progress' not in done
+    assert set(done['provenance']['single_task_history']) == set(config.tasks)
+    assert MultiTaskEngine(tmp_path / 'exported').references == full['references']
 
 
 @pytest.mark.parametrize('content, error', [
@@ -485,6 +507,16 @@ def test_references_cli_says_what_is_wrong_with_the_checkpoint(tmp_path, content
         torch.save(content, path)
     with pytest.raises(SystemExit, match=error):
         main(['train', 'adamtl-references', '--checkpoint', str(path)])
+
+
+def test_references_cli_says_when_a_model_does_not_record_its_static_stage(tmp_path):
+    from adaptive_perception.cli import main
+    from adaptive_perception.multitask.export import export_random_model
+    export_random_model(tmp_path / 'model')
+    with pytest.raises(SystemExit, match='does not record the settings of its static stage'):
+        main(['train', 'adamtl-references', '--model-dir', str(tmp_path / 'model')])
+    with pytest.raises(SystemExit, match='cannot read the AdaMTL manifest'):
+        main(['train', 'adamtl-references', '--model-dir', str(tmp_path)])
 
 
 @pytest.mark.parametrize('description', ['', 'generated:seed=1', 'folder:', 'web:x'])

@@ -151,6 +151,14 @@ def read_manifest(model_dir) -> dict:
     return manifest
 
 
+def write_manifest(manifest: dict, model_dir) -> None:
+    """Write ``manifest.json`` whole: a run stopped mid-write leaves the previous one."""
+    path = Path(model_dir) / 'manifest.json'
+    partial = path.with_name(path.name + '.partial')
+    partial.write_text(json.dumps(manifest, indent=1) + '\n')
+    partial.replace(path)
+
+
 class MultiTaskEngine:
     """Loads an exported AdaMTL directory once; ``infer`` runs one frame."""
 

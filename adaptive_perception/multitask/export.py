@@ -28,7 +28,6 @@ the decisions the encoder graph returns; so are a policy's FLOPs per number of
 running tasks.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from adaptive_perception.multitask.engine import MANIFEST_FORMAT, POLICY_PATHS, policy_inputs
+from adaptive_perception.multitask.engine import (
+    MANIFEST_FORMAT,
+    POLICY_PATHS,
+    policy_inputs,
+    write_manifest,
+)
 from adaptive_perception.multitask.model import (
     MEAN,
     STD,
@@ -302,8 +306,12 @@ def _deciding_flops(config: ModelConfig, stacked: dict, counted: list) -> int:
 
 
 def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
-                 references: dict | None = None) -> dict:
-    """Write every graph of ``model`` and ``manifest.json`` into ``out_dir``; return it."""
+                 references: dict | None = None, static_settings: dict | None = None) -> dict:
+    """Write every graph of ``model`` and ``manifest.json`` into ``out_dir``; return it.
+
+    ``static_settings``: how stage 1 was trained (data, seed, recipe), so that single-task
+    references can be trained for the model later without its checkpoint.
+    """
     model = model.eval()
     config = model.config
     out_dir = Path(out_dir)
@@ -375,7 +383,9 @@ def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
         'policies': policies, 'decoders': decoders, 'references': references or {},
         'provenance': provenance or {},
     }
-    (out_dir / 'manifest.json').write_text(json.dumps(manifest, indent=1) + '\n')
+    if static_settings:
+        manifest['static_settings'] = static_settings
+    write_manifest(manifest, out_dir)
     return manifest
 
 
@@ -400,7 +410,8 @@ def export_adamtl(checkpoint, out_dir, references_from=None) -> dict:
                              f'its single-task references do not apply')
         references = source.get('references', {})
         provenance['references_from'] = source.get('provenance', {})
-    return export_model(model, out_dir, provenance, references)
+    return export_model(model, out_dir, provenance, references,
+                        ckpt.get('static', {}).get('settings'))
 
 
 def export_random_model(out_dir, seed: int = 0) -> Path:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
+from adaptive_perception.multitask.engine import read_manifest, write_manifest
 from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.model import (
     DEFAULT_POLICIES,
@@ -456,33 +457,29 @@ class Schedule:
 def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig,
                        epochs: int, batch_size: int, lr: float, seed: int,
                        skip_rate: float = 0.0, threads: int | None = None,
-                       device: str = 'cpu', log=print, progress: dict | None = None,
+                       device: str = 'cpu', log=print, done: dict | None = None,
                        on_task=None) -> tuple:
     """One static model per task (the delta's reference): (scores on ``val``, history).
 
-    ``on_task`` gets the progress (scores, histories, random state) after each task;
-    handed back as ``progress``, the tasks it holds are not trained again and the
-    rest train as they would have in one uninterrupted run (on the CPU, bit for bit).
+    Each task's model starts from its own seed (``seed`` + 1 + its place in
+    ``config.tasks``), so a task trains the same alone, after the others or on another
+    machine. ``on_task`` gets the progress (scores and histories) after each task;
+    handed back as ``done``, the tasks it holds are not trained again.
     """
     if threads:
         torch.set_num_threads(threads)
-    generator = torch.Generator()
-    if progress:
-        generator.set_state(progress['generator'])
-        torch.set_rng_state(progress['rng'])
-    else:
-        torch.manual_seed(seed + 1)
-        generator.manual_seed(seed + 1)
-        progress = {'scores': {}, 'history': {}}
-    for task in config.tasks:
+    progress = {'scores': dict((done or {}).get('scores', {})),
+                'history': dict((done or {}).get('history', {}))}
+    for index, task in enumerate(config.tasks):
         if task in progress['scores']:
             continue
+        torch.manual_seed(seed + 1 + index)
+        generator = torch.Generator().manual_seed(seed + 1 + index)
         single = AdaMTL(replace(config, tasks=(task,), policies={})).to(device)
         history = train_static(single, train, val, epochs, batch_size, lr, generator,
                                lambda line, task=task: log(f'[{task}] {line}'), skip_rate)
         progress = {'scores': {**progress['scores'], task: score_model(single, val)[task]},
-                    'history': {**progress['history'], task: history},
-                    'generator': generator.get_state(), 'rng': torch.get_rng_state()}
+                    'history': {**progress['history'], task: history}}
         if on_task is not None:
             on_task(progress)
     return progress['scores'], progress['history']
@@ -495,14 +492,31 @@ def _save_whole(checkpoint: dict, path: Path) -> None:
     partial.replace(path)
 
 
+def _train_references(settings: dict, done: dict | None, save, device: str, log) -> tuple:
+    """Train the single-task models stage 1's ``settings`` describe: (references, history).
+
+    The data are regenerated (or read again) from what stage 1 recorded, and seed and
+    recipe are stage 1's, so the references are those a full run would have trained.
+    ``save`` gets the progress after each task and ``done`` hands it back: at 128x128
+    the four models take hours on a CPU, and a stopped run goes on from the last task.
+    """
+    config = ModelConfig.from_json(settings['config'])
+    train = from_description(settings['train'], config.image_size)
+    val = from_description(settings['val'], config.image_size)
+    if done:
+        log(f'trained already: {", ".join(done["scores"])}')
+    scores, history = train_single_tasks(
+        train, val, config, settings['static_epochs'], settings['batch_size'],
+        settings['lr'], settings['seed'], settings['skip_rate'], device=device, log=log,
+        done=done, on_task=save)
+    return {'single_task': {'data': settings['val'], 'scores': scores}}, history
+
+
 def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print) -> dict:
     """Train the single-task references a run skipped (``--no-single-task``) into its file.
 
-    The data (regenerated or read again from what stage 1 recorded), seed and recipe
-    are stage 1's, so the references are those a full run would have trained, and
-    export and ``--static-from`` treat them alike. Each finished task is saved at
-    once, and a stopped run goes on from there: at 128x128 the four models take hours
-    on a CPU. Works on a full checkpoint and on its ``.stage1.pt`` alike.
+    Export and ``--static-from`` then treat them as a full run's. Works on a full
+    checkpoint and on its ``.stage1.pt`` alike; each finished task is saved at once.
     """
     path = Path(checkpoint_path)
     checkpoint = read_checkpoint(path, with_stage1=True)
@@ -510,29 +524,51 @@ def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print) 
     if static['references'].get('single_task'):
         log(f'{path} has its single-task references already')
         return static['references']
-    settings = static['settings']
-    config = ModelConfig.from_json(settings['config'])
-    train = from_description(settings['train'], config.image_size)
-    val = from_description(settings['val'], config.image_size)
-    done = static.get('single_task_progress')
-    if done:
-        log(f'trained already: {", ".join(done["scores"])}')
 
     def save(progress: dict) -> None:
         static['single_task_progress'] = progress
         _save_whole(checkpoint, path)
 
-    scores, history = train_single_tasks(
-        train, val, config, settings['static_epochs'], settings['batch_size'],
-        settings['lr'], settings['seed'], settings['skip_rate'], device=device, log=log,
-        progress=done, on_task=save)
-    del static['single_task_progress']
-    static['references'] = {'single_task': {'data': settings['val'], 'scores': scores}}
+    references, history = _train_references(static['settings'],
+                                             static.get('single_task_progress'), save,
+                                             device, log)
+    static.pop('single_task_progress', None)
+    static['references'] = references
     if 'references' in checkpoint:  # a full checkpoint, not only its stage 1
-        checkpoint['references'] = static['references']
+        checkpoint['references'] = references
         checkpoint['history']['single_task'] = history
     _save_whole(checkpoint, path)
-    return static['references']
+    return references
+
+
+def add_single_task_references_to_model(model_dir, device: str = 'cpu', log=print) -> dict:
+    """Train the single-task references into an exported model, checkpoint or not.
+
+    Stage 1's settings travel in the manifest (``static_settings``); the progress is
+    kept there too (``single_task_progress``) until the four tasks are done, so it can
+    be committed with the model and go on on another machine.
+    """
+    manifest = read_manifest(model_dir)
+    path = Path(model_dir) / 'manifest.json'
+    if manifest['references'].get('single_task'):
+        log(f'{model_dir} has its single-task references already')
+        return manifest['references']
+    if 'static_settings' not in manifest:
+        raise ValueError(f'{path} does not record the settings of its static stage '
+                         f'(static_settings): export the model again from its checkpoint')
+
+    def save(progress: dict) -> None:
+        manifest['single_task_progress'] = progress
+        write_manifest(manifest, model_dir)
+
+    references, history = _train_references(manifest['static_settings'],
+                                             manifest.get('single_task_progress'), save,
+                                             device, log)
+    manifest.pop('single_task_progress', None)
+    manifest['references'] = references
+    manifest['provenance']['single_task_history'] = history
+    write_manifest(manifest, model_dir)
+    return references
 
 
 STATIC_KEYS = ('config', 'seed', 'batch_size', 'lr', 'static_epochs', 'skip_rate', 'train',
