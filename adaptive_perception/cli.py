@@ -264,11 +264,9 @@ def _train_adamtl_references(args) -> int:
     )
     try:
         if args.model_dir:
-            references = add_single_task_references_to_model(args.model_dir, args.device,
-                                                             jobs=args.jobs)
+            references = add_single_task_references_to_model(args.model_dir, args.device)
         else:
-            references = add_single_task_references(args.checkpoint, args.device,
-                                                    jobs=args.jobs)
+            references = add_single_task_references(args.checkpoint, args.device)
     except ValueError as error:
         raise SystemExit(f'train adamtl-references: {error}') from None
     print(f'single-task references in {args.model_dir or args.checkpoint}: '
@@ -326,16 +324,6 @@ def _multitask_model_dir(parser) -> None:
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adamtl'),
                         help='exported model (default: the installed models/adamtl)')
     parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{text!r}: expected a whole number, 1 or more')
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -498,9 +486,6 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument('--model-dir', help='an exported AdaMTL directory, e.g. models/adamtl '
                                            '(its manifest.json is written in place)')
     references.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
-    references.add_argument('--jobs', type=_positive_int, default=1,
-                            help='tasks trained at a time, each in its own process with '
-                                 'its share of the cores (a last, smaller round gets more each)')
     references.set_defaults(func=_train_adamtl_references)
 
     export = commands.add_parser('export', help='export a trained model to ONNX')

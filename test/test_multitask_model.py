@@ -495,35 +495,6 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
     assert MultiTaskEngine(tmp_path / 'exported').references == full['references']
 
 
-def test_references_trained_in_parallel_equal_one_process_and_keep_the_tasks_order():
-    """``jobs`` 2: each task from its own seed in its own process, saved as it finishes."""
-    from adaptive_perception.multitask.train import train_single_tasks
-    train = generate_dataset_arrays(24, seed=0, size=32)
-    val = generate_dataset_arrays(8, seed=1, size=32)
-    config = ModelConfig(image_size=32, dims=(8, 16), depths=(1, 1), head_dim=8,
-                         decoder_dim=8, policy_hidden=4)
-    recipe = (train, val, config, 1, 16, 1e-3, 0)
-    threads = torch.get_num_threads()
-    try:
-        alone, alone_history = train_single_tasks(*recipe, threads=1, log=lambda line: None)
-    finally:
-        torch.set_num_threads(threads)
-    first = config.tasks[0]
-    done = {'scores': {first: alone[first]}, 'history': {first: alone_history[first]}}
-    saved = []
-    # Three left: a round of two processes, then one with every core.
-    scores, history = train_single_tasks(*recipe, done=done, on_task=saved.append, jobs=2)
-    assert list(scores) == list(config.tasks)
-    assert [len(progress['scores']) for progress in saved] == [2, 3, 4]
-    assert all(list(p['scores']) == [t for t in config.tasks if t in p['scores']] for p in saved)
-    assert history[first] is alone_history[first]  # handed back, not trained again
-    # Thread counts may change the last digits; another seed changes far more.
-    assert scores == pytest.approx(alone, abs=1e-3)
-    for task in config.tasks:
-        assert [r['train_loss'] for r in history[task]] == \
-            pytest.approx([r['train_loss'] for r in alone_history[task]], rel=1e-4)
-
-
 @pytest.mark.parametrize('content, error', [
     (None, 'cannot read the checkpoint'), (b'not torch', 'cannot read the checkpoint'),
     ({'format': 'other'}, 'not an AdaMTL checkpoint')])

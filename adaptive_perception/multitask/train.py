@@ -17,10 +17,9 @@ multi-task delta, as in the thesis's tables.
 """
 
 import multiprocessing
-import os
 import pickle
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -455,73 +454,34 @@ class Schedule:
         return cls(static=1, policy_init=1, alternating_rounds=1, fine_tune=1)
 
 
-def _print_flushed(line: str) -> None:
-    """Log from a worker process: each line reaches a redirected stdout as it is written."""
-    print(line, flush=True)
-
-
-def _train_single_task(train: DenseArrays, val: DenseArrays, config: ModelConfig, index: int,
-                       epochs: int, batch_size: int, lr: float, seed: int, skip_rate: float,
-                       device: str, log=print, threads: int | None = None) -> tuple:
-    """Train ``config.tasks[index]``'s static model alone: (its score on ``val``, history).
-
-    It starts from its own seed (``seed`` + 1 + ``index``), so a task trains the same
-    alone, after the others or in another process.
-    """
-    if threads:
-        torch.set_num_threads(threads)
-    task = config.tasks[index]
-    torch.manual_seed(seed + 1 + index)
-    generator = torch.Generator().manual_seed(seed + 1 + index)
-    single = AdaMTL(replace(config, tasks=(task,), policies={})).to(device)
-    history = train_static(single, train, val, epochs, batch_size, lr, generator,
-                           lambda line: log(f'[{task}] {line}'), skip_rate)
-    return score_model(single, val)[task], history
-
-
 def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig,
                        epochs: int, batch_size: int, lr: float, seed: int,
                        skip_rate: float = 0.0, threads: int | None = None,
                        device: str = 'cpu', log=print, done: dict | None = None,
-                       on_task=None, jobs: int = 1) -> tuple:
+                       on_task=None) -> tuple:
     """One static model per task (the delta's reference): (scores on ``val``, history).
 
-    ``on_task`` gets the progress (scores and histories) after each task; handed back
-    as ``done``, the tasks it holds are not trained again. ``jobs`` > 1 trains that
-    many tasks at a time, each in its own process with its share of the cores: a
-    small model gains less from a second thread than from a second process (at
-    128x128, a training step on two threads took 0.75 of its time on one).
+    Each task's model starts from its own seed (``seed`` + 1 + its place in
+    ``config.tasks``), so a task trains the same alone, after the others or on another
+    machine. ``on_task`` gets the progress (scores and histories) after each task;
+    handed back as ``done``, the tasks it holds are not trained again.
     """
+    if threads:
+        torch.set_num_threads(threads)
     progress = {'scores': dict((done or {}).get('scores', {})),
                 'history': dict((done or {}).get('history', {}))}
-    pending = [i for i, task in enumerate(config.tasks) if task not in progress['scores']]
-    recipe = (epochs, batch_size, lr, seed, skip_rate, device)
-
-    def finished(index: int, result: tuple) -> None:
-        nonlocal progress
-        scores = {**progress['scores'], config.tasks[index]: result[0]}
-        history = {**progress['history'], config.tasks[index]: result[1]}
-        order = [t for t in config.tasks if t in scores]  # the tasks' order, not the finish's
-        progress = {'scores': {t: scores[t] for t in order},
-                    'history': {t: history[t] for t in order}}
+    for index, task in enumerate(config.tasks):
+        if task in progress['scores']:
+            continue
+        torch.manual_seed(seed + 1 + index)
+        generator = torch.Generator().manual_seed(seed + 1 + index)
+        single = AdaMTL(replace(config, tasks=(task,), policies={})).to(device)
+        history = train_static(single, train, val, epochs, batch_size, lr, generator,
+                               lambda line, task=task: log(f'[{task}] {line}'), skip_rate)
+        progress = {'scores': {**progress['scores'], task: score_model(single, val)[task]},
+                    'history': {**progress['history'], task: history}}
         if on_task is not None:
             on_task(progress)
-
-    if jobs <= 1:
-        for index in pending:
-            finished(index, _train_single_task(train, val, config, index, *recipe, log=log,
-                                               threads=threads))
-        return progress['scores'], progress['history']
-    cores = len(os.sched_getaffinity(0))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
-        for start in range(0, len(pending), jobs):  # in rounds: a last task gets every core
-            batch = pending[start:start + jobs]
-            running = {pool.submit(_train_single_task, train, val, config, index, *recipe,
-                                   log=_print_flushed,
-                                   threads=max(1, cores // len(batch))): index
-                       for index in batch}
-            for future in as_completed(running):
-                finished(running[future], future.result())
     return progress['scores'], progress['history']
 
 
@@ -532,15 +492,13 @@ def _save_whole(checkpoint: dict, path: Path) -> None:
     partial.replace(path)
 
 
-def _train_references(settings: dict, done: dict | None, save, device: str, log,
-                      jobs: int) -> tuple:
+def _train_references(settings: dict, done: dict | None, save, device: str, log) -> tuple:
     """Train the single-task models stage 1's ``settings`` describe: (references, history).
 
     The data are regenerated (or read again) from what stage 1 recorded, and seed and
     recipe are stage 1's, so the references are those a full run would have trained.
     ``save`` gets the progress after each task and ``done`` hands it back: at 128x128
     the four models take hours on a CPU, and a stopped run goes on from the last task.
-    ``jobs``: tasks trained at a time, as in ``train_single_tasks``.
     """
     config = ModelConfig.from_json(settings['config'])
     train = from_description(settings['train'], config.image_size)
@@ -550,12 +508,11 @@ def _train_references(settings: dict, done: dict | None, save, device: str, log,
     scores, history = train_single_tasks(
         train, val, config, settings['static_epochs'], settings['batch_size'],
         settings['lr'], settings['seed'], settings['skip_rate'], device=device, log=log,
-        done=done, on_task=save, jobs=jobs)
+        done=done, on_task=save)
     return {'single_task': {'data': settings['val'], 'scores': scores}}, history
 
 
-def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print,
-                               jobs: int = 1) -> dict:
+def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print) -> dict:
     """Train the single-task references a run skipped (``--no-single-task``) into its file.
 
     Export and ``--static-from`` then treat them as a full run's. Works on a full
@@ -574,7 +531,7 @@ def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print,
 
     references, history = _train_references(static['settings'],
                                              static.get('single_task_progress'), save,
-                                             device, log, jobs)
+                                             device, log)
     static.pop('single_task_progress', None)
     static['references'] = references
     if 'references' in checkpoint:  # a full checkpoint, not only its stage 1
@@ -584,8 +541,7 @@ def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print,
     return references
 
 
-def add_single_task_references_to_model(model_dir, device: str = 'cpu', log=print,
-                                        jobs: int = 1) -> dict:
+def add_single_task_references_to_model(model_dir, device: str = 'cpu', log=print) -> dict:
     """Train the single-task references into an exported model, checkpoint or not.
 
     Stage 1's settings travel in the manifest (``static_settings``); the progress is
@@ -607,7 +563,7 @@ def add_single_task_references_to_model(model_dir, device: str = 'cpu', log=prin
 
     references, history = _train_references(manifest['static_settings'],
                                              manifest.get('single_task_progress'), save,
-                                             device, log, jobs)
+                                             device, log)
     manifest.pop('single_task_progress', None)
     manifest['references'] = references
     manifest['provenance']['single_task_history'] = history
