@@ -492,23 +492,31 @@ def _save_whole(checkpoint: dict, path: Path) -> None:
     partial.replace(path)
 
 
-def _train_references(settings: dict, done: dict | None, save, device: str, log) -> tuple:
+def _train_references(settings: dict, holder: dict, write, device: str, log) -> tuple:
     """Train the single-task models stage 1's ``settings`` describe: (references, history).
 
     The data are regenerated (or read again) from what stage 1 recorded, and seed and
     recipe are stage 1's, so the references are those a full run would have trained.
-    ``save`` gets the progress after each task and ``done`` hands it back: at 128x128
-    the four models take hours on a CPU, and a stopped run goes on from the last task.
+    The progress lives in ``holder['single_task_progress']`` and ``write`` saves it after
+    each task: at 128x128 the four models take hours on a CPU, and a stopped run goes
+    on from the last task. Once all are done the progress is dropped from ``holder``.
     """
     config = ModelConfig.from_json(settings['config'])
     train = from_description(settings['train'], config.image_size)
     val = from_description(settings['val'], config.image_size)
+    done = holder.get('single_task_progress')
     if done:
         log(f'trained already: {", ".join(done["scores"])}')
+
+    def save(progress: dict) -> None:
+        holder['single_task_progress'] = progress
+        write()
+
     scores, history = train_single_tasks(
         train, val, config, settings['static_epochs'], settings['batch_size'],
         settings['lr'], settings['seed'], settings['skip_rate'], device=device, log=log,
         done=done, on_task=save)
+    holder.pop('single_task_progress', None)
     return {'single_task': {'data': settings['val'], 'scores': scores}}, history
 
 
@@ -524,15 +532,8 @@ def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print) 
     if static['references'].get('single_task'):
         log(f'{path} has its single-task references already')
         return static['references']
-
-    def save(progress: dict) -> None:
-        static['single_task_progress'] = progress
-        _save_whole(checkpoint, path)
-
-    references, history = _train_references(static['settings'],
-                                             static.get('single_task_progress'), save,
-                                             device, log)
-    static.pop('single_task_progress', None)
+    references, history = _train_references(
+        static['settings'], static, lambda: _save_whole(checkpoint, path), device, log)
     static['references'] = references
     if 'references' in checkpoint:  # a full checkpoint, not only its stage 1
         checkpoint['references'] = references
@@ -549,22 +550,16 @@ def add_single_task_references_to_model(model_dir, device: str = 'cpu', log=prin
     be committed with the model and go on on another machine.
     """
     manifest = read_manifest(model_dir)
-    path = Path(model_dir) / 'manifest.json'
     if manifest['references'].get('single_task'):
         log(f'{model_dir} has its single-task references already')
         return manifest['references']
     if 'static_settings' not in manifest:
-        raise ValueError(f'{path} does not record the settings of its static stage '
-                         f'(static_settings): export the model again from its checkpoint')
-
-    def save(progress: dict) -> None:
-        manifest['single_task_progress'] = progress
-        write_manifest(manifest, model_dir)
-
-    references, history = _train_references(manifest['static_settings'],
-                                             manifest.get('single_task_progress'), save,
-                                             device, log)
-    manifest.pop('single_task_progress', None)
+        raise ValueError(f'{Path(model_dir) / "manifest.json"} does not record the settings '
+                         f'of its static stage (static_settings): export the model again '
+                         f'from its checkpoint')
+    references, history = _train_references(
+        manifest['static_settings'], manifest, lambda: write_manifest(manifest, model_dir),
+        device, log)
     manifest['references'] = references
     manifest['provenance']['single_task_history'] = history
     write_manifest(manifest, model_dir)
