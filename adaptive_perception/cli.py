@@ -164,7 +164,7 @@ def _activity_common(parser, minutes: float | None) -> None:
 
 
 def _activity_model_dir(parser) -> None:
-    from adaptive_perception.launcher.plan import share_dir
+    from adaptive_perception.paths import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'activity'),
                         help='exported classifier (default: the shipped models/activity)')
 
@@ -182,7 +182,7 @@ def _coco_pair(parser, split: str) -> None:
 
 def _detector_eval_args(parser) -> None:
     from adaptive_perception.detection.manifest import DEFAULT_MODES
-    from adaptive_perception.launcher.plan import share_dir
+    from adaptive_perception.paths import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adacon'),
                         help='exported model (default: the shipped models/adacon)')
     parser.add_argument('--annotations', required=True, help='COCO annotation JSON')
@@ -320,7 +320,7 @@ def _bench_multitask_widths(args) -> int:
 
 
 def _multitask_model_dir(parser) -> None:
-    from adaptive_perception.launcher.plan import share_dir
+    from adaptive_perception.paths import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adamtl'),
                         help='exported model (default: the installed models/adamtl)')
     parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')

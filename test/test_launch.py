@@ -91,7 +91,7 @@ def test_shipped_activity_parameters_fit_the_model_and_the_simulator():
     assert caps == sorted(caps) and caps[0] == 0, caps
     levels = plan['budget_manager'].parameters['level_names']
     assert len(recognizer['level_sensing']) == len(levels)
-    assert recognizer['driver_node'] == '/imu_simulator'
+    assert recognizer['driver_node'] == 'imu_simulator'  # relative: follows a namespace
 
 
 def test_shipped_multitask_parameters_parse_one_entry_per_level():

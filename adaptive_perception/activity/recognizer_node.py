@@ -19,24 +19,20 @@ from collections import Counter
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu
 
 from adaptive_perception.activity.classifier import ActivityClassifier
 from adaptive_perception.activity.features import window_features
 from adaptive_perception.activity.sensor import SensorConfig, parse_config
-from adaptive_perception.activity.simulator_node import IMU_TOPIC, imu_qos
 from adaptive_perception.activity.spot import Spot
 from adaptive_perception.activity.windowing import SampleWindows
-from adaptive_perception.launcher.plan import share_dir
 from adaptive_perception.msg import ActivityState
+from adaptive_perception.paths import share_dir
+from adaptive_perception.ros.interfaces import ACTIVITY_TOPIC, IMU_TOPIC, OUTPUT_QOS, imu_qos
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import Param, declare, on_change, onnx_model_params
 from adaptive_perception.ros.run import run_node
 
-ACTIVITY_TOPIC = '/adaptive_perception/activity'
-OUTPUT_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                        reliability=ReliabilityPolicy.RELIABLE)
 LEVEL_SENSING = ['F100_A128', 'F100_A128:3', 'F50_A16:3', 'F12.5_A16:2']
 SETTINGS = ['stability_threshold', 'use_confidence', 'confidence_threshold',
             'rate_tolerance', 'error_hold_s']
@@ -72,7 +68,7 @@ class ActivityRecognizer(Node):
             Param('imu_topic', IMU_TOPIC, 'sensor_msgs/Imu input topic.', read_only=True),
             Param('qos', 'sensor_data', "Input QoS: 'sensor_data' or 'reliable'.",
                   read_only=True),
-            Param('driver_node', '/imu_simulator',
+            Param('driver_node', 'imu_simulator',
                   "IMU driver whose parameters set the sensor state; '' = do not request.",
                   read_only=True),
             Param('rate_param', 'sampling_hz', "Driver's sampling-rate parameter (double, Hz).",

@@ -30,7 +30,6 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu
 from std_msgs.msg import Header, String
 
@@ -42,33 +41,25 @@ from adaptive_perception.activity.sensor import (
     emulate,
     raw_span,
 )
+from adaptive_perception.interfaces import IMU_QOS_DEPTH
 from adaptive_perception.ros import diagnostics
-from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
+from adaptive_perception.ros.interfaces import (  # noqa: F401 (names others import from here)
+    ACTIVITY_TRUTH_QOS,
+    ACTIVITY_TRUTH_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    IMU_TOPIC,
+    imu_qos,
+)
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.ros.run import run_node, set_timer_period
 
-IMU_TOPIC = '/imu/data_raw'
-ACTIVITY_TRUTH_TOPIC = '/imu/activity_truth'
-IMU_RELIABILITY = {'sensor_data': ReliabilityPolicy.BEST_EFFORT,
-                   'reliable': ReliabilityPolicy.RELIABLE}
-IMU_QOS_DEPTH = 200  # samples arrive in bursts (one batch per publish tick)
-# The truth label: every change matters, and a late joiner gets the current one.
-ACTIVITY_TRUTH_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                                reliability=ReliabilityPolicy.RELIABLE,
-                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRUTH_REPEAT_S = 1.0
 # Two grid instants closer than this many output periods are one instant (float error
 # of n / ODR for stream times of days is ~1e-8 periods).
 GRID_TOLERANCE = 1e-6
 NOISE_STREAM = 0x5E  # keeps the noise draws apart from the generator's (0x5B..0x5D)
 
-
-def imu_qos(name: str) -> QoSProfile:
-    """IMU QoS by name, for both ends; deep enough for a burst of samples."""
-    if name not in IMU_RELIABILITY:
-        raise ValueError(f"qos {name!r}: expected one of {', '.join(IMU_RELIABILITY)}")
-    return QoSProfile(depth=IMU_QOS_DEPTH, history=HistoryPolicy.KEEP_LAST,
-                      reliability=IMU_RELIABILITY[name])
 
 
 class ActivitySource:

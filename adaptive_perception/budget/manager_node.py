@@ -107,7 +107,9 @@ class BudgetManager(Node):
         super().__init__('budget_manager', **kwargs)
         policy_values = declare(self, POLICY_PARAMS)
         self.settings = declare(self, NODE_PARAMS)
-        self._temperature_topics = list(self.settings['temperature_topics'])
+        # Resolved (e.g. /robot1/thermal/temperature): the names the reasons quote.
+        self._temperature_topics = [self.resolve_topic_name(t)
+                                    for t in self.settings['temperature_topics']]
         self.policy = BudgetPolicy(policy_config(policy_values), time.monotonic(),
                                    temperature_sources=self._temperature_topics)
         on_change(self, policy_values.keys(), lambda c: policy_config(c).validate(),

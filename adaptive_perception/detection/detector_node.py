@@ -11,25 +11,21 @@ The camera input (newest frame wins, dropped frames, bad images) is
 import time
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.manifest import DEFAULT_MODES, parse_mode
 from adaptive_perception.detection.overlay import draw_overlay
-from adaptive_perception.launcher.plan import share_dir
 from adaptive_perception.msg import Detection, DetectionArray
+from adaptive_perception.paths import share_dir
 from adaptive_perception.ros.camera_frames import CameraFrames
+from adaptive_perception.ros.interfaces import DETECTIONS_TOPIC, OUTPUT_QOS, OVERLAY_TOPIC
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import Param, declare, on_change, onnx_model_params
 from adaptive_perception.ros.run import run_node
 from adaptive_perception.runtime.images import rgb_to_image_fields
 
-DETECTIONS_TOPIC = '/adaptive_perception/detections'
-OVERLAY_TOPIC = '/adaptive_perception/detections/image'
 LEVEL_MODES = list(DEFAULT_MODES)
-OUTPUT_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                        reliability=ReliabilityPolicy.RELIABLE)
 SETTINGS = ['score_threshold', 'nms_iou', 'max_detections']
 
 

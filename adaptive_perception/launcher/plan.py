@@ -13,13 +13,13 @@ File format::
         parameters: {<name>: <value>, ...}
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from adaptive_perception.executables import EXECUTABLES
+from adaptive_perception.paths import default_params_file, share_dir  # noqa: F401 (re-exported)
 
 ROLES = ('core', 'power_sim', 'power_real', 'camera_sim', 'imu_sim', 'perception')
 POWER_CHOICES = {'sim': 'power_sim', 'real': 'power_real', 'none': None}
@@ -40,23 +40,6 @@ class NodeSpec:
     def module(self) -> str:
         """Python module whose ``main()`` runs this node."""
         return EXECUTABLES[self.executable]
-
-
-def share_dir() -> Path:
-    """Where config/, launch/ and models/ are: the checkout, this prefix, or ament_index."""
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / 'config' / 'edge.yaml').is_file() and (checkout / 'package.xml').is_file():
-        return checkout
-    prefix_share = Path(sys.prefix) / 'share' / 'adaptive_perception'  # pip install
-    if prefix_share.is_dir():
-        return prefix_share
-    from ament_index_python.packages import get_package_share_directory  # colcon install
-    return Path(get_package_share_directory('adaptive_perception'))
-
-
-def default_params_file() -> Path:
-    """Return the path of the shipped config/edge.yaml."""
-    return share_dir() / 'config' / 'edge.yaml'
 
 
 def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',

@@ -13,27 +13,23 @@ has the input's size.
 import time
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from adaptive_perception.launcher.plan import share_dir
 from adaptive_perception.multitask.engine import MultiTaskEngine
 from adaptive_perception.multitask.levels import DEFAULT_LEVEL_POLICIES, parse_level_choice
 from adaptive_perception.multitask.scenes import TASKS
+from adaptive_perception.paths import share_dir
 from adaptive_perception.ros.camera_frames import CameraFrames
+from adaptive_perception.ros.interfaces import OUTPUT_QOS, TASK_TOPICS  # noqa: F401 (monitor)
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import declare, onnx_model_params
 from adaptive_perception.ros.run import run_node
 from adaptive_perception.runtime.images import array_to_image_fields
 
-MULTITASK_TOPIC = '/adaptive_perception/multitask'
-TASK_TOPICS = {task: f'{MULTITASK_TOPIC}/{task}' for task in TASKS}
 # segmentation: class ids; depth: metres; normals: unit vectors; saliency: 0..255
 TASK_ENCODINGS = {'segmentation': 'mono8', 'depth': '32FC1', 'normals': '32FC3',
                   'saliency': 'mono8'}
 LEVEL_POLICIES = list(DEFAULT_LEVEL_POLICIES)
-OUTPUT_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                        reliability=ReliabilityPolicy.RELIABLE)
 
 
 class AdaMtlMultitask(Node):

@@ -22,6 +22,7 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
+from adaptive_perception.ros.interfaces import CAMERA_TOPIC, camera_qos
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.runtime.images import (
     MAX_PIXELS,
@@ -29,7 +30,6 @@ from adaptive_perception.runtime.images import (
     compressed_to_rgb,
     image_to_rgb,
 )
-from adaptive_perception.sources.camera_node import CAMERA_TOPIC, camera_qos
 
 SETTINGS = ['max_pixels', 'error_hold_s']  # the ones that take effect at run time
 

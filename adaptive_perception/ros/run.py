@@ -3,27 +3,78 @@
 Written against the rclpy API common to Humble, Jazzy and Kilted (no context
 managers on ``rclpy.init``), in the style of ``demo_nodes_py``: Ctrl-C and an
 external shutdown end the node cleanly with exit code 0.
+
+Why the signal handling: Ctrl-C in a terminal sends SIGINT to the whole process
+group, and ``ros2 launch`` forwards its own SIGINT to every node, then SIGTERM after
+its timeout. So a node gets SIGINT twice, and on a loaded machine the second one
+lands while it is already tearing down. Python's default handler turns each into a
+``KeyboardInterrupt`` wherever the main thread happens to be (inside
+``destroy_node``, say): a traceback and exit code -2. rclpy's own handler (installed
+by ``rclpy.init``) is what stops the node: it shuts the context down and wakes the
+executor. So the Python-level handlers here only note the signal and never raise;
+after the first one the node finishes its clean shutdown, and later ones change nothing.
 """
 
+import signal
+
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+
+from adaptive_perception.ros.params import ParameterError
+
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Signals:
+    """Python-level SIGINT/SIGTERM handlers that note the signal instead of raising."""
+
+    def __init__(self):
+        self.received = []
+        self._previous = {}
+
+    def install(self) -> None:
+        for signum in SHUTDOWN_SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._note)
+            except ValueError:  # not the main thread (tests): leave the handlers alone
+                return
+
+    def _note(self, signum, frame) -> None:
+        self.received.append(signum)
+        # rclpy's handler already shut the context down; if rclpy was not initialised
+        # yet (or no longer), do its job: stop the context so that nothing waits forever.
+        rclpy.try_shutdown()
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
 
 def run_node(node_class, args=None) -> int:
-    """Create ``node_class()`` and spin it until shutdown.
+    """Create ``node_class()`` and spin it until shutdown; return the exit code.
 
     A node with nothing to do (e.g. ``power_monitor`` on a machine without
     battery or thermal zones) sets ``active = False`` in its constructor, after
-    saying why; it is then destroyed without spinning.
+    saying why; it is then destroyed without spinning. A parameter the node cannot
+    take at start-up (wrong kind, out of range) is one FATAL line and exit code 1.
     """
+    signals = _Signals()
+    signals.install()  # before rclpy.init: rclpy chains to the handlers it finds
     rclpy.init(args=args)
     node = None
+    code = 0
     try:
         node = node_class()
         if getattr(node, 'active', True):
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ParameterError, ParameterException) as error:
+        name = getattr(error, 'node_name', '') or getattr(node_class, '__name__', 'node')
+        rclpy.logging.get_logger(name).fatal(f'cannot start: {error}')
+        code = 1
     except Exception:
         # Ctrl-C shuts the context down from the signal handler, possibly while a
         # callback is publishing: that publish then fails on the invalid context.
@@ -31,10 +82,13 @@ def run_node(node_class, args=None) -> int:
         if rclpy.ok():
             raise
     finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        try:
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        finally:
+            signals.restore()
+    return code
 
 
 def set_timer_period(timer, period_s: float) -> None:

@@ -6,26 +6,14 @@ Frames come from the scene generator, a folder of images or a video file
 """
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from adaptive_perception.ros.interfaces import CAMERA_TOPIC, camera_qos
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.ros.run import run_node, set_timer_period
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.sources.frames import open_source
-
-CAMERA_TOPIC = '/camera/image_raw'
-CAMERA_RELIABILITY = {'sensor_data': ReliabilityPolicy.BEST_EFFORT,
-                      'reliable': ReliabilityPolicy.RELIABLE}
-
-
-def camera_qos(name: str) -> QoSProfile:
-    """Camera QoS by name, for both ends; depth 1, since only the newest frame matters."""
-    if name not in CAMERA_RELIABILITY:
-        raise ValueError(f"qos {name!r}: expected one of {', '.join(CAMERA_RELIABILITY)}")
-    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                      reliability=CAMERA_RELIABILITY[name])
 
 
 class CameraSource(Node):
