@@ -11,10 +11,20 @@ PACKAGE = 'adaptive_perception'
 
 
 def share_dir() -> Path:
-    """Where config/, launch/ and models/ are: the checkout, this prefix, or ament_index."""
-    checkout = Path(__file__).resolve().parents[1]
+    """Where config/, launch/ and models/ are: the checkout, this install, or ament_index.
+
+    An installed package finds the share/ folder of its own install prefix first
+    (``<prefix>/lib/pythonX.Y/site-packages/adaptive_perception`` -> ``<prefix>/share``),
+    so that a colcon install does not read the files of a pip install in its underlay.
+    """
+    here = Path(__file__).resolve()
+    checkout = here.parents[1]
     if (checkout / 'config' / 'edge.yaml').is_file() and (checkout / 'package.xml').is_file():
         return checkout
+    if len(here.parents) > 4 and here.parents[3].name == 'lib':
+        own_share = here.parents[4] / 'share' / PACKAGE
+        if (own_share / 'config' / 'edge.yaml').is_file():
+            return own_share
     prefix_share = Path(sys.prefix) / 'share' / PACKAGE  # pip install
     if prefix_share.is_dir():
         return prefix_share

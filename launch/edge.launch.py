@@ -10,36 +10,41 @@ Arguments:
   camera:=sim|none               camera_source (generated scenes) or a real camera
   imu:=sim|none                  imu_simulator (simulated accelerometer) or a real IMU
   perception:=all|none|a,b       which perception nodes to start
+  namespace:=<ns>                put every node, topic and /diagnostics under /<ns>
+  fastdds_profile:=<path>        Fast DDS profile given to every node (default: the
+                                 shipped config/fastdds_large_data.xml; '' = none);
+                                 FASTDDS_DEFAULT_PROFILES_FILE set by the user wins
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import Node, PushRosNamespace
 
 from adaptive_perception.launcher.plan import load_plan
+from adaptive_perception.middleware import middleware_env
+from adaptive_perception.paths import default_params_file, fastdds_profile_file
 from launch import LaunchDescription
 
 
+def _argument(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context)
+
+
 def _nodes(context):
-    plan = load_plan(LaunchConfiguration('params_file').perform(context),
-                     power=LaunchConfiguration('power').perform(context),
-                     perception=LaunchConfiguration('perception').perform(context),
-                     camera=LaunchConfiguration('camera').perform(context),
-                     imu=LaunchConfiguration('imu').perform(context))
+    plan = load_plan(_argument(context, 'params_file'), power=_argument(context, 'power'),
+                     perception=_argument(context, 'perception'),
+                     camera=_argument(context, 'camera'), imu=_argument(context, 'imu'))
+    env = middleware_env(profile=_argument(context, 'fastdds_profile'))
     return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
-                 parameters=[spec.parameters], output='screen', emulate_tty=True)
+                 parameters=[spec.parameters], additional_env=env, output='screen',
+                 emulate_tty=True)
             for spec in plan]
 
 
 def generate_launch_description():
     """Declare the arguments; the node list is resolved once they are known."""
-    default_params = os.path.join(get_package_share_directory('adaptive_perception'),
-                                  'config', 'edge.yaml')
     return LaunchDescription([
-        DeclareLaunchArgument('params_file', default_value=default_params,
+        DeclareLaunchArgument('params_file', default_value=str(default_params_file()),
                               description='Nodes and parameters (edge.yaml format).'),
         DeclareLaunchArgument('power', default_value='sim', choices=['sim', 'real', 'none'],
                               description='Battery/thermal source.'),
@@ -49,5 +54,11 @@ def generate_launch_description():
                               description='imu_simulator, or none when a real IMU driver runs.'),
         DeclareLaunchArgument('perception', default_value='all',
                               description="Perception nodes: 'all', 'none' or a comma list."),
-        OpaqueFunction(function=_nodes),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of every node and topic (e.g. robot1).'),
+        DeclareLaunchArgument('fastdds_profile', default_value=str(fastdds_profile_file()),
+                              description="Fast DDS XML profile for every node ('' = none); "
+                                          'FASTDDS_DEFAULT_PROFILES_FILE, if set, wins.'),
+        GroupAction([PushRosNamespace(LaunchConfiguration('namespace')),
+                     OpaqueFunction(function=_nodes)]),
     ])

@@ -11,8 +11,11 @@ lands while it is already tearing down. Python's default handler turns each into
 ``KeyboardInterrupt`` wherever the main thread happens to be (inside
 ``destroy_node``, say): a traceback and exit code -2. rclpy's own handler (installed
 by ``rclpy.init``) is what stops the node: it shuts the context down and wakes the
-executor. So the Python-level handlers here only note the signal and never raise;
-after the first one the node finishes its clean shutdown, and later ones change nothing.
+executor (and then calls the Python-level handler it found). So the Python-level
+handlers here never raise: the first signal makes the process ignore SIGINT and
+SIGTERM from then on, and the node finishes its clean shutdown undisturbed. (Restoring
+the old handlers at the end would not do: Python resets them to the default while it
+exits, and a late second SIGINT then kills the process: exit code -2, no traceback.)
 """
 
 import signal
@@ -42,11 +45,16 @@ class _Signals:
 
     def _note(self, signum, frame) -> None:
         self.received.append(signum)
+        for other in SHUTDOWN_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         # rclpy's handler already shut the context down; if rclpy was not initialised
         # yet (or no longer), do its job: stop the context so that nothing waits forever.
         rclpy.try_shutdown()
 
     def restore(self) -> None:
+        """Put the old handlers back, unless a signal is ending the process."""
+        if self.received:
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
@@ -66,6 +74,8 @@ def run_node(node_class, args=None) -> int:
     node = None
     code = 0
     try:
+        if signals.received:  # stopped before rclpy was there to notice
+            return 0
         node = node_class()
         if getattr(node, 'active', True):
             rclpy.spin(node)
