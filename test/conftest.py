@@ -8,6 +8,11 @@ import pytest
 # Before rclpy initialises anywhere in this process or its children.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 101)))
+# What both launchers give every node (camera-sized frames get through); the test process
+# and the nodes it starts itself use it too, as a camera driver beside the pipeline must.
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+    'fastdds_large_data.xml'))
 
 
 @pytest.fixture
@@ -47,3 +52,17 @@ def random_adamtl(tmp_path_factory):
     model = AdaMTL(ModelConfig.from_json(checkpoint['config']))
     model.load_state_dict(checkpoint['state_dict'])
     return model_dir, model.eval()
+
+
+@pytest.fixture(scope='session')
+def colcon_install(tmp_path_factory):
+    """Build a copy of the repository with colcon once per session; return install/<pkg>."""
+    from ros_tools import build_workspace
+    return build_workspace(tmp_path_factory.mktemp('colcon_ws'))
+
+
+@pytest.fixture
+def ros_tools():
+    """Require the upstream ROS 2 launch stack and CLI (skip only where none can exist)."""
+    from ros_tools import require_ros_tools
+    require_ros_tools()

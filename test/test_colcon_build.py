@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -33,31 +32,7 @@ def _executables():
     return runpy.run_path(str(REPO / PACKAGE / 'executables.py'))['EXECUTABLES']
 
 
-def _site_packages(prefix: Path) -> Path:
-    """Return the purelib directory under ``prefix``, computed as ament_cmake_python does."""
-    return Path(sysconfig.get_path('purelib', vars={'base': str(prefix)}))
-
-
-@pytest.fixture(scope='module')
-def colcon_install(tmp_path_factory):
-    """Build a copy of the repository with colcon; return install/<package>."""
-    colcon = VENV / 'bin' / 'colcon'
-    if not colcon.is_file():
-        pytest.fail(f'{colcon} is missing: install requirements/build.txt (make venv)')
-    workspace = tmp_path_factory.mktemp('colcon_ws')
-    shutil.copytree(REPO, workspace / 'src' / PACKAGE, ignore=COPY_IGNORE, symlinks=True)
-    env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV), CMAKE_PREFIX_PATH=str(VENV))
-    result = subprocess.run(
-        [str(colcon), 'build', '--base-paths', 'src', '--event-handlers', 'console_direct-',
-         '--cmake-args', f'-DPython3_EXECUTABLE={sys.executable}', '-DBUILD_TESTING=OFF'],
-        cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=900)
-    if result.returncode != 0:
-        log = workspace / 'log' / 'latest_build' / PACKAGE / 'stdout_stderr.log'
-        details = log.read_text()[-6000:] if log.is_file() else ''
-        pytest.fail(f'colcon build failed ({result.returncode}):\n'
-                    f'{result.stdout[-4000:]}\n{details}')
-    return workspace / 'install' / PACKAGE
+from ros_tools import site_packages as _site_packages  # noqa: E402
 
 
 def test_package_is_in_the_ament_index(colcon_install, monkeypatch):

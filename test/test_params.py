@@ -80,7 +80,8 @@ def test_an_out_of_range_start_value_names_the_parameter(context):
 # One float parameter (and its kind) per executable: started with a string for it, every
 # node must stop at once with one FATAL line naming it, exit code 1 and no traceback.
 WRONG_KIND = {
-    'budget_manager': 'dwell_s', 'power_monitor': 'publish_rate_hz', 'power_simulator': 'publish_rate_hz',
+    'budget_manager': 'dwell_s', 'power_monitor': 'publish_rate_hz',
+    'power_simulator': 'publish_rate_hz',
     'adacon_detector': 'level_timeout_s', 'adamtl_multitask': 'level_timeout_s',
     'camera_source': 'rate_hz', 'imu_simulator': 'sampling_hz',
     'activity_recognizer': 'level_timeout_s',
@@ -91,7 +92,8 @@ def test_every_executable_refuses_a_wrong_kind_on_the_command_line_without_a_tra
     assert set(WRONG_KIND) == set(EXECUTABLES)
     procs = {exe: subprocess.Popen(
         [sys.executable, '-m', module, '--ros-args', '-p', f'{WRONG_KIND[exe]}:=fast'],
-        env={**os.environ, **node_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env={**os.environ, **node_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
         for exe, module in EXECUTABLES.items()}
     for exe, proc in procs.items():
         output, _ = proc.communicate(timeout=120)
