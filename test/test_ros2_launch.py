@@ -70,14 +70,23 @@ def _assert_clean_stop(run: LaunchRun, code: int, seconds: float, nodes: list):
     assert seconds < LAUNCH_SIGTERM_TIMEOUT_S, seconds
 
 
-def _echo(env, topic: str, *extra: str):
-    return ros2(env, 'topic', 'echo', '--once', '--no-daemon', topic, *extra, timeout_s=90)
+def _param(env, verb: str, *args: str):
+    # --spin-time: without a daemon, the node must be discovered first (up to seconds)
+    return ros2(env, 'param', verb, '--no-daemon', '--spin-time', '10', *args)
+
+
+def _echo(env, topic: str, msg_type: str, *extra: str):
+    # The type given: without a daemon, looking it up can race discovery.
+    return ros2(env, 'topic', 'echo', '--once', '--no-daemon', topic, msg_type, *extra,
+                timeout_s=90)
 
 
 def test_edge_launch_runs_answers_the_cli_and_stops_cleanly_under_load(
         colcon_install, probe, tmp_path):
     env = ros_env(colcon_install)
-    run = LaunchRun(env, tmp_path / 'launch.log', f'params_file:={_params_file(tmp_path)}')
+    # Real time for the simulated battery: the level then moves only for the test's reasons.
+    params = _params_file(tmp_path, power_simulator={'time_scale': 1.0})
+    run = LaunchRun(env, tmp_path / 'launch.log', f'params_file:={params}')
     hog = None
     try:
         levels = probe.subscribe(ExecutionLevel, '/adaptive_perception/execution_level',
@@ -92,30 +101,35 @@ def test_edge_launch_runs_answers_the_cli_and_stops_cleanly_under_load(
         assert 'process has died' not in run.log()
 
         # ros2 topic echo on each output
-        for topic, extra in [('/adaptive_perception/execution_level', ()),
-                             ('/adaptive_perception/detections', ('--field', 'header')),
-                             ('/adaptive_perception/activity', ('--field', 'label')),
-                             ('/adaptive_perception/multitask/depth', ('--field', 'encoding')),
-                             ('/diagnostics', ('--field', 'header'))]:
-            result = _echo(env, topic, *extra)
+        for topic, msg_type, field, expected in [
+                ('/adaptive_perception/execution_level', 'adaptive_perception/msg/ExecutionLevel',
+                 'level_name', ''),
+                ('/adaptive_perception/detections', 'adaptive_perception/msg/DetectionArray',
+                 'header.frame_id', 'camera'),
+                ('/adaptive_perception/activity', 'adaptive_perception/msg/ActivityState',
+                 'label', ''),
+                ('/adaptive_perception/multitask/depth', 'sensor_msgs/msg/Image', 'encoding',
+                 '32FC1'),
+                ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'header.frame_id', '')]:
+            result = _echo(env, topic, msg_type, '--field', field)
             assert result.returncode == 0 and result.stdout.strip(), (topic, result.stdout)
-        assert '32FC1' in _echo(env, '/adaptive_perception/multitask/depth',
-                                '--field', 'encoding').stdout
+            assert expected in result.stdout, (topic, result.stdout)
 
         # parameters as users type them, from the CLI
-        result = ros2(env, 'param', 'set', '--no-daemon', '/budget_manager', 'dwell_s', '30')
+        result = _param(env, 'set', '/budget_manager', 'dwell_s', '30')
         assert 'Set parameter successful' in result.stdout, result.stdout
-        result = ros2(env, 'param', 'get', '--no-daemon', '/budget_manager', 'dwell_s')
+        result = _param(env, 'get', '/budget_manager', 'dwell_s')
         assert 'Double value is: 30.0' in result.stdout, result.stdout
-        result = ros2(env, 'param', 'set', '--no-daemon', '/budget_manager', 'dwell_s', 'fast')
+        result = _param(env, 'set', '/budget_manager', 'dwell_s', 'fast')
         assert ("parameter 'dwell_s' takes a floating-point number (double), got a string "
                 "'fast'") in result.stdout, result.stdout
         # a threshold changed at run time takes effect: every simulated temperature is hot
-        result = ros2(env, 'param', 'set', '--no-daemon', '/budget_manager',
-                      'temperature_thresholds_c', '[1, 2, 3]')
+        result = _param(env, 'set', '/budget_manager',
+                      'temperature_thresholds_c', '[1, 5, 10]')
         assert 'Set parameter successful' in result.stdout, result.stdout
-        probe.spin_until(lambda: levels[-1].level == 3 and 'temperature' in levels[-1].reason,
-                         30, 'level 3 for the temperature after the thresholds changed')
+        probe.spin_until(lambda: levels[-1].level == 3 and 'at or above 10' in levels[-1].reason,
+                         30, 'level 3 for the temperature after the thresholds changed: '
+                         f'{[(m.level, m.reason) for m in levels[-3:]]}')
 
         # Ctrl-C with every core busy
         hog = CpuHog()
