@@ -609,7 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``adaptive-perception`` command."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling
+        print('interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -14,6 +14,7 @@ from adaptive_perception.budget.policy import PolicyConfig
 from adaptive_perception.launcher.monitor import EdgeMonitor
 from adaptive_perception.launcher.plan import load_plan
 from adaptive_perception.launcher.processes import start_all, stop_all
+from adaptive_perception.middleware import middleware_env
 from adaptive_perception.launcher.report import (
     activity_line,
     activity_summary,
@@ -30,7 +31,8 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
     specs = load_plan(params_file, power, perception, camera, imu)
     print(f'starting {", ".join(f"{s.name} ({s.executable})" for s in specs)}; '
           f'logs in {report_dir / "logs"}', flush=True)
-    processes = start_all(specs, report_dir / 'logs')
+    # The same middleware settings ros2 launch gives (camera-sized frames get through).
+    processes = start_all(specs, report_dir / 'logs', env=middleware_env())
     rclpy.init()
     monitor = EdgeMonitor()
     executor = SingleThreadedExecutor()
