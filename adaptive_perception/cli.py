@@ -5,6 +5,7 @@ so ``--help`` works anywhere.
 """
 
 import argparse
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -172,6 +173,18 @@ def _activity_model_dir(parser) -> None:
 def _bench_budget(args) -> int:
     from adaptive_perception.budget.bench import run_budget_bench
     return run_budget_bench(args.repeats, Path(args.out))
+
+
+def _bench_delivery(args) -> int:
+    from adaptive_perception.paths import fastdds_profile_file
+    from adaptive_perception.ros.delivery_bench import run_bench
+    profiles = {'none': [None], 'shipped': [str(fastdds_profile_file())],
+                'both': [None, str(fastdds_profile_file())]}[args.profile]
+    rows = run_bench(args.seconds, args.qos, profiles)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    return 0
 
 
 def _coco_pair(parser, split: str) -> None:
@@ -542,6 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser('bench', help='measure against the targets')
     targets = bench.add_subparsers(dest='target', required=True)
+    delivery = targets.add_parser('delivery', help='camera-sized frames between two processes: '
+                                                   'delivered/published per size and QoS')
+    delivery.add_argument('--seconds', type=float, default=4.0, help='publishing time per run')
+    delivery.add_argument('--qos', nargs='+', default=['sensor_data', 'reliable'],
+                          choices=['sensor_data', 'reliable'])
+    delivery.add_argument('--profile', choices=['none', 'shipped', 'both'], default='both',
+                          help='Fast DDS defaults, the shipped large-data profile, or both')
+    delivery.add_argument('--out', default='reports/bench_delivery.json', help='JSON rows')
+    delivery.set_defaults(func=_bench_delivery)
     detector = targets.add_parser('detector', help='mAP, MACs, node latency per mode')
     _detector_eval_args(detector)
     detector.add_argument('--frames', type=int, default=50, help='images timed per mode')

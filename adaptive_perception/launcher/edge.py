@@ -14,7 +14,6 @@ from adaptive_perception.budget.policy import PolicyConfig
 from adaptive_perception.launcher.monitor import EdgeMonitor
 from adaptive_perception.launcher.plan import load_plan
 from adaptive_perception.launcher.processes import start_all, stop_all
-from adaptive_perception.middleware import middleware_env
 from adaptive_perception.launcher.report import (
     activity_line,
     activity_summary,
@@ -23,6 +22,7 @@ from adaptive_perception.launcher.report import (
     node_table,
     write_report,
 )
+from adaptive_perception.middleware import middleware_env
 
 
 def run_edge(params_file=None, power='sim', perception='all', camera='sim', duration_s=None,
