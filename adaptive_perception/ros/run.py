@@ -8,6 +8,8 @@ external shutdown end the node cleanly with exit code 0.
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
+from adaptive_perception.ros.parent_watch import watch_launcher
+
 
 def run_node(node_class, args=None) -> int:
     """Create ``node_class()`` and spin it until shutdown.
@@ -17,9 +19,12 @@ def run_node(node_class, args=None) -> int:
     saying why; it is then destroyed without spinning.
     """
     rclpy.init(args=args)
+    watch = watch_launcher()  # ends the node when the launcher that started it is gone
     node = None
     try:
         node = node_class()
+        if watch is not None:
+            watch.node_name = node.get_name()
         if getattr(node, 'active', True):
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
