@@ -10,6 +10,10 @@ Arguments:
   camera:=sim|none               camera_source (generated scenes) or a real camera
   imu:=sim|none                  imu_simulator (simulated accelerometer) or a real IMU
   perception:=all|none|a,b       which perception nodes to start
+
+Each node is restarted by the rules in the YAML file (respawn, respawn_delay,
+respawn_max_per_minute) and ends itself if this launch process disappears; SIGTERM
+to the launch process stops the nodes first (``adaptive_perception.launcher.ros_launch``).
 """
 
 import os
@@ -20,6 +24,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from adaptive_perception.launcher.plan import load_plan
+from adaptive_perception.launcher.ros_launch import guard_signals, node_options
 from launch import LaunchDescription
 
 
@@ -29,9 +34,12 @@ def _nodes(context):
                      perception=LaunchConfiguration('perception').perform(context),
                      camera=LaunchConfiguration('camera').perform(context),
                      imu=LaunchConfiguration('imu').perform(context))
-    return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
-                 parameters=[spec.parameters], output='screen', emulate_tty=True)
-            for spec in plan]
+    nodes = [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
+                  parameters=[spec.parameters], output='screen', emulate_tty=True,
+                  **node_options(spec))
+             for spec in plan]
+    guard_signals(context, nodes)
+    return nodes
 
 
 def generate_launch_description():
