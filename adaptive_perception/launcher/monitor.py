@@ -45,6 +45,39 @@ def node_key(status_name: str) -> str:
     return status_name.strip('/').rsplit('/', 1)[-1]
 
 
+def node_statuses(statuses: dict, heard: dict, now: float, stale_timeout_s: float,
+                  processes=()) -> dict:
+    """Return the latest diagnostics per node as known at ``now`` (no ROS).
+
+    ``statuses``: node -> last diagnostics (severity name, message, values);
+    ``heard``: node -> when they arrived. A node silent longer than ``stale_timeout_s``
+    is STALE with rate 0 (its last message kept under ``last_message``). Nodes the
+    launcher runs (``processes``: ``NodeProcess``-like, with name, state(), restarts,
+    exit_codes()) carry their process state, restarts and exit codes, also when they
+    never published; one that is not running is STALE with rate 0 whatever it said last.
+    """
+    result = {}
+    for name, status in statuses.items():
+        status = dict(status)
+        silent = now - heard.get(name, now)
+        if silent > stale_timeout_s:
+            status.update(severity='STALE', rate_hz='0', last_message=status['message'],
+                          message=f'no diagnostics for {silent:.1f} s')
+        status['silent_s'] = f'{silent:.1f}'
+        result[name] = status
+    for process in processes:
+        # camera_source and imu_simulator publish no diagnostics: their state is the
+        # process's alone.
+        status = result.setdefault(process.name, {
+            'severity': '-', 'message': 'no diagnostics from this node'})
+        state = process.state()
+        status.update(process=state, restarts=process.restarts,
+                      exit_codes=','.join(str(c) for c in process.exit_codes()) or '-')
+        if state != 'running':
+            status.update(severity='STALE', rate_hz='0')
+    return result
+
+
 class EdgeMonitor(Node):
     """Records battery, temperature, level and activity over time, and the node statuses."""
 
@@ -124,32 +157,9 @@ class EdgeMonitor(Node):
             self.heard[name] = self.elapsed()
 
     def node_statuses(self) -> dict:
-        """Return the latest diagnostics per node, corrected for what is known now.
-
-        A node silent longer than ``stale_timeout_s`` is STALE with rate 0 (its last
-        message is kept under ``last_message``); nodes the launcher runs carry their
-        process state, restarts and exit codes, also when they never published.
-        """
-        now = self.elapsed()
-        result = {}
-        for name, status in self.statuses.items():
-            status = dict(status)
-            silent = now - self.heard.get(name, now)
-            if silent > self.stale_timeout_s:
-                status.update(severity='STALE', rate_hz='0', last_message=status['message'],
-                              message=f'no diagnostics for {silent:.1f} s')
-            status['silent_s'] = f'{silent:.1f}'
-            result[name] = status
-        for process in self.processes:
-            # camera_source and imu_simulator publish no diagnostics: their state is the
-            # process's alone.
-            status = result.setdefault(process.name, {
-                'severity': '-', 'message': 'no diagnostics from this node'})
-            status.update(process=process.state(), restarts=process.restarts,
-                          exit_codes=','.join(str(c) for c in process.exit_codes()) or '-')
-            if process.state() != 'running':
-                status.update(severity='STALE', rate_hz='0')
-        return result
+        """Return the latest diagnostics per node, corrected for what is known now."""
+        return node_statuses(self.statuses, self.heard, self.elapsed(), self.stale_timeout_s,
+                             self.processes)
 
     def _sample(self):
         self.samples.append({'t': self.elapsed(), 'battery': self.battery,

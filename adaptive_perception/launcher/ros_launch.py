@@ -23,6 +23,7 @@ import time
 
 from adaptive_perception.launcher.plan import NodeSpec
 from adaptive_perception.ros.parent_watch import launcher_env
+from adaptive_perception.ros.parent_watch import process_alive as _alive
 
 SIGINT_TIMEOUT_S = 5.0   # launch's own sigterm_timeout
 SIGTERM_TIMEOUT_S = 5.0  # launch's own sigkill_timeout
@@ -33,21 +34,6 @@ def node_options(spec: NodeSpec) -> dict:
     return {'respawn': spec.respawn, 'respawn_delay': spec.respawn_delay,
             'respawn_max_retries': spec.respawn_max_per_minute if spec.respawn else -1,
             'additional_env': launcher_env()}
-
-
-def _alive(pid: int) -> bool:
-    """Return True while ``pid`` runs (a zombie waiting to be reaped has ended)."""
-    try:
-        with open(f'/proc/{pid}/stat') as stat:
-            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
 
 
 def stop_pids(pids, sigint_timeout_s=SIGINT_TIMEOUT_S, sigterm_timeout_s=SIGTERM_TIMEOUT_S,

@@ -18,10 +18,12 @@ A node started by hand from a shell has no such variable (or a different parent)
 so closing the launcher of something else never stops it.
 """
 
+import atexit
 import ctypes
 import ctypes.util
 import os
 import signal
+import sys
 import threading
 
 LAUNCHER_PID_ENV = 'ADAPTIVE_PERCEPTION_LAUNCHER_PID'
@@ -36,16 +38,36 @@ def launcher_env(pid: int | None = None) -> dict:
 def expected_launcher(environ=None) -> int | None:
     """Return the launcher pid to watch, or None when no launcher started this process.
 
-    Only a launcher that is this process's direct parent counts: the variable can leak
-    into a shell started from a launched process, and its children must not watch a
-    process that is not theirs.
+    The launcher counts when it is this process's parent, or when it is already gone
+    (it died while this node was still starting: the node must not stay behind). A
+    variable that leaked to the child of a shell started from a launched process names
+    a live process that is not the parent: that child is left alone.
     """
     text = (os.environ if environ is None else environ).get(LAUNCHER_PID_ENV, '')
     try:
         pid = int(text)
     except ValueError:
         return None
-    return pid if pid > 1 and pid == os.getppid() else None
+    if pid <= 1:
+        return None
+    return pid if pid == os.getppid() or not process_alive(pid) else None
+
+
+def process_alive(pid: int) -> bool:
+    """Return True while ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:  # no /proc: ask the kernel (zombies then count as running)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -70,7 +92,9 @@ class ParentWatch:
         self.gone = False
         self.node_name = 'parent_watch'
         self.pdeathsig = _set_parent_death_signal(signal.SIGTERM)
-        # The parent may have died between fork and prctl: then no signal will come.
+        # The parent may have died before prctl (the node was still starting): then no
+        # signal will come, and the poll must act.
+        self.missed = os.getppid() != launcher_pid
         self._thread = threading.Thread(target=self._run, name='parent_watch', daemon=True)
         self._thread.start()
 
@@ -116,11 +140,17 @@ def watch_launcher(context=None):
         context = rclpy.get_default_context()
 
     def gone(pid, act):
-        get_logger(watch.node_name).warning(f'launcher (pid {pid}) is gone: shutting down')
-        if act and not watch.pdeathsig:
+        text = f'launcher (pid {pid}) is gone: shutting down'
+        try:
+            get_logger(watch.node_name).warning(text)
+        except Exception:  # logging already finalised at exit
+            print(f'[WARN] [{watch.node_name}]: {text}', file=sys.stderr, flush=True)
+        if act and (watch.missed or not watch.pdeathsig):
             os.kill(os.getpid(), signal.SIGTERM)
 
     watch = ParentWatch(launcher, gone)
-    # The kernel's SIGTERM may win the race against the poll: the shutdown logs it then.
+    # The kernel's SIGTERM may win the race against the poll (rclpy's signal handler
+    # then shuts down without on_shutdown callbacks): log it on the way out.
     context.on_shutdown(lambda: (watch.check(act=False), watch.close()))
+    atexit.register(watch.check, act=False)
     return watch
