@@ -229,11 +229,15 @@ def soak_table(summary: dict) -> str:
             f'| {name} | {n["rss_first_mb"]:.1f} | {n["rss_last_mb"]:.1f} | '
             f'{fit["slope_mb_per_min"]:+.3f} ± {fit["stderr"]:.3f}'
             f'{"" if n["slope_ok"] else " (over)"} | {n["cpu_percent"]:.1f} | '
-            f'{_fmt(n["rate_min_hz"])}-{_fmt(n["rate_max_hz"])}'
+            f'{_range(n["rate_min_hz"], n["rate_max_hz"])}'
             f'{" (below)" if n.get("rate_ok") is False else ""} | '
             f'{_fmt(n["latency_p95_max_ms"])} | {_fmt(n["frames_dropped_last"])} | '
             f'{len(n["exits"])} |')
     return '\n'.join(rows)
+
+
+def _range(low, high) -> str:
+    return '-' if not math.isfinite(low) else f'{low:.1f}-{high:.1f}'
 
 
 def _fmt(value) -> str:
