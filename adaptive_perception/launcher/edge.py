@@ -63,7 +63,11 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
     print(f'starting {", ".join(f"{s.name} ({s.executable})" for s in specs)}; '
           f'logs in {report_dir / "logs"}', flush=True)
     stop = StopRequest()
-    processes = start_all(specs, report_dir / 'logs')
+    try:
+        processes = start_all(specs, report_dir / 'logs')
+    except BaseException:
+        stop.restore()
+        raise
     try:
         # The launcher's own handlers decide what a signal does, not rclpy's.
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
@@ -130,9 +134,9 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
         print(multitask_line(multitask_summary(multitask['outputs'],
                                                statuses.get(multitask_node))))
     print(f'report: {paths["plot"]}, {paths["table"]}, {paths["data"]}')
-    # SIGINT-stopped nodes exit 0; a node that exits on its own with 0 (e.g. power_monitor
-    # on a machine without sysfs power data) has said why in its log. A node that died
-    # and was restarted counts as failed only when the launcher gave up on it.
+    # SIGINT-stopped nodes exit 0. A node that exits on its own - with 0 too, as launch_ros
+    # does it (e.g. power_monitor on a machine without sysfs power data, which says why in
+    # its log) - is restarted; it counts as failed only when the launcher gave up on it.
     bad = {n: c for n, c in codes.items() if c not in (0, None)}
     bad.update({p.name: f'gave up after {p.restarts} restarts' for p in processes if p.gave_up})
     if bad:
