@@ -152,13 +152,20 @@ def run_soak(minutes: float, out_dir: Path, sample_s: float = 60.0,
           f'{sample_s:g} s, memory fitted after {warmup_minutes:g} min; logs in '
           f'{out_dir / "logs"}', flush=True)
     stop = StopRequest()
-    processes = start_all(specs, out_dir / 'logs')
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    monitor = EdgeMonitor(processes=processes)
-    # The monitor keeps every output image's arrival for the edge report: not needed here.
-    monitor.multitask_outputs = _Discard()
-    executor = SingleThreadedExecutor()
-    executor.add_node(monitor)
+    processes = []
+    try:
+        processes = start_all(specs, out_dir / 'logs')
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        monitor = EdgeMonitor(processes=processes)
+        # The monitor keeps every output image's arrival for the edge report: not needed.
+        monitor.multitask_outputs = _Discard()
+        executor = SingleThreadedExecutor()
+        executor.add_node(monitor)
+    except BaseException:
+        stop_all(processes, say=print)
+        rclpy.try_shutdown()
+        stop.restore()
+        raise
     samples = []
     start = time.monotonic()
     next_sample = start + sample_s
