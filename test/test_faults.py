@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -315,3 +316,13 @@ def test_no_node_outlives_the_launcher(tmp_path, signum, ignore_sigint):
         assert code == 0, out
         assert f'{signal.Signals(signum).name} received: stopping every node' in out
         assert 'every node is gone' in out
+
+
+def test_a_node_stopped_while_importing_is_not_a_failure():
+    from adaptive_perception.launcher.processes import stopped_as_asked
+    stopped = SimpleNamespace(stop_signals=[signal.SIGINT])
+    assert stopped_as_asked(stopped, 0) and stopped_as_asked(stopped, -signal.SIGINT)
+    assert not stopped_as_asked(stopped, 1)
+    assert not stopped_as_asked(SimpleNamespace(stop_signals=[]), -signal.SIGINT)  # not asked
+    killed = SimpleNamespace(stop_signals=[signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+    assert not stopped_as_asked(killed, -signal.SIGKILL)

@@ -17,7 +17,12 @@ from rclpy.signals import SignalHandlerOptions
 from adaptive_perception.budget.policy import PolicyConfig
 from adaptive_perception.launcher.monitor import EdgeMonitor
 from adaptive_perception.launcher.plan import load_plan
-from adaptive_perception.launcher.processes import signum_name, start_all, stop_all
+from adaptive_perception.launcher.processes import (
+    signum_name,
+    start_all,
+    stop_all,
+    stopped_as_asked,
+)
 from adaptive_perception.launcher.report import (
     activity_line,
     activity_summary,
@@ -137,7 +142,7 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
     # SIGINT-stopped nodes exit 0. A node that exits on its own - with 0 too, as launch_ros
     # does it (e.g. power_monitor on a machine without sysfs power data, which says why in
     # its log) - is restarted; it counts as failed only when the launcher gave up on it.
-    bad = {n: c for n, c in codes.items() if c not in (0, None)}
+    bad = {p.name: codes[p.name] for p in processes if not stopped_as_asked(p, codes[p.name])}
     bad.update({p.name: f'gave up after {p.restarts} restarts' for p in processes if p.gave_up})
     if bad:
         print(f'nodes that failed: {bad}', file=sys.stderr)

@@ -73,6 +73,7 @@ class NodeProcess:
         self.exits = []        # dicts: t (monotonic), code, ran_s, action
         self.gave_up = False
         self.stopping = False
+        self.stop_signals = []  # what stop_all sent, in order
         self._restart_at = None
         self._log = open(self.log_path, 'w')
         self._spawn()
@@ -204,6 +205,7 @@ def stop_all(processes, sigint_timeout_s: float = SIGINT_TIMEOUT_S,
             say(f'still running {previous[1]:g} s after {signum_name(previous[0])}: '
                 f'{", ".join(p.name for p in alive)}; sending {signum_name(signum)}')
         for p in alive:
+            p.stop_signals.append(signum)
             p.signal(signum)
         if timeout is None:
             for p in alive:
@@ -218,6 +220,17 @@ def stop_all(processes, sigint_timeout_s: float = SIGINT_TIMEOUT_S,
             p._log.close()
         codes[p.name] = p.proc.returncode
     return codes
+
+
+def stopped_as_asked(process, code) -> bool:
+    """Return True when ``code`` is what stopping ``process`` should give.
+
+    0 (a clean ROS shutdown), or death by the SIGINT the launcher sent: a node still
+    importing when SIGINT comes dies of KeyboardInterrupt, which Python reports as
+    death by SIGINT. A node that needed SIGTERM or SIGKILL did not stop as asked.
+    """
+    return code in (0, None) or (code == -signal.SIGINT
+                                 and signal.SIGINT in process.stop_signals)
 
 
 def signum_name(signum) -> str:
