@@ -89,7 +89,8 @@ def run_edge(params_file=None, power='sim', perception='all', camera='sim', dura
         while (duration_s is None or monitor.elapsed() < duration_s) and stop.signal is None:
             executor.spin_once(timeout_sec=0.05)
             for p in processes:
-                event = p.supervise()
+                # Ctrl-C reaches the nodes too: their exits then are no news.
+                event = p.supervise() if stop.signal is None else None
                 if event:
                     print(f'\n[{monitor.elapsed():6.1f}s] {event}', flush=True)
             if monitor.elapsed() >= next_status:

@@ -173,7 +173,8 @@ def run_soak(minutes: float, out_dir: Path, sample_s: float = 60.0,
         while time.monotonic() - start < duration_s and stop.signal is None:
             executor.spin_once(timeout_sec=0.05)
             for p in processes:
-                event = p.supervise()
+                # Ctrl-C reaches the nodes too: their exits then are no news.
+                event = p.supervise() if stop.signal is None else None
                 if event:
                     print(f'[{time.monotonic() - start:7.1f}s] {event}', flush=True)
             now = time.monotonic()
