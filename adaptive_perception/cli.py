@@ -187,6 +187,17 @@ def _bench_delivery(args) -> int:
     return 0
 
 
+def _bench_soak(args) -> int:
+    from adaptive_perception.launcher.soak import run_soak
+    try:
+        return run_soak(args.minutes, Path(args.out), args.sample_s, args.warmup_minutes,
+                        args.params_file, args.power, args.perception, args.max_slope,
+                        args.rate_tolerance)
+    except ValueError as error:  # a bad plan or setting: say why, no traceback
+        print(f'bench soak: {error}', file=sys.stderr)
+        return 2
+
+
 def _coco_pair(parser, split: str) -> None:
     parser.add_argument(f'--{split}-annotations', required=True,
                         help=f'COCO annotation JSON ({split})')
@@ -595,6 +606,22 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument('--repeats', type=int, default=40, help='threshold crossings to time')
     budget.add_argument('--out', default='reports/bench_budget.json', help='JSON result')
     budget.set_defaults(func=_bench_budget)
+    soak = targets.add_parser('soak', help='the edge pipeline for N minutes: memory slope, '
+                                           'CPU, rate, latency, drops and exits per node')
+    soak.add_argument('--minutes', type=float, default=30.0, help='how long to run')
+    soak.add_argument('--sample-s', type=float, default=60.0,
+                      help='seconds between samples (shorter for a short run)')
+    soak.add_argument('--warmup-minutes', type=float, default=5.0,
+                      help='memory is fitted after this much time')
+    soak.add_argument('--params-file', help='nodes and parameters (default: config/edge.yaml)')
+    soak.add_argument('--power', choices=['sim', 'real', 'none'], default='sim')
+    soak.add_argument('--perception', default='all', help="'all', 'none' or a comma list")
+    soak.add_argument('--max-slope', type=float, default=0.1,
+                      help='target: memory slope after the warm-up, MB/minute')
+    soak.add_argument('--rate-tolerance', type=float, default=0.05,
+                      help='target: camera-fed nodes within this fraction of the camera rate')
+    soak.add_argument('--out', default='reports/bench_soak', help='folder')
+    soak.set_defaults(func=_bench_soak)
     activity = targets.add_parser('activity', help='SPOT vs the fixed top state: accuracy '
                                                    'and sensor current, closed loop')
     _activity_model_dir(activity)

@@ -14,6 +14,10 @@ Arguments:
   fastdds_profile:=<path>        Fast DDS profile given to every node (default: the
                                  shipped config/fastdds_large_data.xml; '' = none);
                                  FASTDDS_DEFAULT_PROFILES_FILE set by the user wins
+
+Each node is restarted by the rules in the YAML file (respawn, respawn_delay,
+respawn_max_per_minute) and ends itself if this launch process disappears; SIGTERM
+to the launch process stops the nodes first (``adaptive_perception.launcher.ros_launch``).
 """
 
 from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
@@ -21,6 +25,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 
 from adaptive_perception.launcher.plan import load_plan
+from adaptive_perception.launcher.ros_launch import guard_signals, node_options
 from adaptive_perception.middleware import middleware_env
 from adaptive_perception.paths import default_params_file, fastdds_profile_file
 from launch import LaunchDescription
@@ -35,10 +40,15 @@ def _nodes(context):
                      perception=_argument(context, 'perception'),
                      camera=_argument(context, 'camera'), imu=_argument(context, 'imu'))
     env = middleware_env(profile=_argument(context, 'fastdds_profile'))
-    return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
-                 parameters=[spec.parameters], additional_env=env, output='screen',
-                 emulate_tty=True)
-            for spec in plan]
+    nodes = []
+    for spec in plan:
+        options = node_options(spec)
+        options['additional_env'] = {**env, **options['additional_env']}
+        nodes.append(Node(package='adaptive_perception', executable=spec.executable,
+                          name=spec.name, parameters=[spec.parameters], output='screen',
+                          emulate_tty=True, **options))
+    guard_signals(context, nodes)
+    return nodes
 
 
 def generate_launch_description():

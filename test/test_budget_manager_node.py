@@ -175,3 +175,45 @@ def test_heartbeat_period_changes_at_run_time(bench):
     start = len(bench.levels)
     bench.probe.spin_for(1.5)
     assert len(bench.levels) - start >= 10, 'expected ~15 heartbeats at 0.1 s, not ~3 at 0.5 s'
+
+
+def test_followers_are_listed_and_a_silent_one_is_warned_about(probe, launch):
+    """A node reporting an applied level is a follower; once silent it is WARN, not counted."""
+    launch('budget_manager', params={**FAST, 'latency_window_s': 0.5, 'follower_timeout_s': 1.5,
+                                     'stale_timeout_s': 30.0})
+    bench = Bench(probe)
+    node_diag = probe.node.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
+    probe.wait_for_subscribers(node_diag)
+
+    def report():
+        bench.send(percentage=0.9, celsius=40.0)
+        node_diag.publish(DiagnosticArray(status=[DiagnosticStatus(
+            name='/slow_detector', values=[KeyValue(key='applied_level', value='0'),
+                                           KeyValue(key='latency_p95_ms', value='180'),
+                                           KeyValue(key='latency_target_ms', value='100')])]))
+
+    def values(status):
+        return {kv.key: kv.value for kv in status.values}
+
+    def listed_now():
+        report()
+        return next((s for a in reversed(bench.diagnostics) for s in a.status
+                     if s.name == '/budget_manager'
+                     and values(s).get('followers') == '/slow_detector'), None)
+
+    listed = probe.spin_until(listed_now, 15.0, 'the follower listed')
+    assert values(listed)['followers_gone'] == ''
+    probe.spin_until(lambda: report() or next(
+        (m for m in bench.levels if m.level == 1), None), 10.0, 'a level for its latency')
+    # The follower stops (killed): its stale latency must not hold the level.
+    gone = bench.manager_status(lambda s: values(s).get('followers_gone') == '/slow_detector',
+                                10.0, 'the follower reported gone', percentage=0.9,
+                                celsius=40.0)
+    assert gone.level == DiagnosticStatus.WARN
+    assert 'followers gone: /slow_detector' in gone.message
+    assert values(gone)['followers'] == ''
+    bench.level_becomes(0, percentage=0.9, celsius=40.0)
+    # It comes back (restarted): listed again, no longer WARN for it.
+    bench.diagnostics.clear()
+    back = probe.spin_until(listed_now, 10.0, 'the follower back')
+    assert values(back)['followers_gone'] == ''

@@ -147,3 +147,152 @@ def test_budget_manager_runs_from_the_install(colcon_install, tmp_path):
             if node is not None:
                 node.destroy_node()
             rclpy.shutdown(context=context)
+
+
+# -- ros2 launch: restarts and no orphans (the launch file's respawn and signal guard) --
+def _launch_env(colcon_install) -> dict:
+    site_packages = _site_packages(colcon_install)
+    env = dict(os.environ)
+    env.update(
+        PATH=os.pathsep.join([str(VENV / 'bin'), env.get('PATH', '')]),
+        PYTHONPATH=os.pathsep.join(p for p in [str(site_packages), env.get('PYTHONPATH', '')]
+                                   if p),
+        LD_LIBRARY_PATH=os.pathsep.join(
+            p for p in [str(colcon_install / 'lib'), str(VENV / 'lib'),
+                        env.get('LD_LIBRARY_PATH', '')] if p),
+        AMENT_PREFIX_PATH=os.pathsep.join([str(colcon_install), str(VENV)]),
+        ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
+    return env
+
+
+def _ros2_launch(colcon_install, tmp_path, ignore_sigint=False):
+    ros2 = VENV / 'bin' / 'ros2'
+    if not ros2.is_file():
+        pytest.fail(f'{ros2} is missing: run ../shared/vendor/ros2/install.sh .venv')
+    log = open(tmp_path / 'launch.log', 'w')
+    preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    return subprocess.Popen(
+        [str(ros2), 'launch', PACKAGE, 'edge.launch.py', 'perception:=adacon_detector',
+         'imu:=none'], env=_launch_env(colcon_install), cwd=tmp_path, stdout=log,
+        stderr=subprocess.STDOUT, preexec_fn=preexec)
+
+
+def _launched_nodes(launch_pid) -> dict:
+    """Return node name -> pid of the package's running nodes started by ``launch_pid``."""
+    from adaptive_perception.ros.parent_watch import process_alive
+    nodes = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                argv = f.read().split(b'\0')
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        script = next((a.decode() for a in argv if f'lib/{PACKAGE}/'.encode() in a), None)
+        if ppid == launch_pid and script and process_alive(int(entry)):
+            nodes[Path(script).name] = int(entry)
+    return nodes
+
+
+def _until(condition, timeout_s, what, proc=None, log=None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = log.read_text()[-3000:] if log is not None and log.is_file() else ''
+    pytest.fail(f'timed out after {timeout_s} s waiting for {what}\n{tail}')
+
+
+def _end(proc, pids):
+    from adaptive_perception.ros.parent_watch import process_alive
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in pids:
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ros2_launch_restarts_a_killed_node_and_stops_every_node_on_sigterm(
+        colcon_install, tmp_path, probe):
+    """SIGKILL to the detector: launch_ros respawns it, it follows the level again; SIGTERM."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS
+    from adaptive_perception.ros.parent_watch import process_alive
+    log = tmp_path / 'launch.log'
+    diagnostics = probe.subscribe(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
+    proc = _ros2_launch(colcon_install, tmp_path)
+    seen = set()
+    try:
+        nodes = _until(lambda: len(n := _launched_nodes(proc.pid)) == 4 and n, 60.0,
+                       'four nodes', log=log)
+        seen.update(nodes.values())
+
+        def detector(**wanted):
+            for array in reversed(diagnostics):
+                for status in array.status:
+                    if status.name == '/adacon_detector':
+                        values = {kv.key: kv.value for kv in status.values}
+                        return all(check(values) for check in wanted.values())
+            return False
+
+        probe.spin_until(lambda: detector(manager=lambda v: v['level_source'] == 'manager'),
+                         60.0, 'the detector following the manager')
+        old = nodes['adacon_detector']
+        killed_at = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        new = _until(lambda: (p := _launched_nodes(proc.pid).get('adacon_detector')) != old
+                     and p, 30.0, 'a respawned adacon_detector', log=log)
+        seen.add(new)
+        diagnostics.clear()
+        probe.spin_until(lambda: detector(manager=lambda v: v['level_source'] == 'manager',
+                                          frames=lambda v: int(v['frames']) > 0), 60.0,
+                         'the respawned detector following the level and detecting')
+        print(f'ros2 launch: detector back after {time.monotonic() - killed_at:.1f} s')
+        nodes = _launched_nodes(proc.pid)
+        seen.update(nodes.values())
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        stopped_after = time.monotonic() - start
+        assert not [pid for pid in seen if process_alive(pid)], 'nodes outlived ros2 launch'
+    finally:
+        _end(proc, seen)
+    text = log.read_text()
+    assert 'process has died' in text and 'exit code -9' in text
+    assert 'SIGTERM: stopping 4 node(s) before launch exits' in text, text[-3000:]
+    assert 'every node has stopped' in text
+    print(f'ros2 launch: SIGTERM -> launch and nodes gone after {stopped_after:.1f} s')
+
+
+@pytest.mark.parametrize('signum, ignore_sigint', [(signal.SIGKILL, False),
+                                                   (signal.SIGINT, True)])
+def test_no_node_outlives_ros2_launch(colcon_install, tmp_path, signum, ignore_sigint):
+    """SIGKILL: the nodes end themselves; SIGINT inherited as ignored: launch stops them."""
+    from adaptive_perception.ros.parent_watch import process_alive
+    log = tmp_path / 'launch.log'
+    proc = _ros2_launch(colcon_install, tmp_path, ignore_sigint)
+    nodes = {}
+    try:
+        nodes = _until(lambda: len(n := _launched_nodes(proc.pid)) == 4 and n, 60.0,
+                       'four nodes', log=log)
+        _until(lambda: 'level 1 -> 0 (manager' in log.read_text(), 60.0, 'nodes following',
+               log=log)
+        start = time.monotonic()
+        proc.send_signal(signum)
+        _until(lambda: not any(process_alive(p) for p in nodes.values()), 15.0,
+               'every node gone', log=log)
+        gone_after = time.monotonic() - start
+        proc.wait(15)
+    finally:
+        _end(proc, list(nodes.values()))
+    print(f'ros2 launch {signal.Signals(signum).name}: nodes gone after {gone_after:.2f} s')
+    assert gone_after < 10.0
+    if ignore_sigint:
+        assert 'SIGINT was inherited as ignored' in log.read_text()

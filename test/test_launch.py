@@ -1,6 +1,8 @@
 """One source of truth: config/edge.yaml feeds both ros2 launch and the pip-world launcher."""
 
+import os
 import runpy
+import signal
 import sys
 import types
 
@@ -183,12 +185,29 @@ def test_launch_file_starts_what_the_plan_says(monkeypatch):
     assert sorted(choices['imu']) == sorted(IMU_CHOICES) == ['none', 'sim']
     assert sorted(choices['camera']) == sorted(CAMERA_CHOICES)
     opaque = actions[-1]
-    nodes = opaque.kwargs['function'](arguments)
+    # The launch file guards SIGTERM / SIGINT of the launch process: not of pytest.
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        nodes = opaque.kwargs['function'](arguments)
+        assert signal.getsignal(signal.SIGTERM) is not saved[signal.SIGTERM]
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
     plan = load_plan(arguments['params_file'])
     assert [(n.kwargs['executable'], n.kwargs['name'], n.kwargs['parameters'])
             for n in nodes] == [(s.executable, s.name, [s.parameters]) for s in plan]
     assert all(n.kwargs['package'] == 'adaptive_perception' for n in nodes)
-    without_imu = opaque.kwargs['function']({**arguments, 'imu': 'none'})
+    # Respawn rules from the YAML file, and the launch process's pid for parent_watch.
+    assert [(n.kwargs['respawn'], n.kwargs['respawn_delay'], n.kwargs['respawn_max_retries'])
+            for n in nodes] == [(s.respawn, s.respawn_delay, s.respawn_max_per_minute)
+                                for s in plan]
+    assert all(n.kwargs['additional_env'] == {
+        'ADAPTIVE_PERCEPTION_LAUNCHER_PID': str(os.getpid())} for n in nodes)
+    try:
+        without_imu = opaque.kwargs['function']({**arguments, 'imu': 'none'})
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
     assert [n.kwargs['name'] for n in without_imu] == [
         s.name for s in plan if s.name != 'imu_simulator']
 

@@ -5,6 +5,11 @@ feeds readings, republishes the decision as ``ExecutionLevel`` (on change and as
 a heartbeat, reliable + transient-local) and explains it on ``/diagnostics``.
 Every policy threshold is a parameter that can be changed at run time; a change
 that makes the set inconsistent is rejected with the reason, keeping the old set.
+
+It also knows who follows it: every node whose diagnostics carry an applied level is
+a follower. The diagnostics list the followers heard within ``follower_timeout_s``
+(and the level topic's subscriber count); a follower that falls silent turns the
+status to WARN until it is back, and its last latency stops weighing on the level.
 """
 
 import math
@@ -83,6 +88,9 @@ NODE_PARAMS = [
     Param('heartbeat_s', 1.0, 'Republish the current level this often.', 0.05, 60.0),
     Param('update_period_s', 0.1, 'Re-evaluate the policy this often (time-based rules).',
           0.01, 10.0),
+    Param('follower_timeout_s', 5.0,
+          'A node that reported an applied level on /diagnostics and is then silent this '
+          'long counts as gone: WARN, and its latency no longer counts.', 0.1, 3600.0),
     Param('problem_hold_s', 5.0,
           'A rejected or corrected input stays reported in /diagnostics this long.',
           0.0, 3600.0),
@@ -121,6 +129,8 @@ class BudgetManager(Node):
         self._rejected = {}  # source -> count
         self._decision = None
         self._published_level = None
+        self._followers = {}  # node name -> monotonic time of its last diagnostics
+        self._gone = {}  # follower name -> monotonic time it was last heard
         self._level_pub = self.create_publisher(ExecutionLevel, EXECUTION_LEVEL_TOPIC,
                                                 EXECUTION_LEVEL_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
@@ -161,11 +171,16 @@ class BudgetManager(Node):
         self.evaluate()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        if not self.settings['use_latency_objective']:
-            return
         now = time.monotonic()
+        own = self.get_fully_qualified_name()
         for status in msg.status:
             values = diagnostics.values_of(status)
+            if 'applied_level' in values and status.name != own:
+                self._followers[status.name] = now
+                if self._gone.pop(status.name, None) is not None:
+                    self.get_logger().info(f'follower {status.name} is back')
+            if not self.settings['use_latency_objective']:
+                continue
             p95 = diagnostics.as_float(values.get('latency_p95_ms'))
             target = diagnostics.as_float(values.get('latency_target_ms'))
             if math.isfinite(p95) and math.isfinite(target):
@@ -208,24 +223,43 @@ class BudgetManager(Node):
             battery_fraction=d.battery_fraction, temperature_c=d.temperature_c,
             charging=d.charging))
 
+    def _check_followers(self, now: float) -> None:
+        """Move followers silent longer than follower_timeout_s to the gone list."""
+        timeout = self.settings['follower_timeout_s']
+        for name, heard in list(self._followers.items()):
+            if now - heard > timeout:
+                del self._followers[name]
+                self._gone[name] = heard
+                self.policy.forget(name)
+                self.get_logger().warning(
+                    f'follower {name} silent for {now - heard:.1f} s: gone; its latency no '
+                    'longer counts')
+
     def publish_diagnostics(self) -> None:
-        """Explain the current decision and list recent input problems."""
+        """Explain the current decision, list followers and recent input problems."""
         d = self._decision
         now = time.monotonic()
+        self._check_followers(now)
         hold = self.settings['problem_hold_s']
         recent = {s: p for s, p in self._problems.items() if now - p[2] <= hold}
         severity = max([p[0] for p in recent.values()] + [inputs.OK])
-        if 'stale' in d.demands:
+        if 'stale' in d.demands or self._gone:
             severity = max(severity, inputs.WARN)
         message = f'level {d.level} ({d.level_name}): {d.reason}'
         if recent:
             message += ' | input problems: ' + '; '.join(f'{s}: {p[1]}'
                                                          for s, p in recent.items())
+        if self._gone:
+            message += ' | followers gone: ' + ', '.join(
+                f'{n} (silent {now - t:.0f} s)' for n, t in sorted(self._gone.items()))
         values = {'level': d.level, 'level_name': d.level_name, 'num_levels': d.num_levels,
                   'reason': d.reason, 'battery_fraction': d.battery_fraction,
                   'temperature_c': d.temperature_c, 'charging': d.charging}
         values.update({f'demand_{rule}': level for rule, level in d.demands.items()})
         values.update({f'rejected_{s}': n for s, n in self._rejected.items()})
+        values.update(followers=','.join(sorted(self._followers)),
+                      followers_gone=','.join(sorted(self._gone)),
+                      level_subscribers=self._level_pub.get_subscription_count())
         name = self.get_fully_qualified_name()
         self._diag_pub.publish(diagnostics.array(self, [
             diagnostics.status(name, name, severity, message, values)]))

@@ -172,6 +172,10 @@ class BudgetPolicy:
         track = self._latency.setdefault(node, _LatencyTrack(p95_ms, target_ms, now_s))
         track.p95_ms, track.target_ms, track.time_s = p95_ms, target_ms, now_s
 
+    def forget(self, node: str) -> None:
+        """Drop a node that is gone: its last latency no longer counts."""
+        self._latency.pop(node, None)
+
     # -- decision -------------------------------------------------------------
     def decide(self, now_s: float) -> Decision:
         """Combine the rules into the level for ``now_s``."""

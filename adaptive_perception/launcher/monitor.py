@@ -5,6 +5,11 @@ report written at exit. It only subscribes. One subscription has an effect:
 ``adamtl_multitask`` computes a task only while its topic has a subscriber, so
 the monitor, standing in for the application that uses the maps, makes it compute
 every task its level allows.
+
+A node whose diagnostics stopped for longer than ``stale_timeout_s`` is shown as
+STALE (the ``diagnostic_msgs`` level the ROS diagnostic aggregator uses) with rate 0,
+never with its last values as if it were well; a node whose process is not running
+(the launcher tells the monitor through ``processes``) is shown as "down".
 """
 
 import math
@@ -32,14 +37,57 @@ from adaptive_perception.ros.interfaces import (
 )
 
 SEVERITY_NAMES = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}
+STALE_TIMEOUT_S = 5.0  # five missed 1 Hz diagnostics
+
+
+def node_key(status_name: str) -> str:
+    """'/ns/adacon_detector' -> 'adacon_detector': the name the plan and the launcher use."""
+    return status_name.strip('/').rsplit('/', 1)[-1]
+
+
+def node_statuses(statuses: dict, heard: dict, now: float, stale_timeout_s: float,
+                  processes=()) -> dict:
+    """Return the latest diagnostics per node as known at ``now`` (no ROS).
+
+    ``statuses``: node -> last diagnostics (severity name, message, values);
+    ``heard``: node -> when they arrived. A node silent longer than ``stale_timeout_s``
+    is STALE with rate 0 (its last message kept under ``last_message``). Nodes the
+    launcher runs (``processes``: ``NodeProcess``-like, with name, state(), restarts,
+    exit_codes()) carry their process state, restarts and exit codes, also when they
+    never published; one that is not running is STALE with rate 0 whatever it said last.
+    """
+    result = {}
+    for name, status in statuses.items():
+        status = dict(status)
+        silent = now - heard.get(name, now)
+        if silent > stale_timeout_s:
+            status.update(severity='STALE', rate_hz='0', last_message=status['message'],
+                          message=f'no diagnostics for {silent:.1f} s')
+        status['silent_s'] = f'{silent:.1f}'
+        result[name] = status
+    for process in processes:
+        # camera_source and imu_simulator publish no diagnostics: their state is the
+        # process's alone.
+        status = result.setdefault(process.name, {
+            'severity': '-', 'message': 'no diagnostics from this node'})
+        state = process.state()
+        status.update(process=state, restarts=process.restarts,
+                      exit_codes=','.join(str(c) for c in process.exit_codes()) or '-')
+        if state != 'running':
+            status.update(severity='STALE', rate_hz='0')
+    return result
 
 
 class EdgeMonitor(Node):
     """Records battery, temperature, level and activity over time, and the node statuses."""
 
-    def __init__(self, sample_period_s: float = 0.25):
+    def __init__(self, sample_period_s: float = 0.25, stale_timeout_s: float = STALE_TIMEOUT_S,
+                 processes=()):
         super().__init__('edge_monitor')
         self.start = time.monotonic()
+        self.stale_timeout_s = stale_timeout_s
+        self.processes = list(processes)  # launcher.processes.NodeProcess, for up/down
+        self.heard = {}  # node name -> elapsed() of its last diagnostics
         self.battery = math.nan
         self.temperature = math.nan
         self.level = None
@@ -102,9 +150,16 @@ class EdgeMonitor(Node):
     def _on_diagnostics(self, msg):
         for status in msg.status:
             severity = status.level[0] if isinstance(status.level, bytes) else status.level
-            self.statuses[status.name.lstrip('/')] = {
+            name = node_key(status.name)
+            self.statuses[name] = {
                 'severity': SEVERITY_NAMES.get(severity, str(severity)),
                 'message': status.message, **diagnostics.values_of(status)}
+            self.heard[name] = self.elapsed()
+
+    def node_statuses(self) -> dict:
+        """Return the latest diagnostics per node, corrected for what is known now."""
+        return node_statuses(self.statuses, self.heard, self.elapsed(), self.stale_timeout_s,
+                             self.processes)
 
     def _sample(self):
         self.samples.append({'t': self.elapsed(), 'battery': self.battery,
@@ -115,8 +170,8 @@ class EdgeMonitor(Node):
         """One line: battery, temperature, level, activity (if any), per-node rate."""
         level = (f'level {self.level.level} {self.level.level_name}' if self.level
                  else 'level ?')
-        rates = ' '.join(f'{name} {float(s["rate_hz"]):.1f}Hz'
-                         for name, s in sorted(self.statuses.items()) if 'rate_hz' in s)
+        rates = ' '.join(_node_word(name, s) for name, s in sorted(self.node_statuses().items())
+                         if 'rate_hz' in s or 'process' in s)
         activity = ''
         if self.activity_states:
             last = self.activity_states[-1]
@@ -124,3 +179,16 @@ class EdgeMonitor(Node):
         return (f'[{self.elapsed():6.1f}s] battery {self.battery:.2f} | '
                 f'{self.temperature:5.1f} C | {level} | {activity}'
                 f'{rates or "no node rates yet"}')
+
+
+def _node_word(name: str, status: dict) -> str:
+    """'adacon_detector 10.1Hz', 'adacon_detector down', '... failed' or '... STALE'."""
+    process = status.get('process', 'running')
+    if process in ('restarting', 'exited'):
+        return f'{name} down'
+    if process == 'failed':
+        return f'{name} failed'
+    if status['severity'] == 'STALE':
+        return f'{name} STALE'
+    rate = diagnostics.as_float(status.get('rate_hz'))
+    return f'{name} {rate:.1f}Hz' if math.isfinite(rate) else f'{name} up'

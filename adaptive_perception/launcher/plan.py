@@ -10,7 +10,15 @@ File format::
       <node name>:
         executable: <one of adaptive_perception.executables.EXECUTABLES>
         role: core | power_sim | power_real | camera_sim | imu_sim | perception
+        respawn: true | false        # restart the node when it exits (see RESPAWN_ROLES)
+        respawn_delay: <seconds>     # before a restart (default 2.0)
+        respawn_max_per_minute: <n>  # restarts within a minute before giving up (default 5)
         parameters: {<name>: <value>, ...}
+
+``ros2 launch`` passes ``respawn`` / ``respawn_delay`` to ``launch_ros`` and the
+limit as ``respawn_max_retries`` (launch counts restarts over the whole run, it has
+no per-minute window); the pip-world launcher applies the per-minute limit and
+backs off (the delay doubles after each exit that came soon after a start).
 """
 
 from dataclasses import dataclass, field
@@ -25,6 +33,10 @@ ROLES = ('core', 'power_sim', 'power_real', 'camera_sim', 'imu_sim', 'perception
 POWER_CHOICES = {'sim': 'power_sim', 'real': 'power_real', 'none': None}
 CAMERA_CHOICES = {'sim': 'camera_sim', 'none': None}
 IMU_CHOICES = {'sim': 'imu_sim', 'none': None}
+# Nodes restarted by default when they die: what the robot's budget and perception need.
+RESPAWN_ROLES = ('core', 'power_sim', 'power_real', 'perception')
+DEFAULT_RESPAWN_DELAY_S = 2.0
+DEFAULT_RESPAWN_MAX_PER_MINUTE = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,9 @@ class NodeSpec:
     executable: str
     role: str
     parameters: dict = field(default_factory=dict)
+    respawn: bool = False
+    respawn_delay: float = DEFAULT_RESPAWN_DELAY_S
+    respawn_max_per_minute: int = DEFAULT_RESPAWN_MAX_PER_MINUTE
 
     @property
     def module(self) -> str:
@@ -66,7 +81,8 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
                              f'known: {", ".join(sorted(EXECUTABLES))}')
         if role not in ROLES:
             raise ValueError(f'{path}: node {name}: role must be one of {ROLES}, got {role!r}')
-        specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {})))
+        specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {}),
+                              **_respawn_keys(path, name, entry, role)))
     if power not in POWER_CHOICES:
         raise ValueError(f'power must be one of {sorted(POWER_CHOICES)}, got {power!r}')
     if camera not in CAMERA_CHOICES:
@@ -76,6 +92,21 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
     wanted = _perception_names(perception, [s.name for s in specs if s.role == 'perception'])
     sources = {POWER_CHOICES[power], CAMERA_CHOICES[camera], IMU_CHOICES[imu]} - {None}
     return [s for s in specs if s.role == 'core' or s.role in sources or s.name in wanted]
+
+
+def _respawn_keys(path, name, entry: dict, role: str) -> dict:
+    respawn = entry.get('respawn', role in RESPAWN_ROLES)
+    delay = entry.get('respawn_delay', DEFAULT_RESPAWN_DELAY_S)
+    limit = entry.get('respawn_max_per_minute', DEFAULT_RESPAWN_MAX_PER_MINUTE)
+    if not isinstance(respawn, bool):
+        raise ValueError(f'{path}: node {name}: respawn must be true or false, got {respawn!r}')
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 3600:
+        raise ValueError(f'{path}: node {name}: respawn_delay must be seconds in [0, 3600], '
+                         f'got {delay!r}')
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f'{path}: node {name}: respawn_max_per_minute must be an integer '
+                         f'>= 1, got {limit!r}')
+    return {'respawn': respawn, 'respawn_delay': float(delay), 'respawn_max_per_minute': limit}
 
 
 def _perception_names(choice: str, available: list) -> set:

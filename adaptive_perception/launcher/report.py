@@ -18,12 +18,17 @@ TABLE_COLUMNS = [  # (diagnostics key, header)
     ('severity', 'status'), ('applied_level', 'level'), ('level_source', 'source'),
     ('frames', 'frames'), ('rate_hz', 'rate Hz'), ('latency_p50_ms', 'p50 ms'),
     ('latency_p95_ms', 'p95 ms'), ('apply_cost_max_ms', 'apply max ms'),
-    ('level_changes', 'level changes'),
+    ('level_changes', 'level changes'), ('process', 'process'), ('restarts', 'restarts'),
+    ('exit_codes', 'exit codes'),
 ]
 
 
 def node_table(statuses: dict) -> str:
-    """Markdown table of the latest per-node diagnostics."""
+    """Markdown table of the latest per-node diagnostics (``EdgeMonitor.node_statuses``).
+
+    A STALE node shows rate 0; the process columns (state, restarts, exit codes of the
+    processes that ended on their own) come from the launcher.
+    """
     header = '| node | ' + ' | '.join(h for _, h in TABLE_COLUMNS) + ' |'
     rows = [header, '|' + ' --- |' * (len(TABLE_COLUMNS) + 1)]
     for name, values in sorted(statuses.items()):
@@ -220,13 +225,16 @@ def multitask_line(summary: dict) -> str:
 
 def write_report(out_dir: Path, samples: list, level_events: list, statuses: dict,
                  battery_thresholds=(), temperature_thresholds_c=(), level_names=(),
-                 activity: dict | None = None, multitask: dict | None = None) -> dict:
+                 activity: dict | None = None, multitask: dict | None = None,
+                 processes: dict | None = None) -> dict:
     """Write edge_report.png / .md / .json into ``out_dir``; return their paths.
 
     ``activity`` (when the recognizer ran): ``{'states': [...], 'truth_events': [...]}``
     as ``EdgeMonitor`` records them; adds the activity section, panel and series.
     ``multitask`` (when the multi-task node ran): ``{'node': its name, 'outputs': [...]}``;
     adds the multi-task section and series.
+    ``processes`` (from the launcher): node -> restarts, exits (t, code, ran_s, action),
+    whether it gave up, the final exit code; adds the restarts section.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {'plot': out_dir / 'edge_report.png', 'table': out_dir / 'edge_report.md',
@@ -242,10 +250,15 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
              if multitask is not None else None)
     if tasks is not None:
         section += f'\n{multitask_section(tasks, multitask["node"])}'
+    exits = '\n'.join(f'- {e["t"]:.1f} s: {name} exited with code {e["code"]} after '
+                      f'{e["ran_s"]:.1f} s: {e["action"]}'
+                      for name, p in (processes or {}).items() for e in p['exits'])
     paths['table'].write_text(f'# Edge run report\n\n## Nodes (last diagnostics)\n\n'
-                              f'{node_table(statuses)}\n\n## Level changes\n\n'
+                              f'{node_table(statuses)}\n\n## Exits and restarts\n\n'
+                              f'{exits or "- none"}\n\n## Level changes\n\n'
                               f'{changes or "- none"}\n{section}')
-    data = {'samples': samples, 'level_events': level_events, 'statuses': statuses}
+    data = {'samples': samples, 'level_events': level_events, 'statuses': statuses,
+            'processes': processes or {}}
     if summary:
         data['activity'] = {'summary': summary, 'states': activity['states'],
                             'truth_events': activity['truth_events']}

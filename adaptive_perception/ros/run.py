@@ -27,6 +27,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 
 from adaptive_perception.ros.params import ParameterError
+from adaptive_perception.ros.parent_watch import watch_launcher
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -73,12 +74,15 @@ def run_node(node_class, args=None) -> int:
     signals = _Signals()
     signals.install()  # before rclpy.init: rclpy chains to the handlers it finds
     rclpy.init(args=args)
+    watch = watch_launcher()  # ends the node when the launcher that started it is gone
     node = None
     code = 0
     try:
         if signals.received:  # stopped before rclpy was there to notice
             return 0
         node = node_class()
+        if watch is not None:
+            watch.node_name = node.get_name()
         if getattr(node, 'active', True):
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
