@@ -8,7 +8,9 @@ the knob whenever the applied level changes. ``apply`` must only select among
 variants already in memory: its cost is measured and reported.
 
 It also publishes the node's ``/diagnostics`` status: applied level and why,
-frames processed, rate, latency p50/p95 (fed by ``record_frame``), apply cost.
+frames processed, rate, latency p50/p95 (fed by ``record_frame``), apply cost,
+and what the node costs: process CPU time per second and per frame, ONNX
+Runtime's share, in the last period and per level (``runtime.stats.CpuMeter``).
 """
 
 import time
@@ -30,7 +32,7 @@ from adaptive_perception.ros.interfaces import (
 )
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.runtime.level_follower import FOLLOW_MANAGER, LevelFollower
-from adaptive_perception.runtime.stats import FrameStats
+from adaptive_perception.runtime.stats import CpuMeter, FrameStats
 
 
 class LevelFollowing:
@@ -77,6 +79,7 @@ class LevelFollowing:
                   self._on_params)
 
         self.stats = FrameStats()
+        self.cpu = CpuMeter()
         self._apply_costs = deque(maxlen=200)
         self.level_changes = 0
         self.applied = None
@@ -105,6 +108,7 @@ class LevelFollowing:
         start = time.perf_counter()
         self._apply(knob, applied)
         self._apply_costs.append(time.perf_counter() - start)
+        self.cpu.switch(applied.level, knob, self.stats.frames)
         if self.applied is not None:
             self.level_changes += 1
             self._node.get_logger().info(
@@ -156,6 +160,7 @@ class LevelFollowing:
             'apply_cost_p50_ms': cost_p50, 'apply_cost_max_ms': cost_max,
             'level_changes': self.level_changes,
         }
+        values.update(self.cpu.values(self.stats.frames))
         values.update(self._extra_values())
         name = self._node.get_fully_qualified_name()
         message = f'level {applied.level} ({applied.source}): {applied.reason}'
