@@ -32,7 +32,7 @@ def mission_config(**changes):
 
 def run(policy, rates, until_s, dt=10.0, fraction=1.0, current=True, noise=0.0, seed=0,
         energy_wh=20.0, volts=7.4):
-    """Closed loop: the battery drains at ``rates[level]``; return (fraction at each t, levels)."""
+    """Run the closed loop (battery drains at ``rates[level]``); return the trace."""
     rng = random.Random(seed)
     t, trace = 0.0, []
     while t <= until_s:
@@ -50,7 +50,7 @@ def run(policy, rates, until_s, dt=10.0, fraction=1.0, current=True, noise=0.0, 
 
 
 def changes(trace):
-    return sum(1 for a, b in zip(trace, trace[1:]) if a[2].level != b[2].level)
+    return sum(1 for a, b in zip(trace, trace[1:], strict=False) if a[2].level != b[2].level)
 
 
 def at(trace, t):

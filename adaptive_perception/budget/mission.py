@@ -231,7 +231,7 @@ class Plan:
 
 
 def forced_level(fraction: float, battery_thresholds) -> int:
-    """The level the battery thresholds force at ``fraction`` (no hysteresis)."""
+    """Return the level the battery thresholds force at ``fraction`` (no hysteresis)."""
     return sum(fraction < t for t in battery_thresholds)
 
 
@@ -320,7 +320,7 @@ class Mission:
         self._ended = None  # (fraction at the end) once the mission is over
 
     def reconfigure(self, config: MissionConfig, num_levels: int, now_s: float) -> None:
-        """New settings; a changed duration (re)starts the mission clock at ``now_s``."""
+        """Take new settings; a changed duration (re)starts the mission clock at ``now_s``."""
         restart = config.duration_s != self.config.duration_s
         if num_levels != self.num_levels:
             self.__init__(num_levels, config)
@@ -352,7 +352,7 @@ class Mission:
         return (now_s - self._start_wall) * self.config.time_scale
 
     def active(self, now_s: float) -> bool:
-        """A mission was started and its duration has not passed."""
+        """Tell whether a mission was started and its duration has not passed."""
         return self.config.duration_s > 0 and self._start_wall is not None and \
             self.mission_time(now_s) < self.config.duration_s
 
@@ -375,7 +375,7 @@ class Mission:
 
     def decide(self, now_s: float, fraction: float, charging: bool,
                battery_thresholds=()) -> MissionState:
-        """The mission's level demand now (None: no demand) and its explanation."""
+        """Return the mission's level demand now (None: no demand) and its explanation."""
         cfg = self.config
         if cfg.duration_s <= 0 or self._start_wall is None:
             return MissionState(False, None, OK, 'no mission')

@@ -65,7 +65,7 @@ class RaplCounter:
 
     @classmethod
     def find(cls, root: Path, problems: list):
-        """The domains to use under ``root``; None when there is no RAPL."""
+        """Find the domains to use under ``root``; None when there is no RAPL."""
         found = []
         for directory in _sorted((root / 'class' / 'powercap').glob('intel-rapl:*')):
             if directory.name.count(':') != 1:  # a subdomain (core, uncore, dram)
@@ -168,7 +168,7 @@ class PowerCounters:
                       + (['power_supply'] if read_power_supply(self.root, []) else []))
 
     def read(self, now_s: float) -> list:
-        """The readings available now (RAPL needs a previous call); problems are updated."""
+        """Read what is available now (RAPL needs a previous call); update ``problems``."""
         self.problems = []
         readings = []
         if self._rapl is not None:

@@ -79,7 +79,7 @@ PRESETS = {
 
 
 def machine_clock_mhz(cpuinfo: str | Path = '/proc/cpuinfo') -> float:
-    """This machine's nominal core clock (MHz) from /proc/cpuinfo; NaN if unknown."""
+    """Return this machine's nominal core clock (MHz) from /proc/cpuinfo; NaN if unknown."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
@@ -97,7 +97,7 @@ def machine_clock_mhz(cpuinfo: str | Path = '/proc/cpuinfo') -> float:
 
 def device(name: str, cpu_time_scale: float | None = None,
            reference_mhz: float | None = None) -> DeviceModel:
-    """The preset ``name`` with its CPU-time scale.
+    """Return the preset ``name`` with its CPU-time scale.
 
     ``cpu_time_scale`` given (> 0) is taken as is; else it is the measuring
     machine's clock (``reference_mhz``, default /proc/cpuinfo) over the device's,

@@ -4,9 +4,10 @@ Publishes ``sensor_msgs/BatteryState`` (one battery) and ``sensor_msgs/Temperatu
 (the hottest selected thermal zone, ``header.frame_id`` = the zone's type) for
 ``budget_manager``, and its own ``/diagnostics`` status with whatever sysfs got
 wrong and the device power its counters measure (``power.counters``: RAPL,
-hwmon/INA3221, battery power_now), one ``power_w_<kind>`` value per kind. What exists is decided once at start: a machine with neither a battery nor
-a thermal zone (a container, most CI runners) gets one clear message and a clean
-exit, so a launch file can include this node everywhere.
+hwmon/INA3221, battery power_now), one ``power_w_<kind>`` value per kind. What
+exists is decided once at start: a machine with no battery, thermal zone or power
+counter (a container, most CI runners) gets one clear message and a clean exit, so
+a launch file can include this node everywhere.
 """
 
 import math
@@ -95,8 +96,8 @@ class PowerMonitor(Node):
         battery_text = f'no battery {wanted!r}' if wanted else 'no battery'
         self.active = self._battery_name is not None or has_zone or bool(self._counters.kinds)
         if not self.active:
-            self.get_logger().warning(f'{battery_text}, {zones_text} and no power counter '
-                                      f'under {self._root}: nothing to publish, exiting')
+            self.get_logger().warning(f'{battery_text} and {zones_text} under {self._root}, '
+                                      'no power counter: nothing to publish, exiting')
             return
         if self._counters.kinds:
             self.get_logger().info(f'power counters: {", ".join(self._counters.kinds)}')

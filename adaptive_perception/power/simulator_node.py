@@ -166,7 +166,7 @@ class PowerSimulator(Node):
                    if now - t <= self._load['measured_timeout_s'])
 
     def load_w(self) -> float:
-        """The load on top of the base power now: measured or per level."""
+        """Return the load on top of the base power now: measured or per level."""
         if self._device is None:
             return self._load_w
         return self._device.load_w(self.measured_cpu())

@@ -6,6 +6,8 @@ EXECUTION_LEVEL_TOPIC = '/adaptive_perception/execution_level'
 BATTERY_TOPIC = '/battery_state'
 TEMPERATURE_TOPIC = '/thermal/temperature'
 DIAGNOSTICS_TOPIC = '/diagnostics'
+# std_msgs/Float64: start a mission of this many seconds now (0 ends it)
+MISSION_START_TOPIC = '/adaptive_perception/mission_start'
 
 # Late joiners get the current level at once; a level is never lost to a full queue.
 EXECUTION_LEVEL_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,

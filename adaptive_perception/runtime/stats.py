@@ -78,7 +78,7 @@ class CpuMeter:
         return (self._clock(), self._cpu(), self._ort(), frames)
 
     def switch(self, level: int, knob, frames: int) -> None:
-        """The node now applies ``level`` with ``knob``; close the interval of the old one."""
+        """Note that the node now applies ``level`` with ``knob``; close the old interval."""
         self._close(frames)
         self._level, self._knob = level, str(knob)
 
