@@ -174,6 +174,15 @@ def _bench_budget(args) -> int:
     return run_budget_bench(args.repeats, Path(args.out))
 
 
+def _bench_endurance(args) -> int:
+    from adaptive_perception.budget.endurance import run_endurance
+    try:
+        run_endurance(Path(args.out), args.scenarios, args.static_wall_s, args.smoke)
+    except (TimeoutError, ValueError) as error:
+        raise SystemExit(f'bench endurance: {error}') from None
+    return 0
+
+
 def _coco_pair(parser, split: str) -> None:
     parser.add_argument(f'--{split}-annotations', required=True,
                         help=f'COCO annotation JSON ({split})')
@@ -573,6 +582,16 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument('--repeats', type=int, default=40, help='threshold crossings to time')
     budget.add_argument('--out', default='reports/bench_budget.json', help='JSON result')
     budget.set_defaults(func=_bench_budget)
+    endurance = targets.add_parser('endurance', help='static vs threshold vs mission policy: '
+                                                     'battery life and quality, closed loop')
+    endurance.add_argument('--scenarios', nargs='+', default=['heavy', 'light'],
+                           choices=['heavy', 'light'], help='which scenarios')
+    endurance.add_argument('--static-wall-s', type=float, default=40.0,
+                           help='wall seconds a static run should take (sets the time scale)')
+    endurance.add_argument('--smoke', action='store_true',
+                           help='a few seconds per run, static and mission only (CI)')
+    endurance.add_argument('--out', default='reports/bench_endurance', help='folder')
+    endurance.set_defaults(func=_bench_endurance)
     activity = targets.add_parser('activity', help='SPOT vs the fixed top state: accuracy '
                                                    'and sensor current, closed loop')
     _activity_model_dir(activity)
