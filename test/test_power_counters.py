@@ -126,3 +126,17 @@ def test_cpu_meter_splits_time_by_level():
     assert values['knob_level_1'] == 'single'
     assert values['cpu_s_per_s'] == pytest.approx(1.4 / 4.0)
     assert level_costs(values) == {0: pytest.approx(0.5), 1: pytest.approx(0.2)}
+    assert values['cpu_demand_s_per_s'] == pytest.approx(values['cpu_s_per_s'])
+
+
+def test_cpu_meter_demand_counts_dropped_inputs_at_the_cost_per_frame():
+    clock, cpu = [0.0], [0.0]
+    meter = CpuMeter(lambda: clock[0], lambda: cpu[0], lambda: 0.0)
+    meter.switch(0, 'static', 0)
+    meter.values(1)
+    clock[0], cpu[0] = 2.0, 1.0  # saturated: 10 frames processed, 10 dropped
+    values = meter.values(11, dropped=10)
+    assert values['cpu_s_per_s'] == pytest.approx(0.5)
+    assert values['cpu_demand_s_per_s'] == pytest.approx(1.0)
+    assert values['cpu_demand_s_per_s_level_0'] == pytest.approx(1.0)
+    assert level_costs(values) == {0: pytest.approx(1.0)}

@@ -1,4 +1,4 @@
-"""``adaptive-perception bench endurance``: does adapting make the device last longer?
+"""``adaptive-perception bench endurance``: how much longer adapting makes the device last.
 
 The real nodes of ``config/edge.yaml`` run in closed loop on the simulated battery:
 ``power_simulator`` takes its load from what the perception nodes measure they
@@ -160,6 +160,7 @@ class _Run:
             sim = (self.node.elapsed() - start) * self.time_scale
             if sim >= max_sim_s or (stop_on_empty and self.node.battery <= 0.0):
                 break
+        self.node._sample()  # the state the run stopped at (an empty battery)
         samples = [((s['t'] - start) * self.time_scale, s['battery'], s['temperature_c'],
                     None if math.isnan(s['level']) else int(s['level']))
                    for s in self.node.samples[first:] if s['t'] >= start]
@@ -187,12 +188,15 @@ def node_power(statuses: dict, model) -> dict:
         values = statuses.get(name, {})
         levels = {}
         for key, value in values.items():
-            if key.startswith('cpu_s_per_s_level_'):
-                cpu = _num(value)
-                levels[key.rsplit('_', 1)[1]] = {'cpu_s_per_s': cpu,
-                                                 'watts': model.load_w(cpu),
-                                                 'knob': values.get(
-                                                     f'knob_level_{key.rsplit("_", 1)[1]}')}
+            if key.startswith('cpu_demand_s_per_s_level_'):
+                level = key.rsplit('_', 1)[1]
+                demand = _num(value)
+                levels[level] = {
+                    'cpu_demand_s_per_s': demand, 'watts': model.load_w(demand),
+                    'cpu_s_per_s': _num(values.get(f'cpu_s_per_s_level_{level}')),
+                    'cpu_ms_per_frame': _num(values.get(f'cpu_ms_per_frame_level_{level}')),
+                    'ort_cpu_s_per_s': _num(values.get(f'ort_cpu_s_per_s_level_{level}')),
+                    'knob': values.get(f'knob_level_{level}')}
         out[name] = levels
     return out
 
@@ -209,9 +213,9 @@ def run_endurance(out_dir: Path, scenarios=('heavy', 'light'), static_wall_s: fl
         for scenario in scenarios:
             cfg = SCENARIOS[scenario]
             model = device(cfg['device'])
-            # time scale: a static run takes about static_wall_s, from a first guess of the
-            # static draw (half a busy core); corrected by the static run itself
-            guess_w = model.power_w(0.5 / model.cpu_time_scale)
+            # time scale: a static run takes about static_wall_s wall seconds, from a guess
+            # of the static draw (0.02 busy cores per camera Hz); it sets only the wall time
+            guess_w = model.power_w(0.02 * cfg['camera_hz'] / model.cpu_time_scale)
             time_scale = cfg['capacity_wh'] * 3600.0 / guess_w / static_wall_s
             entry = result['scenarios'][scenario] = {'config': cfg, 'time_scale': time_scale,
                                                      'device': model.__dict__, 'runs': {}}
@@ -226,7 +230,7 @@ def run_endurance(out_dir: Path, scenarios=('heavy', 'light'), static_wall_s: fl
                            _prior(entry['runs'].get('threshold'), model))
                 try:
                     max_sim = (MISSION_FACTOR * 1.05 * static_life if static_life
-                               else 4 * static_wall_s * time_scale)
+                               else 8 * static_wall_s * time_scale)
                     if smoke:
                         max_sim = min(max_sim, 8 * time_scale)
                     samples, statuses = run.run(max_sim, stop_on_empty=policy != 'mission')
@@ -246,8 +250,11 @@ def run_endurance(out_dir: Path, scenarios=('heavy', 'light'), static_wall_s: fl
                 entry['runs'][policy] = metrics
                 if policy == 'static':
                     static_life = metrics['battery_life_s'] or samples[-1][0]
-                    share = metrics['perception_share_last']
-                    entry['perception_share_static'] = share
+                    load = sum(levels.get('0', {}).get('watts', 0.0)
+                               for levels in metrics['node_power'].values())
+                    entry['perception_w_static'] = load
+                    entry['device_w_static'] = load + model.idle_w
+                    entry['perception_share_static'] = load / (load + model.idle_w)
                 print(f'[{scenario}] {policy}: {_run_line(metrics)}', flush=True)
             _ratios(entry)
     finally:
@@ -272,7 +279,7 @@ def _ratios(entry):
     runs = entry['runs']
     static = runs.get('static', {})
     life0 = static.get('battery_life_s') or static.get('end_s')
-    for name, metrics in runs.items():
+    for metrics in runs.values():
         life = metrics.get('battery_life_s') or metrics.get('end_s')
         metrics['life_ratio_vs_static'] = life / life0 if life0 else math.nan
     if 'threshold' in runs and 'mission' in runs:

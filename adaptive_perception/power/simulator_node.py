@@ -9,8 +9,9 @@ parameter can be changed at run time (``charging`` plugs the charger in or out);
 a change that ``PowerConfig.validate`` rejects keeps the old values.
 
 With ``load_source: measured`` the load is instead what the perception nodes
-really spend: the sum of the ``cpu_s_per_s`` each reports in ``/diagnostics``
-(process CPU time per second), turned into watts by a device model
+really spend: the sum of the ``cpu_demand_s_per_s`` each reports in ``/diagnostics``
+(process CPU time per second, counting the inputs a saturated node dropped at its
+cost per frame; ``runtime.stats.CpuMeter``), turned into watts by a device model
 (``power.device``: ``device_preset``, ``cpu_time_scale``). A knob that really
 computes less then drains the battery more slowly, and one that does not, does not.
 
@@ -155,7 +156,9 @@ class PowerSimulator(Node):
         for status in msg.status:
             if status.name == me or (wanted and status.name not in wanted):
                 continue
-            cpu = diagnostics.as_float(diagnostics.values_of(status).get('cpu_s_per_s'))
+            values = diagnostics.values_of(status)
+            cpu = diagnostics.as_float(values.get('cpu_demand_s_per_s',
+                                                  values.get('cpu_s_per_s')))
             if math.isfinite(cpu):
                 self._node_cpu[status.name] = (time.monotonic(), cpu)
 

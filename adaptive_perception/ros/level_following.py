@@ -108,13 +108,23 @@ class LevelFollowing:
         start = time.perf_counter()
         self._apply(knob, applied)
         self._apply_costs.append(time.perf_counter() - start)
-        self.cpu.switch(applied.level, knob, self.stats.frames)
+        self.cpu.switch(applied.level, knob, self.stats.frames, self._dropped())
         if self.applied is not None:
             self.level_changes += 1
             self._node.get_logger().info(
                 f'level {self.applied.level} -> {applied.level} ({applied.source}: '
                 f'{applied.reason}), {self._profile_param}={knob!r}')
         self.applied, self.knob = applied, knob
+
+    def _dropped(self) -> int:
+        """Return the inputs the node dropped so far (its ``frames_dropped``; 0 if none).
+
+        Before the first frame the node may still be constructing what its
+        ``extra_values`` reads, and nothing is being counted yet anyway.
+        """
+        if not self.stats.frames:
+            return 0
+        return _count(self._extra_values().get('frames_dropped'))
 
     def _parse_profile(self, entries) -> list:
         if not entries:
@@ -160,8 +170,9 @@ class LevelFollowing:
             'apply_cost_p50_ms': cost_p50, 'apply_cost_max_ms': cost_max,
             'level_changes': self.level_changes,
         }
-        values.update(self.cpu.values(self.stats.frames))
-        values.update(self._extra_values())
+        extra = self._extra_values()
+        values.update(self.cpu.values(self.stats.frames, _count(extra.get('frames_dropped'))))
+        values.update(extra)
         name = self._node.get_fully_qualified_name()
         message = f'level {applied.level} ({applied.source}): {applied.reason}'
         severity, problem = self._health()
@@ -169,3 +180,10 @@ class LevelFollowing:
             message += f' | {problem}'
         self._diagnostics.publish(diagnostics.array(self._node, [
             diagnostics.status(name, name, max(level, severity), message, values)]))
+
+
+def _count(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

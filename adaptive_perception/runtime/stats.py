@@ -60,6 +60,12 @@ class CpuMeter:
     Runtime's share is the CPU time spent inside its sessions' run calls
     (``runtime.onnx_sessions.ort_cpu_seconds``). Counting starts at the first
     frame, so loading models does not count as work at the first level.
+
+    A node that cannot keep up drops inputs (newest frame wins); then a cheaper
+    knob processes more frames for the same CPU time and CPU s/s hides what the
+    knob saves. ``cpu_demand_s_per_s`` is what the node would spend on every input
+    it was offered: CPU time per processed frame x (processed + dropped) per second.
+    Where nothing is dropped it equals ``cpu_s_per_s``.
     """
 
     def __init__(self, clock=None, cpu=None, ort=None):
@@ -74,35 +80,43 @@ class CpuMeter:
         self._window = None  # the same at the last sample
         self.by_level = {}  # level -> {'knob', 'wall_s', 'cpu_s', 'ort_s', 'frames'}
 
-    def _now(self, frames):
-        return (self._clock(), self._cpu(), self._ort(), frames)
+    def _now(self, frames, dropped):
+        return (self._clock(), self._cpu(), self._ort(), frames, dropped)
 
-    def switch(self, level: int, knob, frames: int) -> None:
+    def switch(self, level: int, knob, frames: int, dropped: int = 0) -> None:
         """Note that the node now applies ``level`` with ``knob``; close the old interval."""
-        self._close(frames)
+        self._close(frames, dropped)
         self._level, self._knob = level, str(knob)
 
-    def _close(self, frames):
-        now = self._now(frames)
+    def _close(self, frames, dropped):
+        now = self._now(frames, dropped)
         if self._mark is not None and self._level is not None:
             entry = self.by_level.get(self._level)
             if entry is None or entry['knob'] != self._knob:  # a new knob starts afresh
-                entry = self.by_level[self._level] = {'knob': self._knob, 'wall_s': 0.0,
-                                                      'cpu_s': 0.0, 'ort_s': 0.0, 'frames': 0}
-            for key, i in (('wall_s', 0), ('cpu_s', 1), ('ort_s', 2), ('frames', 3)):
+                entry = self.by_level[self._level] = {
+                    'knob': self._knob, 'wall_s': 0.0, 'cpu_s': 0.0, 'ort_s': 0.0,
+                    'frames': 0, 'dropped': 0}
+            for i, key in enumerate(('wall_s', 'cpu_s', 'ort_s', 'frames', 'dropped')):
                 entry[key] += now[i] - self._mark[i]
         if self._mark is not None or frames > 0:
             self._mark = now
 
-    def values(self, frames: int) -> dict:
+    @staticmethod
+    def _demand(cpu, wall, frames, dropped):
+        if not frames:
+            return cpu / wall
+        return cpu / frames * (frames + max(dropped, 0)) / wall
+
+    def values(self, frames: int, dropped: int = 0) -> dict:
         """Diagnostics values: the last window's rates and the totals per level."""
-        self._close(frames)
-        now = self._now(frames)
-        out = {'cpu_s_per_s': math.nan, 'cpu_ms_per_frame': math.nan,
-               'ort_cpu_s_per_s': math.nan}
+        self._close(frames, dropped)
+        now = self._now(frames, dropped)
+        out = {'cpu_s_per_s': math.nan, 'cpu_demand_s_per_s': math.nan,
+               'cpu_ms_per_frame': math.nan, 'ort_cpu_s_per_s': math.nan}
         if self._window is not None and self._mark is not None and now[0] > self._window[0]:
-            wall, cpu, ort, n = (a - b for a, b in zip(now, self._window, strict=True))
+            wall, cpu, ort, n, lost = (a - b for a, b in zip(now, self._window, strict=True))
             out.update(cpu_s_per_s=cpu / wall, ort_cpu_s_per_s=ort / wall,
+                       cpu_demand_s_per_s=self._demand(cpu, wall, n, lost),
                        cpu_ms_per_frame=1e3 * cpu / n if n else math.nan)
         if self._mark is not None:
             self._window = now
@@ -110,6 +124,8 @@ class CpuMeter:
             if e['wall_s'] <= 0:
                 continue
             out[f'cpu_s_per_s_level_{level}'] = e['cpu_s'] / e['wall_s']
+            out[f'cpu_demand_s_per_s_level_{level}'] = self._demand(
+                e['cpu_s'], e['wall_s'], e['frames'], e['dropped'])
             out[f'ort_cpu_s_per_s_level_{level}'] = e['ort_s'] / e['wall_s']
             out[f'cpu_ms_per_frame_level_{level}'] = (1e3 * e['cpu_s'] / e['frames']
                                                       if e['frames'] else math.nan)
@@ -117,11 +133,11 @@ class CpuMeter:
         return out
 
 
-def level_costs(values: dict) -> dict:
-    """Level -> CPU s/s from a node's diagnostics values (strings or numbers)."""
+def level_costs(values: dict, prefix: str = 'cpu_demand_s_per_s_level_') -> dict:
+    """Level -> CPU s/s (demand by default) from a node's diagnostics values."""
     out = {}
     for key, value in values.items():
-        if key.startswith('cpu_s_per_s_level_'):
+        if key.startswith(prefix):
             try:
                 cost = float(value)
             except (TypeError, ValueError):
