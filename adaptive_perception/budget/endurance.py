@@ -146,14 +146,19 @@ class _Run:
 
     def run(self, max_sim_s, stop_on_empty=True):
         self.spin_until(self._frames_flow, 120.0, 'every perception node to process frames')
+        self.spin_until(lambda: self.node.level is not None, 30.0, 'the execution level')
         self.spin_until(lambda: self.sim_params.services_are_ready(), 30.0,
                         'power_simulator parameters')
+        if self.mission_s:  # planned while the battery is still paused
+            self.spin_until(lambda: self.mission_pub.get_subscription_count() > 0, 30.0,
+                            'budget_manager to subscribe to the mission start')
+            self.mission_pub.publish(Float64(data=float(self.mission_s)))
+            self.spin_until(lambda: self.node.statuses.get('budget_manager', {}).get(
+                'mission_active') == 'True', 30.0, 'the mission to start')
         future = self.sim_params.set_parameters([Parameter('time_scale',
                                                            value=float(self.time_scale))])
         self.spin_until(future.done, 10.0, 'time_scale to be set')
         start = self.node.elapsed()
-        if self.mission_s:
-            self.mission_pub.publish(Float64(data=float(self.mission_s)))
         first = len(self.node.samples)
         while True:
             self.executor.spin_once(timeout_sec=0.05)
