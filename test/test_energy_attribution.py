@@ -1,4 +1,4 @@
-"""Energy attribution: CPU time per level on the shipped profiles is ordered as the benches' latencies.
+"""Energy attribution: CPU time per level on the shipped profiles follows the bench latencies.
 
 The same accounting the nodes report (``runtime.stats.CpuMeter``: process CPU time
 split by level) runs the shipped models at each level of ``config/edge.yaml``, in
@@ -66,8 +66,8 @@ def test_detector_levels_cost_cpu_in_the_order_of_bench_channels(images):
     modes = profile('adacon_detector', 'level_modes')
     card = json.loads((models / 'card.json').read_text())['channels']['points']
     bench = {level: card[mode]['latency_p50_ms'] for level, mode in enumerate(modes)}
-    runs = {level: (lambda image, m=parse_mode(mode): engine.detect(image, m))
-            for level, mode in enumerate(modes)}
+    parsed = [parse_mode(mode) for mode in modes]
+    runs = {level: (lambda image, m=m: engine.detect(image, m)) for level, m in enumerate(parsed)}
     measured = cpu_ms_per_frame(runs, images)
     check_order(measured, bench)
     assert measured[len(modes) - 1] < 0.8 * measured[0]
