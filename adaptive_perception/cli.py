@@ -198,6 +198,15 @@ def _bench_soak(args) -> int:
         return 2
 
 
+def _bench_endurance(args) -> int:
+    from adaptive_perception.budget.endurance import run_endurance
+    try:
+        run_endurance(Path(args.out), args.scenarios, args.static_wall_s, args.smoke)
+    except (TimeoutError, ValueError) as error:
+        raise SystemExit(f'bench endurance: {error}') from None
+    return 0
+
+
 def _coco_pair(parser, split: str) -> None:
     parser.add_argument(f'--{split}-annotations', required=True,
                         help=f'COCO annotation JSON ({split})')
@@ -622,6 +631,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help='target: camera-fed nodes within this fraction of the camera rate')
     soak.add_argument('--out', default='reports/bench_soak', help='folder')
     soak.set_defaults(func=_bench_soak)
+    endurance = targets.add_parser('endurance', help='static vs threshold vs mission policy: '
+                                                     'battery life and quality, closed loop')
+    endurance.add_argument('--scenarios', nargs='+', default=['heavy', 'light'],
+                           choices=['heavy', 'light'], help='which scenarios')
+    endurance.add_argument('--static-wall-s', type=float, default=40.0,
+                           help='wall seconds a static run should take (sets the time scale)')
+    endurance.add_argument('--smoke', action='store_true',
+                           help='a few seconds per run, static and mission only (CI)')
+    endurance.add_argument('--out', default='reports/bench_endurance', help='folder')
+    endurance.set_defaults(func=_bench_endurance)
     activity = targets.add_parser('activity', help='SPOT vs the fixed top state: accuracy '
                                                    'and sensor current, closed loop')
     _activity_model_dir(activity)

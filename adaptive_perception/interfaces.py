@@ -32,6 +32,8 @@ MULTITASK_TOPIC = f'{NAMESPACE}/multitask'
 MULTITASK_TASKS = ('segmentation', 'depth', 'normals', 'saliency')
 TASK_TOPICS = {task: f'{MULTITASK_TOPIC}/{task}' for task in MULTITASK_TASKS}
 DIAGNOSTICS_TOPIC = 'diagnostics'                        # diagnostic_msgs/DiagnosticArray
+# std_msgs/Float64: start a mission of this many seconds now (0 ends it)
+MISSION_START_TOPIC = f'{NAMESPACE}/mission_start'
 
 OUTPUT_TOPICS = (EXECUTION_LEVEL_TOPIC, DETECTIONS_TOPIC, ACTIVITY_TOPIC,
                  *TASK_TOPICS.values(), DIAGNOSTICS_TOPIC)

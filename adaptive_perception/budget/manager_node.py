@@ -10,6 +10,9 @@ It also knows who follows it: every node whose diagnostics carry an applied leve
 a follower. The diagnostics list the followers heard within ``follower_timeout_s``
 (and the level topic's subscriber count); a follower that falls silent turns the
 status to WARN until it is back, and its last latency stops weighing on the level.
+A mission (``mission_duration_s`` > 0, or a duration on ``MISSION_START_TOPIC``)
+adds the plan of ``budget.mission``; the nodes' measured CPU time per level,
+through the device model (``power.device``), is the prior of its drain estimate.
 """
 
 import math
@@ -17,13 +20,15 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, Temperature
-from std_msgs.msg import Header
+from std_msgs.msg import Float64, Header
 
 from adaptive_perception.budget import inputs
 from adaptive_perception.budget.levels import DEFAULT_LEVEL_NAMES, MAX_LEVELS
 from adaptive_perception.budget.policy import BudgetPolicy, PolicyConfig
 from adaptive_perception.msg import ExecutionLevel
+from adaptive_perception.power.device import PRESETS, device
 from adaptive_perception.ros import diagnostics
 from adaptive_perception.ros.interfaces import (
     BATTERY_TOPIC,
@@ -31,11 +36,13 @@ from adaptive_perception.ros.interfaces import (
     DIAGNOSTICS_TOPIC,
     EXECUTION_LEVEL_QOS,
     EXECUTION_LEVEL_TOPIC,
+    MISSION_START_TOPIC,
     POWER_QOS,
     TEMPERATURE_TOPIC,
 )
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.ros.run import run_node, set_timer_period
+from adaptive_perception.runtime.stats import level_costs
 
 _DEFAULTS = PolicyConfig()
 POLICY_PARAMS = [
@@ -74,6 +81,25 @@ POLICY_PARAMS = [
     Param('override_level', _DEFAULTS.override_level,
           'Manual override: -1 follows the policy, 0..N-1 forces that level.',
           -1, MAX_LEVELS - 1),
+    Param('mission_duration_s', _DEFAULTS.mission_duration_s,
+          'Mission length (mission seconds) the battery must last; 0 = no mission. '
+          'Setting it (re)starts the mission now.', 0.0, 1e7),
+    Param('mission_reserve', _DEFAULTS.mission_reserve,
+          'Battery fraction to have left at the end of the mission.', 0.0, 0.99),
+    Param('mission_margin', _DEFAULTS.mission_margin,
+          'A costlier level is taken only if it fits with every drain estimate this '
+          'share higher (hysteresis against noisy readings).', 0.0, 0.99),
+    Param('mission_dwell_s', _DEFAULTS.mission_dwell_s,
+          'Mission seconds at a level before the plan may return to a costlier one.',
+          0.0, 1e6),
+    Param('mission_time_scale', _DEFAULTS.mission_time_scale,
+          'Mission seconds per wall second: 1 on a robot; a simulated battery in '
+          'accelerated time sets its time_scale.', 1e-3, 1e6),
+    Param('mission_estimate_tau_s', _DEFAULTS.mission_estimate_tau_s,
+          'Time constant (mission s) of the drain estimate.', 1.0, 1e6),
+    Param('mission_prior_power_w', [0.0],
+          'Device power (W) per level assumed before measuring; [0.0] = from the nodes\' '
+          'measured CPU time through device_preset.'),
 ]
 NODE_PARAMS = [
     Param('battery_topic', BATTERY_TOPIC, 'sensor_msgs/BatteryState input.', read_only=True),
@@ -94,18 +120,26 @@ NODE_PARAMS = [
     Param('problem_hold_s', 5.0,
           'A rejected or corrected input stays reported in /diagnostics this long.',
           0.0, 3600.0),
+    Param('device_preset', 'laptop_cpu',
+          f'Device model turning node CPU time into watts: {", ".join(sorted(PRESETS))}.'),
+    Param('cpu_time_scale', 0.0,
+          'Device core-seconds per measured CPU second; 0 = clock ratio.', 0.0, 1000.0),
 ]
 
 
 def policy_config(values: dict) -> PolicyConfig:
     """Build a PolicyConfig from parameter values (lists become tuples)."""
-    return PolicyConfig(**{p.name: tuple(values[p.name]) if isinstance(values[p.name], list)
-                           else values[p.name] for p in POLICY_PARAMS})
+    config = {p.name: tuple(values[p.name]) if isinstance(values[p.name], list)
+              else values[p.name] for p in POLICY_PARAMS}
+    if all(w == 0 for w in config['mission_prior_power_w']):
+        config['mission_prior_power_w'] = ()
+    return PolicyConfig(**config)
 
 
 def _check_node_params(candidate: dict) -> None:
     if candidate['temperature_min_valid_c'] >= candidate['temperature_max_valid_c']:
         raise ValueError('temperature_min_valid_c must be below temperature_max_valid_c')
+    device(candidate['device_preset'], candidate['cpu_time_scale'] or None)
 
 
 class BudgetManager(Node):
@@ -131,6 +165,11 @@ class BudgetManager(Node):
         self._published_level = None
         self._followers = {}  # node name -> monotonic time of its last diagnostics
         self._gone = {}  # follower name -> monotonic time it was last heard
+        self._device = device(self.settings['device_preset'],
+                              self.settings['cpu_time_scale'] or None)
+        self._node_costs = {}  # node -> {level: CPU s/s}
+        self.create_subscription(Float64, MISSION_START_TOPIC, self._on_mission_start,
+                                 EXECUTION_LEVEL_QOS)
         self._level_pub = self.create_publisher(ExecutionLevel, EXECUTION_LEVEL_TOPIC,
                                                 EXECUTION_LEVEL_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
@@ -156,7 +195,8 @@ class BudgetManager(Node):
                                        msg.capacity)
         self._note('battery', checked.severity, checked.reason)
         if checked.value is not None:
-            self.policy.battery(checked.value, checked.charging, time.monotonic())
+            self.policy.battery(checked.value, checked.charging, time.monotonic(),
+                                msg.current, msg.voltage, msg.capacity)
         self.evaluate()
 
     def _on_temperature(self, topic: str, msg: Temperature) -> None:
@@ -170,7 +210,40 @@ class BudgetManager(Node):
             self.policy.temperature(topic, checked.value, time.monotonic())
         self.evaluate()
 
+    def _on_mission_start(self, msg: Float64) -> None:
+        duration = float(msg.data)
+        if not (math.isfinite(duration) and duration >= 0):
+            self._note('mission_start', inputs.ERROR, f'mission duration {duration} rejected')
+            return
+        result = self.set_parameters([Parameter('mission_duration_s', value=duration)])[0]
+        if not result.successful:
+            self._note('mission_start', inputs.ERROR, result.reason)
+            return
+        if duration > 0:
+            self.policy.start_mission(time.monotonic())
+        self.get_logger().info(f'mission of {duration:g} s started' if duration
+                               else 'mission ended on request')
+        self.evaluate()
+
+    def _node_power_prior(self, msg: DiagnosticArray) -> None:
+        """Sum the nodes' CPU time per level into device watts: the mission's prior."""
+        me = self.get_fully_qualified_name()
+        for status in msg.status:
+            values = diagnostics.values_of(status)
+            if status.name == me or 'sim_time_s' in values:  # the simulator is not load
+                continue
+            costs = level_costs(values)
+            if costs:
+                self._node_costs[status.name] = costs
+        if not self._node_costs:
+            return
+        levels = set.intersection(*(set(c) for c in self._node_costs.values()))
+        self.policy.level_power({lv: self._device.power_w(sum(c[lv] for c in
+                                                               self._node_costs.values()))
+                                 for lv in levels})
+
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        self._node_power_prior(msg)
         now = time.monotonic()
         own = self.get_fully_qualified_name()
         for status in msg.status:
@@ -256,6 +329,11 @@ class BudgetManager(Node):
                   'reason': d.reason, 'battery_fraction': d.battery_fraction,
                   'temperature_c': d.temperature_c, 'charging': d.charging}
         values.update({f'demand_{rule}': level for rule, level in d.demands.items()})
+        values.update(self._mission_values(d))
+        if d.mission is not None and d.mission.active:
+            severity = max(severity, d.mission.severity)
+            if d.mission.severity:
+                message += f' | {d.mission.text}'
         values.update({f'rejected_{s}': n for s, n in self._rejected.items()})
         values.update(followers=','.join(sorted(self._followers)),
                       followers_gone=','.join(sorted(self._gone)),
@@ -263,6 +341,24 @@ class BudgetManager(Node):
         name = self.get_fully_qualified_name()
         self._diag_pub.publish(diagnostics.array(self, [
             diagnostics.status(name, name, severity, message, values)]))
+
+    def _mission_values(self, d) -> dict:
+        mission = d.mission
+        if mission is None:
+            return {}
+        estimator = self.policy.mission.estimator
+        values = {'mission_active': mission.active, 'mission_plan': mission.text,
+                  'mission_elapsed_s': mission.elapsed_s,
+                  'mission_remaining_s': mission.remaining_s,
+                  'mission_end_fraction': mission.end_fraction,
+                  'mission_estimate_source': estimator.source}
+        for level, rate in enumerate(mission.rates):
+            values[f'mission_drain_per_h_level_{level}'] = rate * 3600.0
+        for level, watts in sorted(estimator.prior_w.items()):
+            values[f'mission_prior_w_level_{level}'] = watts
+        if estimator.problem is not None:
+            values['mission_input_problem'] = estimator.problem[1]
+        return values
 
     # -- parameters -----------------------------------------------------------
     def _on_policy_params(self, candidate: dict) -> None:
@@ -275,6 +371,7 @@ class BudgetManager(Node):
             if candidate[name] != self.settings[name]:
                 set_timer_period(timer, candidate[name])
         self.settings.update(candidate)
+        self._device = device(candidate['device_preset'], candidate['cpu_time_scale'] or None)
 
 
 def main(args=None):

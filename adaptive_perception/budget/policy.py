@@ -18,13 +18,18 @@ Rules, in the order they combine:
   ``latency_recover_ratio`` x target for a window, give that level back.
 * moving to a cheaper level is immediate; returning to a costlier one waits until
   the current level has been held for ``dwell_s``.
+* mission: with ``mission_duration_s`` > 0, the costliest level whose predicted
+  energy lasts the rest of the mission with ``mission_reserve`` left
+  (``budget.mission``); it is one more demand, so thresholds and heat still win.
 * ``override_level`` >= 0 replaces all of the above at once.
 """
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 from adaptive_perception.budget.levels import DEFAULT_LEVEL_NAMES, validate_level_names
+from adaptive_perception.budget.mission import Mission, MissionConfig, MissionState
 
 BATTERY = 'battery'
 
@@ -47,6 +52,22 @@ class PolicyConfig:
     require_battery: bool = True
     require_temperature: bool = True
     override_level: int = -1
+    mission_duration_s: float = 0.0
+    mission_reserve: float = 0.05
+    mission_margin: float = 0.1
+    mission_dwell_s: float = 300.0
+    mission_time_scale: float = 1.0
+    mission_estimate_tau_s: float = 300.0
+    mission_prior_power_w: tuple = ()
+
+    @property
+    def mission(self) -> MissionConfig:
+        """The mission settings as ``budget.mission`` takes them."""
+        return MissionConfig(duration_s=self.mission_duration_s, reserve=self.mission_reserve,
+                             margin=self.mission_margin, dwell_s=self.mission_dwell_s,
+                             time_scale=self.mission_time_scale,
+                             estimate_tau_s=self.mission_estimate_tau_s,
+                             prior_power_w=tuple(self.mission_prior_power_w))
 
     @property
     def num_levels(self) -> int:
@@ -77,6 +98,7 @@ class PolicyConfig:
         if not -1 <= self.override_level < n:
             raise ValueError(f'override_level {self.override_level} must be -1 (follow the '
                              f'policy) or a level 0..{n - 1}')
+        self.mission.validate(n)
 
 
 def _check_thresholds(name, values, num_levels, descending, gap):
@@ -106,6 +128,7 @@ class Decision:
     temperature_c: float
     charging: bool
     demands: dict = field(default_factory=dict)  # rule -> level it asks for
+    mission: MissionState | None = None
 
 
 class _Hysteresis:
@@ -148,19 +171,43 @@ class BudgetPolicy:
         self._latency_changed_s = now_s
         self._level = 0
         self._level_since_s = now_s
+        self.mission = Mission(config.num_levels, config.mission)
+        if config.mission_duration_s > 0:
+            self.mission.start(now_s)
 
-    def reconfigure(self, config: PolicyConfig) -> None:
-        """Swap thresholds at run time, keeping the state; raise ValueError if invalid."""
+    def reconfigure(self, config: PolicyConfig, now_s: float | None = None) -> None:
+        """Swap thresholds at run time, keeping the state; raise ValueError if invalid.
+
+        A changed ``mission_duration_s`` (re)starts the mission at ``now_s``.
+        """
         config.validate()
         self.config = config
+        self.mission.reconfigure(config.mission, config.num_levels,
+                                 time.monotonic() if now_s is None else now_s)
         self._level = min(self._level, config.num_levels - 1)
         self._latency_offset = min(self._latency_offset, config.num_levels - 1)
 
     # -- inputs ---------------------------------------------------------------
-    def battery(self, fraction: float, charging: bool, now_s: float) -> None:
-        """Take a checked battery reading (fraction 0..1)."""
+    def battery(self, fraction: float, charging: bool, now_s: float,
+                current_a: float = math.nan, voltage_v: float = math.nan,
+                capacity_ah: float = math.nan) -> None:
+        """Take a checked battery reading (fraction 0..1).
+
+        Current (A, negative while discharging), voltage and capacity (Ah) are
+        optional (NaN: unknown); the mission's drain estimate uses them when present.
+        """
         self._battery = (fraction, charging)
         self._heard[BATTERY] = now_s
+        self.mission.reading(now_s, fraction, self._level, charging, current_a, voltage_v,
+                             capacity_ah)
+
+    def level_power(self, watts_by_level: dict) -> None:
+        """Measured device power (W) per level, the prior of the mission's estimate."""
+        self.mission.estimator.set_prior(watts_by_level)
+
+    def start_mission(self, now_s: float) -> None:
+        """(Re)start the mission clock; the duration is ``mission_duration_s``."""
+        self.mission.start(now_s)
 
     def temperature(self, source: str, celsius: float, now_s: float) -> None:
         """Take a checked temperature reading from one source (topic)."""
@@ -187,6 +234,10 @@ class BudgetPolicy:
         hottest = max(fresh_temps.values()) if fresh_temps else math.nan
 
         demands, reasons = {}, {}
+        mission = self.mission.decide(now_s, battery_fraction, charging,
+                                      () if charging else cfg.battery_thresholds)
+        if mission.level is not None:
+            demands['mission'], reasons['mission'] = mission.level, mission.text
         if charging and cfg.charging_lifts_battery_limit:
             self._battery_band.level = 0
             demands[BATTERY], reasons[BATTERY] = 0, 'charging lifts the battery limit'
@@ -236,7 +287,7 @@ class BudgetPolicy:
             self._level, self._level_since_s = target, now_s
         demands['latency_offset'] = self._latency_offset
         return Decision(self._level, cfg.level_names[self._level], cfg.num_levels, reason,
-                        changed, battery_fraction, hottest, charging, demands)
+                        changed, battery_fraction, hottest, charging, demands, mission)
 
     def _ladder_text(self, value, which):
         """Say which threshold holds the current demand, and whether only the band does."""

@@ -214,6 +214,49 @@ def multitask_section(summary: dict, node_name: str = 'adamtl_multitask') -> str
     return '\n'.join(lines) + '\n'
 
 
+def energy_rows(statuses: dict, preset: str = 'laptop_cpu') -> list:
+    """Per node and level: knob, CPU s/s, ms/frame, ONNX Runtime s/s and modelled W.
+
+    From the ``cpu_*_level_<i>`` values every level-following node reports; watts
+    of the CPU demand (inputs dropped counted at the cost per frame) through the
+    device model ``preset`` (``power.device``), above the device's idle.
+    """
+    from adaptive_perception.power.device import device
+    model = device(preset)
+    rows = []
+    for name, values in sorted(statuses.items()):
+        if name == 'power_simulator' or 'sim_time_s' in values:
+            continue
+        for key in sorted(k for k in values if k.startswith('cpu_s_per_s_level_')):
+            level = key.rsplit('_', 1)[1]
+            cpu = _number(values[key])
+            demand = _number(values.get(f'cpu_demand_s_per_s_level_{level}', cpu))
+            rows.append({'node': name, 'level': int(level),
+                         'knob': values.get(f'knob_level_{level}', '-'), 'cpu_s_per_s': cpu,
+                         'cpu_demand_s_per_s': demand,
+                         'cpu_ms_per_frame': _number(values.get(
+                             f'cpu_ms_per_frame_level_{level}')),
+                         'ort_cpu_s_per_s': _number(values.get(
+                             f'ort_cpu_s_per_s_level_{level}')),
+                         'watts': model.load_w(demand) if math.isfinite(demand) else math.nan})
+    return rows
+
+
+def energy_section(statuses: dict, preset: str = 'laptop_cpu') -> str:
+    """Return the report's markdown section on energy per node and level."""
+    rows = energy_rows(statuses, preset)
+    lines = [f'## Energy per node and level (process CPU time; W modelled for {preset})', '']
+    if not rows:
+        return '\n'.join(lines + ['- no node reported CPU time per level']) + '\n'
+    lines += ['| node | level | knob | CPU s/s | demand s/s | CPU ms/frame | ONNX Runtime s/s '
+              '| W |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += [f'| {r["node"]} | {r["level"]} | {r["knob"]} | {_cell(r["cpu_s_per_s"])} | '
+              f'{_cell(r["cpu_demand_s_per_s"])} | '
+              f'{_cell(r["cpu_ms_per_frame"])} | {_cell(r["ort_cpu_s_per_s"])} | '
+              f'{_cell(r["watts"])} |' for r in rows]
+    return '\n'.join(lines) + '\n'
+
+
 def multitask_line(summary: dict) -> str:
     """One line for the console: images per task, the policy, the mean block share."""
     counts = ', '.join(f'{task} {v["messages"]}' for task, v in summary['tasks'].items())
@@ -253,6 +296,7 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
     exits = '\n'.join(f'- {e["t"]:.1f} s: {name} exited with code {e["code"]} after '
                       f'{e["ran_s"]:.1f} s: {e["action"]}'
                       for name, p in (processes or {}).items() for e in p['exits'])
+    section += f'\n{energy_section(statuses)}'
     paths['table'].write_text(f'# Edge run report\n\n## Nodes (last diagnostics)\n\n'
                               f'{node_table(statuses)}\n\n## Exits and restarts\n\n'
                               f'{exits or "- none"}\n\n## Level changes\n\n'
@@ -264,6 +308,7 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
                             'truth_events': activity['truth_events']}
     if tasks is not None:
         data['multitask'] = {'summary': tasks, 'outputs': multitask['outputs']}
+    data['energy'] = energy_rows(statuses)
     paths['data'].write_text(json.dumps(data, indent=1, default=str))
     return paths
 

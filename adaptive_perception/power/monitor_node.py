@@ -3,17 +3,21 @@
 Publishes ``sensor_msgs/BatteryState`` (one battery) and ``sensor_msgs/Temperature``
 (the hottest selected thermal zone, ``header.frame_id`` = the zone's type) for
 ``budget_manager``, and its own ``/diagnostics`` status with whatever sysfs got
-wrong. What exists is decided once at start: a machine with neither a battery nor
-a thermal zone (a container, most CI runners) gets one clear message and a clean
-exit, so a launch file can include this node everywhere.
+wrong and the device power its counters measure (``power.counters``: RAPL,
+hwmon/INA3221, battery power_now), one ``power_w_<kind>`` value per kind. What
+exists is decided once at start: a machine with no battery, thermal zone or power
+counter (a container, most CI runners) gets one clear message and a clean exit, so
+a launch file can include this node everywhere.
 """
 
 import math
+import time
 
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
 
+from adaptive_perception.power.counters import PowerCounters
 from adaptive_perception.power.sysfs import hottest, read_power_supplies, read_thermal_zones
 from adaptive_perception.ros import diagnostics
 from adaptive_perception.ros.interfaces import (
@@ -85,14 +89,18 @@ class PowerMonitor(Node):
         self._battery_name = next((b.name for b in batteries if b.name == wanted or not wanted),
                                   None)
         has_zone = bool(read_thermal_zones(self._root, self._types).zones)
+        self._counters = PowerCounters(self._root)
+        self._power = []  # the last PowerReadings
         zones_text = (f'no thermal zone of type {list(self._types)}' if self._types
                       else 'no thermal zone')
         battery_text = f'no battery {wanted!r}' if wanted else 'no battery'
-        self.active = self._battery_name is not None or has_zone
+        self.active = self._battery_name is not None or has_zone or bool(self._counters.kinds)
         if not self.active:
-            self.get_logger().warning(f'{battery_text} and {zones_text} under {self._root}: '
-                                      'nothing to publish, exiting')
+            self.get_logger().warning(f'{battery_text} and {zones_text} under {self._root}, '
+                                      'no power counter: nothing to publish, exiting')
             return
+        if self._counters.kinds:
+            self.get_logger().info(f'power counters: {", ".join(self._counters.kinds)}')
         if self._battery_name is None:
             self.get_logger().info(f'{battery_text} under {self._root}: publishing temperature '
                                    'only')
@@ -157,6 +165,8 @@ class PowerMonitor(Node):
                 self._temperature_pub.publish(Temperature(
                     header=Header(stamp=stamp, frame_id=self._zone.type or self._zone.name),
                     temperature=self._zone.celsius, variance=0.0))
+        self._power = self._counters.read(time.monotonic())
+        problems += self._counters.problems
         self._problems = problems
         if problems != self._logged_problems:
             if problems:
@@ -184,6 +194,9 @@ class PowerMonitor(Node):
         if self._zone is not None:
             values.update(hottest_zone=f'{self._zone.name} ({self._zone.type})',
                           temperature_c=self._zone.celsius)
+        for reading in self._power:
+            values[f'power_w_{reading.source}'] = reading.watts
+            values[f'power_detail_{reading.source}'] = reading.detail
         values['problems'] = len(self._problems)
         shown = self._problems[:MAX_PROBLEMS_IN_MESSAGE]
         more = len(self._problems) - len(shown)

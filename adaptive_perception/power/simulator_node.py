@@ -8,6 +8,13 @@ seconds per wall second) and publishes ``sensor_msgs/BatteryState`` and
 parameter can be changed at run time (``charging`` plugs the charger in or out);
 a change that ``PowerConfig.validate`` rejects keeps the old values.
 
+With ``load_source: measured`` the load is instead what the perception nodes
+really spend: the sum of the ``cpu_demand_s_per_s`` each reports in ``/diagnostics``
+(process CPU time per second, counting the inputs a saturated node dropped at its
+cost per frame; ``runtime.stats.CpuMeter``), turned into watts by a device model
+(``power.device``: ``device_preset``, ``cpu_time_scale``). A knob that really
+computes less then drains the battery more slowly, and one that does not, does not.
+
 For the statistics in ``/diagnostics`` a "frame" is one simulation step (advance
 the model and publish), so rate and latency describe the simulator itself.
 """
@@ -16,18 +23,37 @@ import math
 import time
 from dataclasses import fields
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
 
+from adaptive_perception.power.device import PRESETS, device
 from adaptive_perception.power.model import PowerConfig, PowerModel
-from adaptive_perception.ros.interfaces import BATTERY_TOPIC, POWER_QOS, TEMPERATURE_TOPIC
+from adaptive_perception.ros import diagnostics
+from adaptive_perception.ros.interfaces import (
+    BATTERY_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    POWER_QOS,
+    TEMPERATURE_TOPIC,
+)
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.ros.run import run_node, set_timer_period
 
 DEFAULTS = PowerConfig()
 CONFIG_FIELDS = [f.name for f in fields(PowerConfig)]
+LOAD_SOURCES = ('levels', 'measured')
+
+
+def _check_load(values: dict):
+    """Validate the load settings; return the device model (None for level_power_w)."""
+    if values['load_source'] not in LOAD_SOURCES:
+        raise ValueError(f'load_source must be one of {LOAD_SOURCES}, got '
+                         f'{values["load_source"]!r}')
+    model = device(values['device_preset'], values['cpu_time_scale'] or None)
+    return model if values['load_source'] == 'measured' else None
 
 
 def _parse_watts(entry) -> float:
@@ -82,6 +108,27 @@ class PowerSimulator(Node):
             Param('frame_id', 'battery', 'header.frame_id of BatteryState.'),
             Param('temperature_frame_id', 'soc', 'header.frame_id of Temperature.'),
         ])
+        load = declare(self, [
+            Param('load_source', 'levels',
+                  "'levels': the load is level_power_w at the applied level; 'measured': "
+                  "the nodes' CPU time from /diagnostics through the device model."),
+            Param('device_preset', 'laptop_cpu',
+                  f'Device model for measured load: {", ".join(sorted(PRESETS))}.'),
+            Param('cpu_time_scale', 0.0,
+                  'Device core-seconds per measured CPU second; 0 = this machine\'s clock '
+                  'over the device\'s.', 0.0, 1000.0),
+            Param('measured_nodes', [''],
+                  'Nodes whose CPU time counts (fully qualified names); [\'\'] = every node '
+                  'that reports it, except this one.'),
+            Param('measured_timeout_s', 5.0,
+                  'A node silent this long no longer counts.', 0.1, 3600.0),
+        ])
+        self._load = load
+        self._device = _check_load(load)
+        self._node_cpu = {}  # node name -> (monotonic time, cpu_s_per_s)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
+                                 DIAGNOSTICS_QOS)
+        on_change(self, list(load), _check_load, self._on_load_params)
         values['level_power_w'] = self.get_parameter('level_power_w').value
         self.model = PowerModel(_config(values))
         self._time_scale = values['time_scale']
@@ -99,6 +146,34 @@ class PowerSimulator(Node):
     def _apply(self, watts: float, applied) -> None:
         self._load_w = watts
 
+    def _on_load_params(self, candidate: dict) -> None:
+        self._device = _check_load(candidate)
+        self._load = candidate
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        me = self.get_fully_qualified_name()
+        wanted = [n for n in self._load['measured_nodes'] if n]
+        for status in msg.status:
+            if status.name == me or (wanted and status.name not in wanted):
+                continue
+            values = diagnostics.values_of(status)
+            cpu = diagnostics.as_float(values.get('cpu_demand_s_per_s',
+                                                  values.get('cpu_s_per_s')))
+            if math.isfinite(cpu):
+                self._node_cpu[status.name] = (time.monotonic(), cpu)
+
+    def measured_cpu(self) -> float:
+        """CPU seconds per second of the nodes heard within ``measured_timeout_s``."""
+        now = time.monotonic()
+        return sum(cpu for t, cpu in self._node_cpu.values()
+                   if now - t <= self._load['measured_timeout_s'])
+
+    def load_w(self) -> float:
+        """Return the load on top of the base power now: measured or per level."""
+        if self._device is None:
+            return self._load_w
+        return self._device.load_w(self.measured_cpu())
+
     def _on_params(self, candidate: dict) -> None:
         self.model.config = _config(candidate)
         self._time_scale = candidate['time_scale']
@@ -111,7 +186,7 @@ class PowerSimulator(Node):
     def _tick(self) -> None:
         start = time.perf_counter()
         now = time.monotonic()
-        self.model.step((now - self._last_tick) * self._time_scale, self._load_w)
+        self.model.step((now - self._last_tick) * self._time_scale, self.load_w())
         self._last_tick = now
         stamp = self.get_clock().now().to_msg()
         self._battery_pub.publish(self._battery_state(Header(stamp=stamp,
@@ -138,8 +213,11 @@ class PowerSimulator(Node):
         model = self.model
         return {'battery_fraction': model.fraction, 'temperature_c': model.temperature_c,
                 'power_w': model.power_w, 'sim_time_s': model.sim_time_s,
-                'steady_state_c': model.config.steady_state_c(self._load_w),
-                'charging': model.config.charging, 'time_scale': self._time_scale}
+                'steady_state_c': model.config.steady_state_c(self.load_w()),
+                'charging': model.config.charging, 'time_scale': self._time_scale,
+                'load_source': self._load['load_source'], 'load_w': self.load_w(),
+                'measured_cpu_s_per_s': self.measured_cpu(),
+                'measured_node_count': len(self._node_cpu)}
 
 
 def main(args=None):

@@ -17,6 +17,7 @@ from adaptive_perception.interfaces import (  # noqa: F401 (the names nodes impo
     DIAGNOSTICS_TOPIC,
     EXECUTION_LEVEL_TOPIC,
     IMU_TOPIC,
+    MISSION_START_TOPIC,
     OVERLAY_TOPIC,
     TASK_TOPICS,
     TEMPERATURE_TOPIC,

@@ -8,7 +8,9 @@ the knob whenever the applied level changes. ``apply`` must only select among
 variants already in memory: its cost is measured and reported.
 
 It also publishes the node's ``/diagnostics`` status: applied level and why,
-frames processed, rate, latency p50/p95 (fed by ``record_frame``), apply cost.
+frames processed, rate, latency p50/p95 (fed by ``record_frame``), apply cost,
+and what the node costs: process CPU time per second and per frame, ONNX
+Runtime's share, in the last period and per level (``runtime.stats.CpuMeter``).
 """
 
 import time
@@ -30,7 +32,7 @@ from adaptive_perception.ros.interfaces import (
 )
 from adaptive_perception.ros.params import Param, declare, on_change
 from adaptive_perception.runtime.level_follower import FOLLOW_MANAGER, LevelFollower
-from adaptive_perception.runtime.stats import FrameStats
+from adaptive_perception.runtime.stats import CpuMeter, FrameStats
 
 
 class LevelFollowing:
@@ -77,6 +79,7 @@ class LevelFollowing:
                   self._on_params)
 
         self.stats = FrameStats()
+        self.cpu = CpuMeter()
         self._apply_costs = deque(maxlen=200)
         self.level_changes = 0
         self.applied = None
@@ -105,12 +108,23 @@ class LevelFollowing:
         start = time.perf_counter()
         self._apply(knob, applied)
         self._apply_costs.append(time.perf_counter() - start)
+        self.cpu.switch(applied.level, knob, self.stats.frames, self._dropped())
         if self.applied is not None:
             self.level_changes += 1
             self._node.get_logger().info(
                 f'level {self.applied.level} -> {applied.level} ({applied.source}: '
                 f'{applied.reason}), {self._profile_param}={knob!r}')
         self.applied, self.knob = applied, knob
+
+    def _dropped(self) -> int:
+        """Return the inputs the node dropped so far (its ``frames_dropped``; 0 if none).
+
+        Before the first frame the node may still be constructing what its
+        ``extra_values`` reads, and nothing is being counted yet anyway.
+        """
+        if not self.stats.frames:
+            return 0
+        return _count(self._extra_values().get('frames_dropped'))
 
     def _parse_profile(self, entries) -> list:
         if not entries:
@@ -156,7 +170,9 @@ class LevelFollowing:
             'apply_cost_p50_ms': cost_p50, 'apply_cost_max_ms': cost_max,
             'level_changes': self.level_changes,
         }
-        values.update(self._extra_values())
+        extra = self._extra_values()
+        values.update(self.cpu.values(self.stats.frames, _count(extra.get('frames_dropped'))))
+        values.update(extra)
         name = self._node.get_fully_qualified_name()
         message = f'level {applied.level} ({applied.source}): {applied.reason}'
         severity, problem = self._health()
@@ -164,3 +180,10 @@ class LevelFollowing:
             message += f' | {problem}'
         self._diagnostics.publish(diagnostics.array(self._node, [
             diagnostics.status(name, name, max(level, severity), message, values)]))
+
+
+def _count(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

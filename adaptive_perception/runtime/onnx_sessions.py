@@ -7,6 +7,7 @@ session reports the providers it really got; those go into diagnostics.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,6 +17,42 @@ import onnxruntime as ort
 CPU = 'CPUExecutionProvider'
 
 _log = logging.getLogger(__name__)
+_ORT_CPU_S = [0.0]  # process CPU time spent inside session runs, this process
+
+
+def ort_cpu_seconds() -> float:
+    """Process CPU seconds spent inside ONNX Runtime runs so far (every session here)."""
+    return _ORT_CPU_S[0]
+
+
+class TimedSession:
+    """An ``InferenceSession`` whose runs add their process CPU time to ``ort_cpu_seconds``.
+
+    Everything else is the session's own (attribute access is passed through), so
+    callers and ``BoundGraph`` use it as they would the session.
+    """
+
+    def __init__(self, session):
+        self._session = session
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def run(self, *args, **kwargs):
+        """``InferenceSession.run``, timed."""
+        start = time.process_time()
+        try:
+            return self._session.run(*args, **kwargs)
+        finally:
+            _ORT_CPU_S[0] += time.process_time() - start
+
+    def run_with_iobinding(self, *args, **kwargs):
+        """``InferenceSession.run_with_iobinding``, timed."""
+        start = time.process_time()
+        try:
+            return self._session.run_with_iobinding(*args, **kwargs)
+        finally:
+            _ORT_CPU_S[0] += time.process_time() - start
 
 
 def resolve_providers(requested: Sequence[str], available: Sequence[str] | None = None,
@@ -64,7 +101,7 @@ def create_sessions(paths: dict, providers: Sequence[str] = (CPU,), threads: int
                                            providers=chosen)
         except Exception as error:  # onnxruntime raises its own, unrelated types
             raise ValueError(f'cannot load {name} graph {path}: {error}') from error
-        sessions[name] = session
+        sessions[name] = TimedSession(session)
         used += [p for p in session.get_providers() if p not in used]
     return Sessions(sessions, used)
 
@@ -78,7 +115,7 @@ class BoundGraph:
     Not thread-safe: one binding per caller thread.
     """
 
-    def __init__(self, session: ort.InferenceSession, fixed: dict):
+    def __init__(self, session, fixed: dict):
         self._session = session
         self._binding = session.io_binding()
         self._fixed = {name: ort.OrtValue.ortvalue_from_numpy(value)

@@ -1,5 +1,6 @@
-"""Frame rate and latency statistics over a sliding window, for diagnostics."""
+"""Frame rate, latency and CPU time per level, for diagnostics."""
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -48,3 +49,99 @@ class FrameStats:
         else:
             p50 = p95 = float('nan')
         return StatsSnapshot(self.frames, float(rate), float(p50), float(p95))
+
+
+class CpuMeter:
+    """Process CPU time per second and per frame, split by the level (and knob) applied.
+
+    What a node really spends is what the OS charged to its process
+    (``time.process_time``: every thread, the middleware's included), so a knob
+    that computes less shows up here and one that does not, does not. ONNX
+    Runtime's share is the CPU time spent inside its sessions' run calls
+    (``runtime.onnx_sessions.ort_cpu_seconds``). Counting starts at the first
+    frame, so loading models does not count as work at the first level.
+
+    A node that cannot keep up drops inputs (newest frame wins); then a cheaper
+    knob processes more frames for the same CPU time and CPU s/s hides what the
+    knob saves. ``cpu_demand_s_per_s`` is what the node would spend on every input
+    it was offered: CPU time per processed frame x (processed + dropped) per second.
+    Where nothing is dropped it equals ``cpu_s_per_s``.
+    """
+
+    def __init__(self, clock=None, cpu=None, ort=None):
+        import time
+
+        from adaptive_perception.runtime.onnx_sessions import ort_cpu_seconds
+        self._clock = clock or time.monotonic
+        self._cpu = cpu or time.process_time
+        self._ort = ort or ort_cpu_seconds
+        self._level = self._knob = None
+        self._mark = None  # (wall, cpu, ort, frames) at the start of the current interval
+        self._window = None  # the same at the last sample
+        self.by_level = {}  # level -> {'knob', 'wall_s', 'cpu_s', 'ort_s', 'frames'}
+
+    def _now(self, frames, dropped):
+        return (self._clock(), self._cpu(), self._ort(), frames, dropped)
+
+    def switch(self, level: int, knob, frames: int, dropped: int = 0) -> None:
+        """Note that the node now applies ``level`` with ``knob``; close the old interval."""
+        self._close(frames, dropped)
+        self._level, self._knob = level, str(knob)
+
+    def _close(self, frames, dropped):
+        now = self._now(frames, dropped)
+        if self._mark is not None and self._level is not None:
+            entry = self.by_level.get(self._level)
+            if entry is None or entry['knob'] != self._knob:  # a new knob starts afresh
+                entry = self.by_level[self._level] = {
+                    'knob': self._knob, 'wall_s': 0.0, 'cpu_s': 0.0, 'ort_s': 0.0,
+                    'frames': 0, 'dropped': 0}
+            for i, key in enumerate(('wall_s', 'cpu_s', 'ort_s', 'frames', 'dropped')):
+                entry[key] += now[i] - self._mark[i]
+        if self._mark is not None or frames > 0:
+            self._mark = now
+
+    @staticmethod
+    def _demand(cpu, wall, frames, dropped):
+        if not frames:
+            return cpu / wall
+        return cpu / frames * (frames + max(dropped, 0)) / wall
+
+    def values(self, frames: int, dropped: int = 0) -> dict:
+        """Diagnostics values: the last window's rates and the totals per level."""
+        self._close(frames, dropped)
+        now = self._now(frames, dropped)
+        out = {'cpu_s_per_s': math.nan, 'cpu_demand_s_per_s': math.nan,
+               'cpu_ms_per_frame': math.nan, 'ort_cpu_s_per_s': math.nan}
+        if self._window is not None and self._mark is not None and now[0] > self._window[0]:
+            wall, cpu, ort, n, lost = (a - b for a, b in zip(now, self._window, strict=True))
+            out.update(cpu_s_per_s=cpu / wall, ort_cpu_s_per_s=ort / wall,
+                       cpu_demand_s_per_s=self._demand(cpu, wall, n, lost),
+                       cpu_ms_per_frame=1e3 * cpu / n if n else math.nan)
+        if self._mark is not None:
+            self._window = now
+        for level, e in sorted(self.by_level.items()):
+            if e['wall_s'] <= 0:
+                continue
+            out[f'cpu_s_per_s_level_{level}'] = e['cpu_s'] / e['wall_s']
+            out[f'cpu_demand_s_per_s_level_{level}'] = self._demand(
+                e['cpu_s'], e['wall_s'], e['frames'], e['dropped'])
+            out[f'ort_cpu_s_per_s_level_{level}'] = e['ort_s'] / e['wall_s']
+            out[f'cpu_ms_per_frame_level_{level}'] = (1e3 * e['cpu_s'] / e['frames']
+                                                      if e['frames'] else math.nan)
+            out[f'knob_level_{level}'] = e['knob']
+        return out
+
+
+def level_costs(values: dict, prefix: str = 'cpu_demand_s_per_s_level_') -> dict:
+    """Level -> CPU s/s (demand by default) from a node's diagnostics values."""
+    out = {}
+    for key, value in values.items():
+        if key.startswith(prefix):
+            try:
+                cost = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(cost):
+                out[int(key.rsplit('_', 1)[1])] = cost
+    return out
