@@ -15,7 +15,7 @@ from adaptive_perception.runtime.quantize import (
 
 
 def _conv_graph(path) -> None:
-    """image (1, 3, 16, 16) -> Conv 3x3 -> Relu -> Conv 1x1 -> Sigmoid -> out."""
+    """Write a graph: image (1, 3, 16, 16) -> Conv 3x3 -> Relu -> Conv 1x1 -> Sigmoid -> out."""
     rng = np.random.default_rng(0)
     w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), 'w1')
     b1 = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), 'b1')

@@ -69,9 +69,11 @@ class FeedsReader(CalibrationDataReader):
         return len(self._feeds)
 
     def get_next(self) -> dict | None:
+        """Return the next frame's feeds, None after the last."""
         return next(self._next, None)
 
     def rewind(self) -> None:
+        """Start again from the first frame."""
         self._next = iter(self._feeds)
 
 
@@ -92,7 +94,7 @@ class QuantizationReport:
     excluded: dict = field(default_factory=dict)  # op type or node -> why it stays FP32
 
     def to_json(self) -> dict:
-        """A plain dict for a manifest."""
+        """Return the report as a plain dict, for a manifest."""
         return asdict(self)
 
 
