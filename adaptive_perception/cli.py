@@ -67,9 +67,27 @@ def _train_adacon(args) -> int:
     return 0
 
 
+def _int8_args(parser, default_frames: int) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument('--checkpoint', help='trained checkpoint to export (FP32 and INT8)')
+    where.add_argument('--int8-only', action='store_true',
+                       help='add calibrated INT8 graphs to the exported model in --out, '
+                            'leaving its FP32 graphs as they are (no checkpoint needed)')
+    parser.add_argument('--no-int8', action='store_true', help='write the FP32 graphs only')
+    parser.add_argument('--calibration-frames', type=int, default=default_frames,
+                        help='training frames the INT8 activation ranges are calibrated on')
+
+
 def _export_adacon(args) -> int:
-    from adaptive_perception.detection.export import export_adacon
-    export_adacon(Path(args.checkpoint), Path(args.out))
+    from adaptive_perception.detection.export import add_int8, export_adacon
+    try:
+        if args.int8_only:
+            add_int8(Path(args.out), args.calibration_frames)
+        else:
+            export_adacon(Path(args.checkpoint), Path(args.out), not args.no_int8,
+                          args.calibration_frames)
+    except ValueError as error:
+        raise SystemExit(f'export adacon: {error}') from None
     return 0
 
 
@@ -490,8 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser('export', help='export a trained model to ONNX')
     export_models = export.add_subparsers(dest='model', required=True)
-    adacon = export_models.add_parser('adacon', help='one graph per part + manifest.json')
-    adacon.add_argument('--checkpoint', required=True)
+    adacon = export_models.add_parser('adacon', help='one graph per part (FP32 and INT8) + '
+                                                     'manifest.json')
+    _int8_args(adacon, 256)
     adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
     adacon.set_defaults(func=_export_adacon)
     adamtl = export_models.add_parser('adamtl', help='one encoder graph per policy, the '
