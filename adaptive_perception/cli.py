@@ -293,8 +293,14 @@ def _train_adamtl_references(args) -> int:
 
 
 def _export_adamtl(args) -> int:
-    from adaptive_perception.multitask.export import export_adamtl
-    export_adamtl(Path(args.checkpoint), Path(args.out), args.references)
+    from adaptive_perception.multitask.export import add_int8, export_adamtl
+    try:
+        if not args.int8_only:
+            export_adamtl(Path(args.checkpoint), Path(args.out), args.references)
+        if not args.no_int8:
+            add_int8(Path(args.out), args.calibration_frames)
+    except ValueError as error:
+        raise SystemExit(f'export adamtl: {error}') from None
     print(f'written {args.out}')
     return 0
 
@@ -514,8 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
     adacon.set_defaults(func=_export_adacon)
     adamtl = export_models.add_parser('adamtl', help='one encoder graph per policy, the '
-                                                     'decoders + manifest.json')
-    adamtl.add_argument('--checkpoint', required=True)
+                                                     'decoders (FP32 and INT8) + manifest.json')
+    _int8_args(adamtl, 128)
     adamtl.add_argument('--out', required=True, help='model directory, e.g. models/adamtl')
     adamtl.add_argument('--references', help='take the single-task references from this '
                                              'checkpoint (same stage 1, e.g. the run '

@@ -169,8 +169,10 @@ class AdaConEngine:
     ``graph_runs`` (backbone, controller, static_head), ``branch_runs`` (per branch),
     ``width_runs`` (frames per backbone width), ``precision_runs`` (backbone runs per
     precision) and ``cascade_runs`` (cascade frames: exited, escalated) count what
-    each frame ran; a session is created once, in the constructor. An invalid model
-    directory raises ValueError saying what is wrong.
+    each frame ran; ``model_seconds`` sums the time spent inside ONNX Runtime, so
+    that what a frame costs outside the model can be told apart. A session is created
+    once, in the constructor. An invalid model directory raises ValueError saying
+    what is wrong.
     """
 
     def __init__(self, model_dir, providers: Sequence[str] = (CPU,), threads: int | None = None,
@@ -207,6 +209,7 @@ class AdaConEngine:
         self.width_runs = dict.fromkeys(self.widths, 0)
         self.precision_runs = dict.fromkeys(self.precisions, 0)
         self.cascade_runs = {'exited': 0, 'escalated': 0}
+        self.model_seconds = 0.0
         mean = np.asarray(m.mean, np.float32) * 255
         self._inv_std = (1 / (np.asarray(m.std, np.float32) * 255))[:, None, None]
         self._mean = mean[:, None, None]
@@ -301,11 +304,17 @@ class AdaConEngine:
     def features(self, image: np.ndarray, width: float = 1.0,
                  precision: str = 'fp32') -> np.ndarray:
         """Run the backbone graph of ``width`` in ``precision`` on a preprocessed image."""
-        return self._sessions[_session_name(width, 'backbone', precision)].run(
-            ['features'], {'image': image})[0]
+        return self._graph(_session_name(width, 'backbone', precision), ['features'],
+                           {'image': image})[0]
+
+    def _graph(self, name: str, outputs: list, feeds: dict) -> list:
+        start = time.perf_counter()
+        result = self._sessions[name].run(outputs, feeds)
+        self.model_seconds += time.perf_counter() - start
+        return result
 
     def _head(self, name: str, features: np.ndarray) -> tuple:
-        heatmap, box = self._sessions[name].run(['heatmap', 'box'], {'features': features})
+        heatmap, box = self._graph(name, ['heatmap', 'box'], {'features': features})
         return heatmap[0], box[0]
 
     def detect(self, rgb: np.ndarray, mode: Mode, score_threshold: float = 0.3,
@@ -381,8 +390,7 @@ class AdaConEngine:
         else:
             probabilities = shared.get(name('controller'))
             if probabilities is None:
-                logits = self._sessions[name('controller')].run(
-                    ['logits'], {'features': features})[0]
+                logits = self._graph(name('controller'), ['logits'], {'features': features})[0]
                 self.graph_runs['controller'] += 1
                 macs += graphs.controller['macs']
                 probabilities = 1 / (1 + np.exp(-logits[0].astype(np.float64)))

@@ -123,7 +123,8 @@ def _quantized_nodes(model: onnx.ModelProto, op_types: Sequence[str]) -> tuple:
 def quantize_graph(fp32_path, int8_path, feeds: Iterable[dict], calibration_data: str,
                    op_types: Sequence[str] = DEFAULT_OP_TYPES,
                    exclude_nodes: Callable[[onnx.NodeProto], str | None] | None = None,
-                   method: str = 'minmax', per_channel: bool = True) -> QuantizationReport:
+                   method: str = 'minmax', per_channel: bool = True,
+                   reasons: dict | None = None) -> QuantizationReport:
     """Write a calibrated INT8 (QDQ) copy of ``fp32_path`` to ``int8_path``; its report.
 
     ``feeds``: the calibration inputs (see ``FeedsReader``); ``calibration_data``
@@ -131,6 +132,8 @@ def quantize_graph(fp32_path, int8_path, feeds: Iterable[dict], calibration_data
     to quantize. ``exclude_nodes``: called per node of the FP32 graph; a returned
     reason keeps that node in FP32 (e.g. a head's last layer, whose output is read
     against thresholds). ``method``: how activation ranges are calibrated.
+    ``reasons``: op type -> why it is left out of ``op_types`` (for the report; the
+    default reason covers the element-wise operators).
     """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f'calibration method {method!r}: expected one of '
@@ -145,7 +148,7 @@ def quantize_graph(fp32_path, int8_path, feeds: Iterable[dict], calibration_data
             exclude_names.append(node.name)
             excluded[node.name] = reason
     for op_type in sorted(set(_op_counts(source)) - set(op_types)):
-        excluded[op_type] = REASON_NOT_LISTED
+        excluded[op_type] = (reasons or {}).get(op_type, REASON_NOT_LISTED)
     with tempfile.TemporaryDirectory(prefix='quantize_') as scratch:
         # Shape inference and constant folding first, as onnxruntime recommends: the
         # quantizer needs every tensor's shape to pick per-channel axes.
