@@ -109,7 +109,8 @@ def _bench_channels(args) -> int:
     from adaptive_perception.channels.bench import run_bench_channels
     return run_bench_channels(args.model_dir, args.annotations, args.images, args.modes,
                               Path(args.out), frames=args.frames, providers=args.providers,
-                              threads=args.threads, eval_limit=args.limit, levels=args.levels)
+                              threads=args.threads, eval_limit=args.limit, levels=args.levels,
+                              repeats=args.repeats, cascades=not args.no_cascades)
 
 
 def _bench_gating(args) -> int:
@@ -576,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    'latency model, Pareto front, level profile')
     _detector_eval_args(channels)
     channels.add_argument('--frames', type=int, default=50, help='images timed per point')
+    channels.add_argument('--repeats', type=int, default=3, help='times each image is timed')
+    channels.add_argument('--no-cascades', action='store_true',
+                          help='leave the exit cascades out (width x mode x precision only)')
     channels.add_argument('--levels', type=int, default=4,
                           help='execution levels to propose a profile for')
     channels.add_argument('--out', default='reports/bench_channels', help='folder')
