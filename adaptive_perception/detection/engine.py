@@ -135,28 +135,35 @@ _DY, _DX = (d.ravel()[None] for d in np.mgrid[-1:2, -1:2])  # the 3x3 neighbourh
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
         max_keep: int) -> np.ndarray:
-    """Class-aware greedy NMS; indices of the kept boxes, best score first."""
-    if boxes.shape[0] == 0:
-        return np.zeros(0, np.int64)
+    """Class-aware greedy NMS; indices of the kept boxes, best score first.
+
+    The IoU of every pair is computed at once (a frame has a few dozen candidates
+    at most), so the greedy pass is a loop over rows of one small matrix.
+    """
+    count = boxes.shape[0]
+    order = np.argsort(-scores, kind='stable')
+    if count <= 1:
+        return order[:max_keep].astype(np.int64)
     # Shift each class to its own region of the plane, so boxes of different
     # classes never overlap and one pass handles every class.
     span = np.abs(boxes).max() * 2 + 1
-    shifted = boxes + (classes.astype(np.float64) * span)[:, None]
-    area = (shifted[:, 2] - shifted[:, 0]).clip(0) * (shifted[:, 3] - shifted[:, 1]).clip(0)
-    order = np.argsort(-scores, kind='stable')
-    keep = []
-    while order.size and len(keep) < max_keep:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        x1 = np.maximum(shifted[best, 0], shifted[rest, 0])
-        y1 = np.maximum(shifted[best, 1], shifted[rest, 1])
-        x2 = np.minimum(shifted[best, 2], shifted[rest, 2])
-        y2 = np.minimum(shifted[best, 3], shifted[rest, 3])
-        inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-        union = area[best] + area[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, np.int64)
+    shifted = (boxes + (classes.astype(np.float64) * span)[:, None])[order]
+    x1, y1, x2, y2 = shifted.T
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    width = np.maximum(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0)
+    height = np.maximum(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0)
+    inter = width * height
+    union = area[:, None] + area - inter
+    overlaps = (inter > iou_threshold * union) & (union > 0)  # IoU > threshold
+    keep, suppressed = [], np.zeros(count, bool)
+    for i in range(count):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        if len(keep) == max_keep:
+            break
+        suppressed |= overlaps[i]
+    return order[keep].astype(np.int64)
 
 
 def _session_name(width: float, part: str, precision: str = 'fp32') -> str:
@@ -426,8 +433,7 @@ class AdaConEngine:
         keep = nms(boxes, scores, classes, nms_iou, max_detections)
         height, width = rgb.shape[:2]
         boxes = boxes[keep] / scale
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        np.clip(boxes, 0, (width, height, width, height), out=boxes)
         names = m.classes
         detections = [
             DetectedObject(c, names[c], s, b[0], b[1], b[2], b[3], br)
