@@ -33,6 +33,11 @@ def model_dir(tmp_path_factory):
     return fake.build(tmp_path_factory.mktemp('adacon'))
 
 
+@pytest.fixture(scope='module')
+def int8_dir(tmp_path_factory):
+    return fake.build(tmp_path_factory.mktemp('adacon_int8'), int8=True)
+
+
 @pytest.fixture
 def engine(model_dir):
     return AdaConEngine(model_dir)
@@ -195,15 +200,18 @@ def test_input_checks(engine):
         engine.detect(fake.colour_image(COLOUR), Mode('dynamic'))
 
 
-def test_missing_provider_warns_once_and_runs_on_cpu(model_dir, caplog):
+@pytest.mark.parametrize('int8', [False, True])
+def test_missing_provider_warns_once_and_runs_on_cpu(model_dir, int8_dir, int8, caplog):
+    """The providers parameter reaches every graph, the INT8 copies too (one warning)."""
     with caplog.at_level(logging.WARNING):
-        engine = AdaConEngine(model_dir, providers=['CUDAExecutionProvider',
-                                                    'TensorrtExecutionProvider'], threads=1)
+        engine = AdaConEngine(int8_dir if int8 else model_dir,
+                              providers=['CUDAExecutionProvider', 'TensorrtExecutionProvider'],
+                              threads=1)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert 'CUDAExecutionProvider, TensorrtExecutionProvider' in warnings[0]
     assert engine.providers == ['CPUExecutionProvider']
-    assert detect(engine, 'single').branches_run == [1]
+    assert detect(engine, 'single/int8' if int8 else 'single').branches_run == [1]
 
 
 def test_provider_order_ends_with_cpu():
@@ -233,11 +241,6 @@ def test_invalid_model_directories_say_what_is_wrong(model_dir, tmp_path):
         WidthGraphs(**{**full.__dict__, 'controller': full.backbone})]}).save(swapped)
     with pytest.raises(ValueError, match="controller graph has inputs \\['image'\\]"):
         AdaConEngine(swapped)
-
-
-@pytest.fixture(scope='module')
-def int8_dir(tmp_path_factory):
-    return fake.build(tmp_path_factory.mktemp('adacon_int8'), int8=True)
 
 
 def test_a_model_without_int8_graphs_refuses_int8_modes(engine):
