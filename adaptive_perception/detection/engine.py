@@ -109,28 +109,30 @@ def decode_peaks(heatmap: np.ndarray, box: np.ndarray, stride: int, score_thresh
     A peak is a cell equal to the 3x3 maximum around it and at least the threshold;
     the ``top_k`` best are kept. ``heatmap`` is (n, h, w), ``box`` (4, h, w). Only
     the cells at or above the threshold are compared with their neighbours: at
-    usual thresholds they are a few of the n x h x w.
+    usual thresholds they are a few of the n x h x w. (Few numpy calls on few
+    elements: at this size each call's fixed cost is what a frame pays.)
     """
     n, h, w = heatmap.shape
     index = np.flatnonzero(heatmap >= score_threshold)
-    channel, cell = np.divmod(index, h * w)
-    row, col = np.divmod(cell, w)
     scores = heatmap.ravel()[index]
+    channel, row, col = np.unravel_index(index, heatmap.shape)
     if index.size:
-        rows = (row[:, None] + _DY).clip(0, h - 1)
-        cols = (col[:, None] + _DX).clip(0, w - 1)  # clipped = the cell itself again
-        peak = heatmap[channel[:, None], rows, cols].max(axis=1) <= scores
-        index, channel, row, col, scores = (a[peak] for a in (index, channel, row, col, scores))
-    if index.size > top_k:
+        padded = np.full((n, h + 2, w + 2), -np.inf, heatmap.dtype)  # borders never win
+        padded[:, 1:-1, 1:-1] = heatmap
+        neighbours = padded[channel[:, None], row[:, None] + _DY, col[:, None] + _DX]
+        peak = neighbours.max(axis=1) <= scores
+        channel, row, col, scores = channel[peak], row[peak], col[peak], scores[peak]
+    if scores.size > top_k:
         best = np.argpartition(-scores, top_k - 1)[:top_k]
         channel, row, col, scores = channel[best], row[best], col[best], scores[best]
     dx, dy, bw, bh = box[:, row, col].astype(np.float64)
     cx, cy = (col + dx) * stride, (row + dy) * stride
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    boxes = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]).T
     return boxes, scores.astype(np.float64), channel
 
 
-_DY, _DX = (d.ravel()[None] for d in np.mgrid[-1:2, -1:2])  # the 3x3 neighbourhood
+# the 3x3 neighbourhood, as offsets into the heatmap padded by one cell
+_DY, _DX = ((d.ravel() + 1)[None] for d in np.mgrid[-1:2, -1:2])
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
