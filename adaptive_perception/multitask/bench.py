@@ -138,7 +138,10 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
 
     ``every token gathered``: the decided graph keeping everything, i.e. the static
     work plus the gather and scatter of every block; then each policy deciding for
-    itself on the frames. Taking turns as ``measure`` does.
+    itself on the frames; where the model has INT8 graphs, the static and
+    ``low_agnostic`` encoders again in INT8 and the four decoders in one graph in
+    both precisions (where INT8 pays and where it does not). Taking turns as
+    ``measure`` does.
     """
     everything = _Fixed(RandomPolicy(1.0, 1.0).feeds(engine.tasks, engine.layout)[0],
                         engine.layout)
@@ -146,6 +149,17 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
             'every token gathered': lambda image: engine.encode(image, everything)}
     for name in engine.policies[1:]:
         runs[name] = lambda image, name=name: engine.encode(image, name)
+    if 'int8' in engine.precisions:
+        for name in (STATIC, 'low_agnostic'):
+            if name in engine.policies:
+                runs[f'{name}/int8'] = lambda image, name=name: engine.encode(
+                    image, name, precision='int8')
+        stages = {f'stage{s}': f for s, f in enumerate(
+            engine.encode(engine.preprocess(data.images[0]))[0])}
+        for precision in engine.precisions:
+            session = engine._all_decoders[precision]
+            runs[f'decoders/{precision}'] = lambda image, session=session: session.run(
+                None, stages)
     images = [engine.preprocess(rgb) for rgb in data.images[:frames]]
     seconds = interleaved_seconds(runs, images, frames_per_turn=frames_per_turn)
     static = np.median(seconds[STATIC])
