@@ -11,8 +11,8 @@ import pytest
 from adaptive_perception.multitask.dataset import generate_dataset_arrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine
 from adaptive_perception.multitask.evaluate import evaluate_engine, evaluate_report
-from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.levels import DEFAULT_LEVEL_POLICIES, parse_level_choice
+from adaptive_perception.multitask.metrics import multitask_delta
 from ros_harness import REPO
 
 MODEL_DIR = REPO / 'models' / 'adamtl'

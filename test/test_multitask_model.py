@@ -528,11 +528,14 @@ def test_a_data_description_that_names_nothing_says_so(description):
 
 def test_int8_graphs_track_fp32_and_switching_precision_loads_nothing(tmp_path, frames,
                                                                      random_adamtl, monkeypatch):
-    """``export adamtl --int8-only`` on an exported model: every graph gets a calibrated
-    INT8 copy (FP32 files untouched), outputs stay close, a precision switch loads nothing."""
-    import onnxruntime
+    """Check ``export adamtl --int8-only`` on an exported model.
 
+    Every graph gets a calibrated INT8 copy (FP32 files untouched), outputs stay
+    close, a precision switch loads nothing.
+    """
     import shutil
+
+    import onnxruntime
 
     from adaptive_perception.cli import main
     model_dir = tmp_path / 'model'

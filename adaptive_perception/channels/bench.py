@@ -68,10 +68,13 @@ def operating_points(widths: Sequence[float], modes: Sequence[str] = DEFAULT_MOD
 
 
 def cascade_points(widths: Sequence[float], precisions: Sequence[str]) -> list:
-    """The cascades benched: in the cheapest precision, the narrowest single branch
-    escalating to the full static head (nothing shared), and the full-width single
-    branch escalating to multi:0.1 at the same width (backbone, controller and the top
-    branch reused); every threshold of ``CASCADE_THRESHOLDS`` for both margins."""
+    """Return the cascades benched, as mode strings.
+
+    In the cheapest precision: the narrowest single branch escalating to the full
+    static head (nothing shared), and the full-width single branch escalating to
+    multi:0.1 at the same width (backbone, controller and the top branch reused);
+    every threshold of ``CASCADE_THRESHOLDS`` for both margins.
+    """
     precision = precisions[-1]
     narrow = min(widths)
     pairs = [(f'single@{narrow:g}/{precision}', f'static/{precision}'),
@@ -139,8 +142,11 @@ def _rows(report: dict, samples: dict, static_point: str, model: dict | None = N
 
 
 def latency_models(rows: dict) -> dict:
-    """Fit the latency model per knob: width (static FP32), mode (full-width FP32),
-    each precision (all its plain points) and all plain points."""
+    """Fit the latency model per knob.
+
+    Width (static FP32), mode (full-width FP32), each precision (all its plain
+    points) and all plain points.
+    """
     def fit(points):
         return {**fit_latency([rows[p]['macs_per_frame'] for p in points],
                               [rows[p]['latency_p50_ms'] for p in points]),

@@ -76,7 +76,7 @@ class DetectionResult:
 
 
 def context_margin(probabilities: np.ndarray | None) -> float:
-    """Controller confidence: top-1 minus top-2 branch probability (0 = undecided)."""
+    """Return the controller's confidence: top-1 minus top-2 probability (0 = undecided)."""
     if probabilities is None or probabilities.size < 2:
         return 1.0
     top2 = np.partition(probabilities, probabilities.size - 2)[-2:]
@@ -84,7 +84,7 @@ def context_margin(probabilities: np.ndarray | None) -> float:
 
 
 def score_margin(scores: np.ndarray, floor: float = 0.1) -> float:
-    """Detection confidence: the mean of |2s - 1| over the frame's peaks above ``floor``.
+    """Return the detections' confidence: mean |2s - 1| over the peaks above ``floor``.
 
     1 = every candidate is clearly an object or clearly not; 0 = all sit at 0.5.
     A frame with no candidate at all counts as decided (1).
@@ -367,8 +367,11 @@ class AdaConEngine:
 
     def _run(self, rgb, image, scale, mode: Mode, score_threshold, nms_iou, max_detections,
              timings: dict, shared: dict) -> DetectionResult:
-        """One plain mode on a preprocessed image; ``shared`` carries what a later mode of the
-        same frame may reuse (features, controller output, head outputs), keyed by graph."""
+        """Run one plain mode on a preprocessed image.
+
+        ``shared`` carries what a later mode of the same frame may reuse (features,
+        controller output, head outputs), keyed by graph.
+        """
         m = self.manifest
         graphs = m.graphs(mode.width)
         precision = mode.precision

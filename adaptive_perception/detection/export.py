@@ -49,7 +49,7 @@ def count_macs(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
 
 
 def calibration_frames(count: int, seed: int, size: int) -> list:
-    """The first ``count`` frames of generated scenes with ``seed`` (0 = the training set)."""
+    """Return the first ``count`` generated scenes with ``seed`` (0 = the training set)."""
     from adaptive_perception.detection.scenes import SceneGenerator
     generator = SceneGenerator(seed, size)
     return [generator.sample()[0] for _ in range(count)]

@@ -83,7 +83,7 @@ class Manifest:
         return ('fp32', 'int8') if self.int8.get('graphs') else ('fp32',)
 
     def file(self, fp32_file: str, precision: str = 'fp32') -> str:
-        """The file of graph ``fp32_file`` in ``precision``; ValueError if it is not there."""
+        """Return the file of graph ``fp32_file`` in ``precision``; ValueError if not there."""
         if precision == 'fp32':
             return fp32_file
         if precision not in self.precisions:
@@ -184,7 +184,7 @@ class Mode:
         return text if self.precision == 'fp32' else f'{text}/{self.precision}'
 
     def steps(self) -> tuple:
-        """The plain modes this one may run: itself, or a cascade's cheap and costly."""
+        """Return the plain modes this one may run: itself, or a cascade's cheap and costly."""
         return (self,) if self.kind != 'cascade' else (self.cheap, self.costly)
 
 
@@ -214,10 +214,10 @@ def _parse_plain(text: str) -> Mode:
 
 
 def parse_mode(text: str) -> Mode:
-    """Parse a mode (see ``Mode``): ``static``, ``single`` or ``multi:<0..1>``, optionally
-    ``@<width in (0, 1]>`` and ``/<fp32|int8>``; or ``cascade:<margin>=<D0>:<cheap>><costly>``.
+    """Parse a mode (see ``Mode``); ValueError says what is expected.
 
-    ValueError otherwise.
+    ``static``, ``single`` or ``multi:<0..1>``, optionally ``@<width in (0, 1]>`` and
+    ``/<fp32|int8>``; or ``cascade:<margin>=<D0>:<cheap>><costly>``.
     """
     text = str(text).strip()
     if not text.startswith('cascade'):

@@ -436,8 +436,7 @@ def add_int8(model_dir, count: int = CALIBRATION_FRAMES, seed: int = 0,
     a policy's arrays stay FP32 (see ``_policy_layers``). Only ``*_int8.onnx`` files and
     the manifest's ``int8`` entry are written; the FP32 graphs stay as they are.
     """
-    from adaptive_perception.multitask.dataset import describe_generated, \
-        generate_dataset_arrays
+    from adaptive_perception.multitask.dataset import describe_generated, generate_dataset_arrays
     from adaptive_perception.multitask.engine import MultiTaskEngine, read_manifest
     from adaptive_perception.runtime.quantize import int8_file, quantize_graph
 
@@ -487,8 +486,11 @@ def add_int8(model_dir, count: int = CALIBRATION_FRAMES, seed: int = 0,
 
 
 def policy_free_decisions(engine, index: int) -> dict:
-    """Decisions for the decided encoder during calibration: every block on every token on
-    even frames, a fixed random half on odd ones, so both paths see real ranges."""
+    """Return decisions for the decided encoder during calibration.
+
+    Every block on every token on even frames, a fixed random half on odd ones, so
+    both paths see real ranges.
+    """
     rng = np.random.default_rng(index)
     return {f'runs_s{s}': (np.ones((count, depth), bool) if index % 2 == 0
                            else rng.random((count, depth)) < 0.5)

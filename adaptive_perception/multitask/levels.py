@@ -23,8 +23,7 @@ PRECISIONS = ('fp32', 'int8')
 
 @dataclass(frozen=True)
 class LevelChoice:
-    """A resident policy (its budget target), the tasks allowed (``None`` = all) and the
-    precision of the graphs."""
+    """A resident policy, the tasks allowed (``None`` = all) and the graphs' precision."""
 
     policy: str
     tasks: tuple | None = None
