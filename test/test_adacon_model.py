@@ -292,13 +292,15 @@ def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
                                      strict=True):
                     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4,
                                                err_msg=file)
-                if image is real:  # the INT8 copy, on a real frame: within 10% of the range
+                if image is real:  # the INT8 copy on a real frame: within 10% of the output's
+                    # range or 0.01 (heatmap probability units), whichever is larger
                     int8 = ort.InferenceSession(str(tmp_path / manifest.file(file, 'int8')),
                                                 providers=['CPUExecutionProvider'])
                     for got, want in zip(int8.run(None, {name: feed.numpy()}), outputs,
                                          strict=True):
                         want = want.numpy()
-                        assert np.abs(got - want).max() <= 0.1 * np.ptp(want) + 1e-6, file
+                        tolerance = max(0.1 * float(np.ptp(want)), 0.01)
+                        assert np.abs(got - want).max() <= tolerance, file
 
 
 def test_bench_channels_and_bench_gating_run_end_to_end(data, smoke, tmp_path, capsys):
