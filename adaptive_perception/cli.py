@@ -68,9 +68,27 @@ def _train_adacon(args) -> int:
     return 0
 
 
+def _int8_args(parser, default_frames: int) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument('--checkpoint', help='trained checkpoint to export (FP32 and INT8)')
+    where.add_argument('--int8-only', action='store_true',
+                       help='add calibrated INT8 graphs to the exported model in --out, '
+                            'leaving its FP32 graphs as they are (no checkpoint needed)')
+    parser.add_argument('--no-int8', action='store_true', help='write the FP32 graphs only')
+    parser.add_argument('--calibration-frames', type=int, default=default_frames,
+                        help='training frames the INT8 activation ranges are calibrated on')
+
+
 def _export_adacon(args) -> int:
-    from adaptive_perception.detection.export import export_adacon
-    export_adacon(Path(args.checkpoint), Path(args.out))
+    from adaptive_perception.detection.export import add_int8, export_adacon
+    try:
+        if args.int8_only:
+            add_int8(Path(args.out), args.calibration_frames)
+        else:
+            export_adacon(Path(args.checkpoint), Path(args.out), not args.no_int8,
+                          args.calibration_frames)
+    except ValueError as error:
+        raise SystemExit(f'export adacon: {error}') from None
     return 0
 
 
@@ -92,7 +110,8 @@ def _bench_channels(args) -> int:
     from adaptive_perception.channels.bench import run_bench_channels
     return run_bench_channels(args.model_dir, args.annotations, args.images, args.modes,
                               Path(args.out), frames=args.frames, providers=args.providers,
-                              threads=args.threads, eval_limit=args.limit, levels=args.levels)
+                              threads=args.threads, eval_limit=args.limit, levels=args.levels,
+                              repeats=args.repeats, cascades=not args.no_cascades)
 
 
 def _bench_gating(args) -> int:
@@ -308,8 +327,14 @@ def _train_adamtl_references(args) -> int:
 
 
 def _export_adamtl(args) -> int:
-    from adaptive_perception.multitask.export import export_adamtl
-    export_adamtl(Path(args.checkpoint), Path(args.out), args.references)
+    from adaptive_perception.multitask.export import add_int8, export_adamtl
+    try:
+        if not args.int8_only:
+            export_adamtl(Path(args.checkpoint), Path(args.out), args.references)
+        if not args.no_int8:
+            add_int8(Path(args.out), args.calibration_frames)
+    except ValueError as error:
+        raise SystemExit(f'export adamtl: {error}') from None
     print(f'written {args.out}')
     return 0
 
@@ -523,13 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser('export', help='export a trained model to ONNX')
     export_models = export.add_subparsers(dest='model', required=True)
-    adacon = export_models.add_parser('adacon', help='one graph per part + manifest.json')
-    adacon.add_argument('--checkpoint', required=True)
+    adacon = export_models.add_parser('adacon', help='one graph per part (FP32 and INT8) + '
+                                                     'manifest.json')
+    _int8_args(adacon, 256)
     adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
     adacon.set_defaults(func=_export_adacon)
     adamtl = export_models.add_parser('adamtl', help='one encoder graph per policy, the '
-                                                     'decoders + manifest.json')
-    adamtl.add_argument('--checkpoint', required=True)
+                                                     'decoders (FP32 and INT8) + manifest.json')
+    _int8_args(adamtl, 128)
     adamtl.add_argument('--out', required=True, help='model directory, e.g. models/adamtl')
     adamtl.add_argument('--references', help='take the single-task references from this '
                                              'checkpoint (same stage 1, e.g. the run '
@@ -593,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    'latency model, Pareto front, level profile')
     _detector_eval_args(channels)
     channels.add_argument('--frames', type=int, default=50, help='images timed per point')
+    channels.add_argument('--repeats', type=int, default=3, help='times each image is timed')
+    channels.add_argument('--no-cascades', action='store_true',
+                          help='leave the exit cascades out (width x mode x precision only)')
     channels.add_argument('--levels', type=int, default=4,
                           help='execution levels to propose a profile for')
     channels.add_argument('--out', default='reports/bench_channels', help='folder')

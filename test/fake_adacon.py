@@ -10,7 +10,10 @@ but every part is a few lines of torch with a predictable answer:
   so the image colour sets the branch probabilities;
 * heads: constant heatmaps and boxes, peaks listed in ``STATIC_PEAKS`` / ``BRANCH_PEAKS``;
 * a second backbone width, ``HALF``: the same graphs at half the backbone MACs, except
-  a static head that finds only the first two static peaks.
+  a static head that finds only the first two static peaks;
+* with ``int8``: an "INT8" copy of every graph, the same modules except a static head
+  that finds only the first static peak (``INT8_STATIC_PEAKS``), so a test can see
+  which precision ran. (Real quantization is tested in test_quantize.py.)
 """
 
 import json
@@ -34,6 +37,7 @@ BRANCHES = [('street', [2, 1]), ('home', [5, 3, 1]), ('park', [3, 1])]
 MACS = {'backbone': 1000, 'controller': 10, 'static': 400, 'branches': [100, 150, 120]}
 HALF = 0.5
 HALF_STATIC_PEAKS = 2  # the static head at HALF finds STATIC_PEAKS[:2]
+INT8_STATIC_PEAKS = 1  # the "INT8" static heads find STATIC_PEAKS[:1]
 
 # (local channel, row, col, score, dx, dy, w, h): one peak of a constant head.
 STATIC_PEAKS = [(1, 1, 1, 0.9, 0.5, 0.5, 6.0, 6.0),    # car
@@ -101,7 +105,7 @@ def expected_box(peak, scale: float = 1.0) -> tuple:
     return tuple(v / scale for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
 
 
-def build(model_dir: Path, work_channels: int = 0) -> Path:
+def build(model_dir: Path, work_channels: int = 0, int8: bool = False) -> Path:
     """Export the fake model into ``model_dir`` (created) and return it."""
     model_dir.mkdir(parents=True, exist_ok=True)
     image = torch.zeros(1, 3, INPUT, INPUT)
@@ -116,6 +120,15 @@ def build(model_dir: Path, work_channels: int = 0) -> Path:
     for file, num_classes, peaks in heads:
         _export(ConstantHead(num_classes, peaks), features, model_dir / file, ['features'],
                 ['heatmap', 'box'])
+    int8_graphs = {}
+    if int8:
+        for file in ['backbone.onnx', 'controller.onnx', *[f for f, _, _ in heads]]:
+            copy = file.replace('.onnx', '_int8.onnx')
+            (model_dir / copy).write_bytes((model_dir / file).read_bytes())
+            int8_graphs[file] = copy
+        for file in ('static_int8.onnx', 'static_half_int8.onnx'):
+            _export(ConstantHead(len(STATIC_CLASS_IDS), STATIC_PEAKS[:INT8_STATIC_PEAKS]),
+                    features, model_dir / file, ['features'], ['heatmap', 'box'])
     branches = [HeadSpec(name, f'branch_{name}.onnx', ids, macs)
                 for (name, ids), macs in zip(BRANCHES, MACS['branches'], strict=True)]
     Manifest(
@@ -129,6 +142,7 @@ def build(model_dir: Path, work_channels: int = 0) -> Path:
             branches=branches) for width, static in [(1.0, 'static.onnx'),
                                                      (HALF, 'static_half.onnx')]],
         training={'fake': True},
+        int8={'graphs': int8_graphs, 'reports': {}, 'calibration': {}} if int8 else {},
     ).save(model_dir)
     return model_dir
 

@@ -248,13 +248,16 @@ def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_p
 
 def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
     _, checkpoint = smoke
-    manifest = export_adacon(checkpoint, tmp_path)
+    manifest = export_adacon(checkpoint, tmp_path, calibration_frames_count=16)
     assert Manifest.load(tmp_path) == manifest
     assert [g.width for g in manifest.widths] == list(WIDTHS)
+    fp32 = [f'{part}{suffix}.onnx' for suffix in ('', '_w050') for part in
+            ('backbone', 'controller', 'static_head',
+             *[f'branch_{i}' for i in range(len(CLUSTERS))])]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ['manifest.json'] + [f'{part}{suffix}.onnx' for suffix in ('', '_w050') for part in
-                             ('backbone', 'controller', 'static_head',
-                              *[f'branch_{i}' for i in range(len(CLUSTERS))])])
+        ['manifest.json', *fp32, *[f.replace('.onnx', '_int8.onnx') for f in fp32]])
+    assert manifest.int8['calibration']['frames'] == 16
+    assert manifest.int8['reports']['backbone.onnx']['quantized_ops'].get('Conv', 0) > 0
     slim, ckpt = load_checkpoint(checkpoint)
     full, half = manifest.graphs(1.0), manifest.graphs(0.5)
     assert full.static_head.class_ids == sorted(manifest.classes)
@@ -289,18 +292,36 @@ def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
                                      strict=True):
                     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4,
                                                err_msg=file)
+                if image is real:  # the INT8 copy on a real frame: within 10% of the output's
+                    # range or 0.01 (heatmap probability units), whichever is larger
+                    int8 = ort.InferenceSession(str(tmp_path / manifest.file(file, 'int8')),
+                                                providers=['CPUExecutionProvider'])
+                    for got, want in zip(int8.run(None, {name: feed.numpy()}), outputs,
+                                         strict=True):
+                        want = want.numpy()
+                        tolerance = max(0.1 * float(np.ptp(want)), 0.01)
+                        assert np.abs(got - want).max() <= tolerance, file
 
 
 def test_bench_channels_and_bench_gating_run_end_to_end(data, smoke, tmp_path, capsys):
     """Both commands on the smoke model: every operating point and both gate measurements."""
     _, checkpoint = smoke
     model_dir = tmp_path / 'model'
-    export_adacon(checkpoint, model_dir)
+    export_adacon(checkpoint, model_dir, calibration_frames_count=8)
     assert run_bench_channels(model_dir, *data['val'], modes=['static', 'single'],
                               out_dir=tmp_path / 'channels', repeats=1, warmup=1,
                               frames=3) == 0
     result = json.loads((tmp_path / 'channels' / 'bench_channels.json').read_text())
-    assert list(result['points']) == ['static', 'single', 'static@0.5', 'single@0.5']
+    plain = ['static', 'single', 'static/int8', 'single/int8', 'static@0.5', 'single@0.5',
+             'static@0.5/int8', 'single@0.5/int8']
+    assert list(result['points'])[:len(plain)] == plain
+    cascades = list(result['points'])[len(plain):]
+    assert len(cascades) == 12 and all(p.startswith('cascade:') for p in cascades)
+    assert all(0 <= result['points'][p]['exit_rate'] <= 1 for p in cascades)
+    assert all(r['overhead_p50_ms'] > 0 for r in result['points'].values())
+    assert set(result['cascade_margins']) == {'single@0.5/int8>static/int8',
+                                              'single/int8>multi:0.1/int8'}
+    assert 'static_int8_latency_ratio' in result['targets']
     assert set(result['backbone_latency_p50_ms']) == {'1', '0.5'}
     assert len(result['proposed_level_modes']) == 4  # one per level, all on the front
     assert set(result['proposed_level_modes']) <= set(result['pareto_front'])

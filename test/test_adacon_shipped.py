@@ -14,7 +14,12 @@ from ros_harness import REPO
 
 MODEL_DIR = REPO / 'models' / 'adacon'
 FLOORS = {'static': 0.63, 'multi:0.03': 0.62, 'multi:0.1': 0.62, 'single': 0.59,  # mAP@[.5:.95]
-          'static@0.75': 0.61, 'multi:0.03@0.5': 0.55, 'static@0.5': 0.58, 'single@0.5': 0.52}
+          'static@0.75': 0.61, 'multi:0.03@0.5': 0.55, 'static@0.5': 0.58, 'single@0.5': 0.52,
+          # the calibrated INT8 graphs: one point under the FP32 floors
+          'static/int8': 0.62, 'multi:0.03@0.5/int8': 0.54, 'single@0.5/int8': 0.51,
+          'static@0.5/int8': 0.57,
+          # the exit cascade: at least its cheap mode's floor
+          'cascade:context=0.5:single@0.5/int8>static/int8': 0.51}
 
 
 @pytest.fixture(scope='module')
@@ -50,3 +55,16 @@ def test_frugal_modes_spend_less(report):
         assert all(b.macs <= 0.5 * graphs.static_head.macs for b in graphs.branches)
     assert modes['static@0.5']['mean_macs'] < modes['static@0.75']['mean_macs'] < \
         modes['static']['mean_macs']
+
+
+def test_shipped_int8_graphs_are_there_for_every_graph_and_stay_within_a_point(report):
+    manifest = Manifest.load(MODEL_DIR)
+    assert manifest.precisions == ('fp32', 'int8')
+    files = [f for graphs in manifest.widths for f in graphs.files()]
+    assert sorted(manifest.int8['graphs']) == sorted(files)
+    calibration = manifest.int8['calibration']
+    assert calibration['frames'] >= 100 and calibration['method'] == 'minmax'
+    modes = report['modes']
+    assert modes['static']['map'] - modes['static/int8']['map'] <= 0.01, modes
+    cascade = modes['cascade:context=0.5:single@0.5/int8>static/int8']
+    assert 0 < cascade['exit_rate'] < 1

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 import fake_adacon as fake
-from adaptive_perception.detection.engine import AdaConEngine, nms, select_branches
+from adaptive_perception.detection.engine import (
+    AdaConEngine,
+    decode_peaks,
+    nms,
+    select_branches,
+)
 from adaptive_perception.detection.manifest import (
     Manifest,
     Mode,
@@ -26,6 +31,11 @@ BRANCH_MACS = fake.MACS['branches']
 @pytest.fixture(scope='module')
 def model_dir(tmp_path_factory):
     return fake.build(tmp_path_factory.mktemp('adacon'))
+
+
+@pytest.fixture(scope='module')
+def int8_dir(tmp_path_factory):
+    return fake.build(tmp_path_factory.mktemp('adacon_int8'), int8=True)
 
 
 @pytest.fixture
@@ -141,6 +151,13 @@ def test_each_width_runs_its_own_graphs_without_reloading(engine):
 @pytest.mark.parametrize('text, mode', [
     ('static', Mode('static')), ('single@0.5', Mode('single', 0.0, 0.5)),
     ('multi:0.3@0.75', Mode('multi', 0.3, 0.75)), (' multi:1@1 ', Mode('multi', 1.0)),
+    ('multi:0.03@0.5/int8', Mode('multi', 0.03, 0.5, 'int8')),
+    ('static/fp32', Mode('static')), ('single/int8', Mode('single', 0.0, 1.0, 'int8')),
+    ('cascade:context=0.3:single@0.5/int8>static/int8',
+     Mode('cascade', 0.3, 1.0, 'int8', 'context', Mode('single', 0.0, 0.5, 'int8'),
+          Mode('static', 0.0, 1.0, 'int8'))),
+    ('cascade:score=0.5:single>multi:0.1',
+     Mode('cascade', 0.5, 1.0, 'fp32', 'score', Mode('single'), Mode('multi', 0.1))),
 ])
 def test_modes_parse_and_print_back(text, mode):
     assert parse_mode(text) == mode
@@ -148,9 +165,14 @@ def test_modes_parse_and_print_back(text, mode):
 
 
 @pytest.mark.parametrize('text', ['', 'multi', 'multi:1.5', 'single@0', 'static@1.5',
-                                  'static@x', 'static:0.3', 'fast', 'single@'])
+                                  'static@x', 'static:0.3', 'fast', 'single@', 'static/int4',
+                                  'static/', 'single@0.5/int8/int8', 'int8',
+                                  'cascade:0.3:single>static', 'cascade:context=1.5:single>static',
+                                  'cascade:margin=0.3:single>static', 'cascade:context=0.3:single',
+                                  'cascade:context=0.3:single>cascade:context=0.1:single>static',
+                                  'cascade:context=0.3:single>single', 'cascade:context=x:a>b'])
 def test_bad_modes_are_refused(text):
-    with pytest.raises(ValueError, match='expected'):
+    with pytest.raises(ValueError, match='expected|the same'):
         parse_mode(text)
 
 
@@ -178,15 +200,18 @@ def test_input_checks(engine):
         engine.detect(fake.colour_image(COLOUR), Mode('dynamic'))
 
 
-def test_missing_provider_warns_once_and_runs_on_cpu(model_dir, caplog):
+@pytest.mark.parametrize('int8', [False, True])
+def test_missing_provider_warns_once_and_runs_on_cpu(model_dir, int8_dir, int8, caplog):
+    """The providers parameter reaches every graph, the INT8 copies too (one warning)."""
     with caplog.at_level(logging.WARNING):
-        engine = AdaConEngine(model_dir, providers=['CUDAExecutionProvider',
-                                                    'TensorrtExecutionProvider'], threads=1)
+        engine = AdaConEngine(int8_dir if int8 else model_dir,
+                              providers=['CUDAExecutionProvider', 'TensorrtExecutionProvider'],
+                              threads=1)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert 'CUDAExecutionProvider, TensorrtExecutionProvider' in warnings[0]
     assert engine.providers == ['CPUExecutionProvider']
-    assert detect(engine, 'single').branches_run == [1]
+    assert detect(engine, 'single/int8' if int8 else 'single').branches_run == [1]
 
 
 def test_provider_order_ends_with_cpu():
@@ -216,3 +241,118 @@ def test_invalid_model_directories_say_what_is_wrong(model_dir, tmp_path):
         WidthGraphs(**{**full.__dict__, 'controller': full.backbone})]}).save(swapped)
     with pytest.raises(ValueError, match="controller graph has inputs \\['image'\\]"):
         AdaConEngine(swapped)
+
+
+def test_a_model_without_int8_graphs_refuses_int8_modes(engine):
+    assert engine.precisions == ('fp32',)
+    with pytest.raises(ValueError, match='no int8 graphs'):
+        engine.check_mode(parse_mode('single/int8'))
+    with pytest.raises(ValueError, match='no int8 graphs'):
+        detect(engine, 'cascade:context=0.5:single>static/int8')
+
+
+def test_switching_precision_never_loads_a_graph(int8_dir, monkeypatch):
+    import onnxruntime
+    engine = AdaConEngine(int8_dir)
+    assert engine.precisions == ('fp32', 'int8')
+    assert len(engine._sessions) == 2 * 2 * 6  # widths x precisions x graphs, all resident
+    created = []
+    real = onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, 'InferenceSession',
+                        lambda *a, **k: created.append(a) or real(*a, **k))
+    opened, real_open = [], open
+    monkeypatch.setattr('builtins.open', lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    for mode in ['static', 'static/int8', f'single@{fake.HALF:g}/int8', 'multi:0.5',
+                 'static/int8', 'static', 'cascade:context=0.5:single/int8>static']:
+        result = detect(engine, mode)
+        assert result.precision == result.mode.precision
+    assert created == [] and opened == []
+    assert engine.precision_runs == {'fp32': 4, 'int8': 4}  # the cascade escalated: one each
+    # the INT8 static head is a different graph: one peak instead of three
+    assert len(detect(engine, 'static/int8').detections) == fake.INT8_STATIC_PEAKS
+    assert len(detect(engine, 'static').detections) == len(fake.STATIC_PEAKS)
+
+
+# COLOUR: controller probabilities 0.269, 0.731, 0.505 -> context margin 0.226; the top
+# branch (home) has peaks 0.8, 0.7, 0.5 -> score margin mean(|2s - 1|) = 0.4 at floor 0.1.
+CONTEXT_MARGIN, SCORE_MARGIN = 0.731 - 0.505, (0.6 + 0.4 + 0.0) / 3
+
+
+@pytest.mark.parametrize('margin, threshold, exits', [
+    ('context', 0.2, True), ('context', 0.25, False), ('context', 0.0, True),
+    ('score', 0.3, True), ('score', 0.35, False), ('score', 1.0, False),
+])
+def test_cascade_runs_the_costly_mode_exactly_when_the_margin_is_short(engine, margin,
+                                                                      threshold, exits):
+    frames = 3
+    for _ in range(frames):
+        result = detect(engine, f'cascade:{margin}={threshold}:single>static')
+        assert result.exited is exits
+        assert result.margin == pytest.approx(CONTEXT_MARGIN if margin == 'context'
+                                              else SCORE_MARGIN, abs=2e-3)
+        assert result.requested.kind == 'cascade'
+        assert result.mode == parse_mode('single' if exits else 'static')
+        assert len(result.detections) == (3 if exits else len(fake.STATIC_PEAKS))
+    assert engine.graph_runs['static_head'] == (0 if exits else frames)
+    assert engine.cascade_runs == {'exited': frames if exits else 0,
+                                   'escalated': 0 if exits else frames}
+    # same width and precision: the costly pass reuses the cheap one's backbone features
+    assert engine.graph_runs['backbone'] == frames
+    assert engine.graph_runs['controller'] == frames and engine.branch_runs == [0, frames, 0]
+
+
+def test_cascade_to_another_width_runs_its_backbone_and_reuses_branches(engine):
+    result = detect(engine, f'cascade:context=0.9:single@{fake.HALF:g}>multi:0.5')
+    assert not result.exited and result.branches_run == [1, 2]
+    assert engine.graph_runs['backbone'] == 2
+    assert engine.width_runs == {1.0: 1, fake.HALF: 1}
+    assert result.macs == (BACKBONE * fake.HALF + CONTROLLER + BRANCH_MACS[1]
+                           + BACKBONE + CONTROLLER + BRANCH_MACS[1] + BRANCH_MACS[2])
+    # the same width: multi:0.5 after single runs branch 2 only, branch 1 is reused
+    result = detect(engine, 'cascade:context=0.9:single>multi:0.5')
+    assert engine.branch_runs == [0, 3, 2]
+    assert result.macs == BACKBONE + CONTROLLER + BRANCH_MACS[1] + BRANCH_MACS[2]
+
+
+def test_preprocess_into_the_buffer_equals_the_letterbox_canvas(engine):
+    rng = np.random.default_rng(0)
+    for shape in [(32, 32, 3), (20, 32, 3), (32, 12, 3), (64, 48, 3)]:
+        rgb = rng.integers(0, 256, shape, np.uint8)
+        canvas, scale = letterbox(rgb, engine.input_size, engine.manifest.mean)
+        want = ((canvas - engine._mean.ravel()) * engine._inv_std.ravel()).transpose(2, 0, 1)
+        image, got_scale = engine.preprocess(rgb)
+        assert got_scale == scale
+        np.testing.assert_allclose(image[0], want, rtol=1e-6, atol=1e-6)
+
+
+def test_peak_decoding_and_nms_match_the_plain_definitions():
+    """The vectorised decode and NMS against straightforward versions, random heads."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        heat = rng.random((3, 8, 8)).astype(np.float32) ** 3
+        box = rng.random((4, 8, 8)).astype(np.float32) * 6
+        boxes, scores, channels = decode_peaks(heat, box, 4, 0.3, 100)
+        padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+        pooled = np.max([padded[:, dy:dy + 8, dx:dx + 8] for dy in range(3)
+                         for dx in range(3)], axis=0)
+        want = set(zip(*np.nonzero((heat == pooled) & (heat >= 0.3)), strict=True))
+        got = {int(c) for c in channels}
+        assert sorted(scores.tolist(), reverse=True) == sorted(
+            [float(heat[k]) for k in want], reverse=True)
+        assert got == {int(k[0]) for k in want}
+        classes = rng.integers(0, 2, len(scores))
+        keep = nms(boxes, scores, classes, 0.5, 100)
+        order, plain = list(np.argsort(-scores, kind='stable')), []
+        while order:
+            best = order.pop(0)
+            plain.append(best)
+            order = [i for i in order if classes[i] != classes[best]
+                     or _iou(boxes[best], boxes[i]) <= 0.5]
+        assert keep.tolist() == plain
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0

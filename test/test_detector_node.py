@@ -35,10 +35,11 @@ RGB = fake.colour_image(COLOUR, 2 * fake.INPUT)
 def detector(tmp_path_factory):
     """One detector for the module: starting it is the slow part."""
     # work_channels: about 10 ms of real work per frame, so a flood outruns it.
-    model = fake.build(tmp_path_factory.mktemp('model'), work_channels=192)
+    model = fake.build(tmp_path_factory.mktemp('model'), work_channels=192, int8=True)
     node = start_node('adacon_detector', tmp_path_factory.mktemp('logs'), params={
         'model_dir': str(model), 'compressed_topic': COMPRESSED, 'error_hold_s': 2.0,
-        'level_modes': ['static', 'multi:0.3', 'multi:0.6', 'single', f'static@{fake.HALF:g}']})
+        'level_modes': ['static', 'multi:0.3', 'multi:0.6', 'single', f'static@{fake.HALF:g}',
+                        'static/int8', 'cascade:context=0.3:single/int8>static']})
     yield node
     assert node.stop() == 0
 
@@ -141,6 +142,30 @@ def test_level_override_switches_mode_and_width_without_reloading(camera, probe,
     assert not bad.successful and "mode 'fast'" in bad.reason
     bad = probe.set_parameters('adacon_detector', {'level_modes': ['static', 'single@0.75']})[0]
     assert not bad.successful and 'backbone widths 1, 0.5' in bad.reason
+    bad = probe.set_parameters('adacon_detector', {'level_modes': ['static', 'static/int4']})[0]
+    assert not bad.successful and "mode 'static/int4'" in bad.reason
+
+
+def test_precision_and_cascade_levels_say_what_ran(camera, probe):
+    assert probe.set_parameters('adacon_detector', {'level_override': 0})[0].successful
+    out = camera.detect(frame('cam_fp32'))
+    assert (out.precision, out.cascade_exit) == ('fp32', -1)
+    assert probe.set_parameters('adacon_detector', {'level_override': 5})[0].successful
+    out = camera.detect(frame('cam_int8'))
+    assert (out.mode, out.precision, out.cascade_exit) == ('static', 'int8', -1)
+    assert len(out.detections) == fake.INT8_STATIC_PEAKS  # the INT8 graphs ran
+    # context margin of COLOUR: 0.73 - 0.50 < 0.3, so the cascade escalates to FP32 static
+    assert probe.set_parameters('adacon_detector', {'level_override': 6})[0].successful
+    out = camera.detect(frame('cam_cascade'))
+    assert (out.mode, out.precision, out.cascade_exit) == ('static', 'fp32', 0)
+    assert len(out.detections) == len(fake.STATIC_PEAKS)
+    status = probe.spin_until(lambda: (s := camera.status()) and as_float(
+        values_of(s).get('cascade_frames', '0')) >= 1 and s, TIMEOUT_S, 'cascade diagnostics')
+    values = values_of(status)
+    assert as_float(values['cascade_exit_rate']) == 0.0
+    assert values['precision'] == 'fp32' and values['cascade_exit_last_frame'] == '0'
+    # back to the single-branch level the tests below expect
+    assert probe.set_parameters('adacon_detector', {'level_override': 3})[0].successful
 
 
 def test_overlay_is_published_only_while_subscribed(camera, probe):

@@ -38,8 +38,24 @@ def test_the_default_profile_parses():
     ('low:colour', "unknown task 'colour'; tasks are segmentation, depth, normals, saliency"),
     ('low:depth+Depth', "unknown task 'Depth'"),
     ('low:depth+depth', 'named twice'),
+    ('static/int4', "precision 'int4'"),
+    ('static/', "precision ''"),
+    ('/int8', 'expected'),
+    ('low:depth/int8/int8', "precision 'int8/int8'"),
 ])
 def test_bad_entries_say_why(text, reason):
     with pytest.raises(ValueError, match=reason) as error:
         parse_level_choice(text)
     assert repr(text) in str(error.value)
+
+
+@pytest.mark.parametrize('text, policy, tasks, precision', [
+    ('low_agnostic/int8', 'low_agnostic', None, 'int8'),
+    ('static/fp32', 'static', None, 'fp32'),
+    ('low:depth+segmentation/int8', 'low', ('segmentation', 'depth'), 'int8'),
+])
+def test_precision_entries_parse_and_print_back(text, policy, tasks, precision):
+    choice = parse_level_choice(text)
+    assert (choice.policy, choice.tasks, choice.precision) == (policy, tasks, precision)
+    assert parse_level_choice(str(choice)) == choice
+    assert str(parse_level_choice('low_agnostic')) == 'low_agnostic'  # FP32 unless named

@@ -21,6 +21,7 @@ MESSAGE_FIELDS = {
     },
     'DetectionArray': {
         'header', 'detections', 'level', 'mode', 'branches_run', 'branch_names', 'latency_ms',
+        'width', 'precision', 'cascade_exit',
     },
     'ActivityState': {
         'header', 'label', 'label_id', 'confidence', 'class_names', 'probabilities',
@@ -47,7 +48,7 @@ def _sample_messages():
     array = DetectionArray(
         header=header, detections=[detection, Detection(class_id=1, branch=3)], level=1,
         mode='multi', branches_run=[0, 3], branch_names=['animals', 'vehicles'],
-        latency_ms=12.5)
+        latency_ms=12.5, precision='int8', cascade_exit=1)
     activity = ActivityState(
         header=header, label='walk', label_id=1, confidence=0.875,
         class_names=['sit', 'walk'], probabilities=[0.125, 0.875], sensor_state='F50_A16',

@@ -1,11 +1,19 @@
 """``adaptive-perception bench channels``: every detector operating point, side by side.
 
 An operating point is a mode (static head, multi-branch threshold, single branch) at
-a backbone width (a nested channel set). One run measures all of them the same way
-as ``bench detector`` does: mAP from the ONNX engine scored by pycocotools, MACs per
+a backbone width (a nested channel set) in a precision (FP32, calibrated INT8), or
+an exit cascade between two of them. One run measures all of them the same way as
+``bench detector`` does: mAP from the ONNX engine scored by pycocotools, MACs per
 frame from the manifest counts, latency of the node's own ``process(msg)`` with the
-points taking turns on every frame. The backbone graphs of every width are also
-timed alone, interleaved, for the width target.
+points taking turns on every frame, split into model time and node overhead, and a
+cascade's exit rate. The backbone graphs of every width are also timed alone,
+interleaved, for the width target.
+
+Which margin should decide a cascade's exit is measured, not assumed: per frame,
+does the costly pass publish a better answer than the cheap one (more true minus
+false positives at IoU 0.5 above the score threshold, from pycocotools' per-image
+matches)? The area under the ROC curve of each margin for "the cheap answer is as
+good" says how well it separates the frames (0.5 = no better than chance).
 
 From the points it fits the per-knob latency model ``latency = a * MACs + c``
 (001_9c60bc5df7d71ac1.txt ch. 5): one fit per knob, holding the other fixed (width
@@ -17,6 +25,8 @@ point (level 0) to its cheapest (level N-1), and the most accurate front point
 within that budget.
 """
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -27,6 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 from adaptive_perception.detection.bench import (
+    overhead_columns,
     pareto_front,
     save_accuracy_latency,
     time_process,
@@ -38,13 +49,39 @@ from adaptive_perception.runtime.onnx_sessions import CPU
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'half_width_backbone_latency_reduction': 0.40, 'half_width_map_drop': 0.05,
-           'cheapest_latency_reduction': 0.60, 'near_static_map_drop': 0.02}
+           'cheapest_latency_reduction': 0.60, 'near_static_map_drop': 0.02,
+           # precision and exits: ratios to FP32 static, mAP drops in mAP units (0.01 = 1 point)
+           'static_int8_latency_ratio': 0.45, 'static_int8_map_drop': 0.01,
+           'cheapest_latency_ratio': 0.15, 'near_static_int8_map_drop': 0.01,
+           'near_static_int8_latency_ratio': 0.40, 'node_overhead_p50_ms': 0.5}
+# Cascade thresholds measured: context margins sit high (median ~0.96 on the shipped
+# model), detection-score margins around 0.5, so each grid spans exit rates of
+# roughly 85% down to 25% (bench output: exit_rate).
+CASCADE_THRESHOLDS = {'context': (0.5, 0.9, 0.97), 'score': (0.4, 0.5, 0.6)}
 
 
-def operating_points(widths: Sequence[float], modes: Sequence[str] = DEFAULT_MODES) -> list:
-    """Every mode at every width, as mode strings ('single@0.5'), widest first."""
-    return [str(Mode(parse_mode(m).kind, parse_mode(m).threshold, w))
-            for w in sorted(widths, reverse=True) for m in modes]
+def operating_points(widths: Sequence[float], modes: Sequence[str] = DEFAULT_MODES,
+                     precisions: Sequence[str] = ('fp32',)) -> list:
+    """Every mode at every width in every precision ('single@0.5/int8'), widest first."""
+    return [str(Mode(parse_mode(m).kind, parse_mode(m).threshold, w, p))
+            for w in sorted(widths, reverse=True) for p in precisions for m in modes]
+
+
+def cascade_points(widths: Sequence[float], precisions: Sequence[str]) -> list:
+    """Return the cascades benched, as mode strings.
+
+    In the cheapest precision: the narrowest single branch escalating to the full
+    static head (nothing shared), and the full-width single branch escalating to
+    multi:0.1 at the same width (backbone, controller and the top branch reused);
+    every threshold of ``CASCADE_THRESHOLDS`` for both margins.
+    """
+    precision = precisions[-1]
+    narrow = min(widths)
+    pairs = [(f'single@{narrow:g}/{precision}', f'static/{precision}'),
+             (f'single/{precision}', f'multi:0.1/{precision}')]
+    return [str(parse_mode(f'cascade:{margin}={d:g}:{cheap}>{costly}'))
+            for cheap, costly in pairs for margin, grid in CASCADE_THRESHOLDS.items()
+            for d in grid]
 
 
 def time_backbones(engine: AdaConEngine, images: Sequence[np.ndarray], repeats: int,
@@ -82,7 +119,7 @@ def propose_profile(rows: dict, front: list, levels: int) -> list:
                 key=lambda p: rows[p]['map']) for budget in budgets]
 
 
-def _rows(report: dict, samples: dict, static_point: str) -> dict:
+def _rows(report: dict, samples: dict, static_point: str, model: dict | None = None) -> dict:
     rows = {}
     for point, seconds in samples.items():
         ms = np.asarray(seconds) * 1e3
@@ -90,9 +127,12 @@ def _rows(report: dict, samples: dict, static_point: str) -> dict:
         rows[point] = {'map': scores['map'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
                        'mean_branches': scores['mean_branches'],
                        'macs_per_frame': scores['mean_macs'],
+                       'exit_rate': scores.get('exit_rate'),
                        'latency_p50_ms': float(np.percentile(ms, 50)),
                        'latency_p95_ms': float(np.percentile(ms, 95)),
                        'frames_per_s': float(1e3 / ms.mean()), 'samples': int(ms.size)}
+        if model is not None:
+            rows[point].update(overhead_columns(seconds, model[point]))
     static = rows[static_point]
     for row in rows.values():
         row['latency_vs_static'] = row['latency_p50_ms'] / static['latency_p50_ms']
@@ -102,18 +142,29 @@ def _rows(report: dict, samples: dict, static_point: str) -> dict:
 
 
 def latency_models(rows: dict) -> dict:
-    """Fit the latency model per knob: width (static mode), mode (full width), all points."""
+    """Fit the latency model per knob.
+
+    Width (static FP32), mode (full-width FP32), each precision (all its plain
+    points) and all plain points.
+    """
     def fit(points):
         return {**fit_latency([rows[p]['macs_per_frame'] for p in points],
                               [rows[p]['latency_p50_ms'] for p in points]),
                 'over': points}
-    by_width = [p for p in rows if parse_mode(p).kind == 'static']
-    by_mode = [p for p in rows if parse_mode(p).width == 1.0]
-    return {'width': fit(by_width), 'mode': fit(by_mode), 'all': fit(list(rows))}
+    plain = [p for p in rows if parse_mode(p).kind != 'cascade']
+    modes = {p: parse_mode(p) for p in plain}
+    by_width = [p for p, m in modes.items() if m.kind == 'static' and m.precision == 'fp32']
+    by_mode = [p for p, m in modes.items() if m.width == 1.0 and m.precision == 'fp32']
+    fits = {'width': fit(by_width), 'mode': fit(by_mode)}
+    for precision in sorted({m.precision for m in modes.values()}):
+        fits[f'precision {precision}'] = fit([p for p, m in modes.items()
+                                              if m.precision == precision])
+    fits['all'] = fit(plain)
+    return fits
 
 
 def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
-    """Each target of the channel-sets issue: the measured value and whether it is met."""
+    """Each target of the channel-set and the precision/exit issues: value, whether met."""
     static = rows['static']
     widths = sorted(backbone_ms)
     half = min(widths)
@@ -136,19 +187,107 @@ def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
     results['near_static_point'] = {
         'point': best, 'met': best is not None,
         'value': None if best is None else 1 - rows[best]['latency_vs_static']}
+    if 'static/int8' in rows:
+        ratio = rows['static/int8']['latency_vs_static']
+        results['static_int8_latency_ratio'] = {
+            'point': 'static/int8', 'value': ratio,
+            'met': ratio <= TARGETS['static_int8_latency_ratio']}
+        drop = static['map'] - rows['static/int8']['map']
+        results['static_int8_map_drop'] = {
+            'point': 'static/int8', 'value': drop,
+            'met': drop <= TARGETS['static_int8_map_drop']}
+    results['cheapest_latency_ratio'] = {
+        'point': cheapest, 'value': rows[cheapest]['latency_vs_static'],
+        'met': rows[cheapest]['latency_vs_static'] <= TARGETS['cheapest_latency_ratio']}
+    near = [p for p in front if static['map'] - rows[p]['map']
+            <= TARGETS['near_static_int8_map_drop']]
+    best = min(near, key=lambda p: rows[p]['latency_p50_ms']) if near else None
+    ratio = None if best is None else rows[best]['latency_vs_static']
+    results['near_static_within_1_point'] = {
+        'point': best, 'value': ratio,
+        'met': ratio is not None and ratio <= TARGETS['near_static_int8_latency_ratio']}
+    cascades = [p for p in front if parse_mode(p).kind == 'cascade']
+    results['cascade_on_front'] = {'point': cascades[0] if cascades else None,
+                                   'value': len(cascades), 'met': bool(cascades)}
+    if 'overhead_p50_ms' in rows[cheapest]:
+        overhead = rows[cheapest]['overhead_p50_ms']
+        results['node_overhead_p50_ms'] = {
+            'point': cheapest, 'value': overhead,
+            'met': overhead <= TARGETS['node_overhead_p50_ms']}
     return results
+
+
+def margin_quality(engine: AdaConEngine, annotations, images_dir, cascades: Sequence[str],
+                   score_threshold: float = 0.3, limit: int | None = None) -> dict:
+    """How well each margin of a cascade's cheap pass tells when its answer is as good.
+
+    Per frame, the cheap and the costly mode's detections above ``score_threshold``
+    are matched to the ground truth by pycocotools (IoU 0.5); a frame "needs" the
+    costly pass when it scores more true minus false positives. Per (cheap, costly)
+    pair: that share of frames and, per margin, the ROC AUC of the margin for "does
+    not need it" (scikit-learn).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from sklearn.metrics import roc_auc_score
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(annotations))
+    image_ids = sorted(coco.getImgIds())[:limit]
+    pairs = sorted({(str(parse_mode(c).cheap), str(parse_mode(c).costly)) for c in cascades})
+    out = {}
+    for cheap, costly in pairs:
+        results = {cheap: [], costly: []}
+        margins = {'context': [], 'score': []}
+        for image_id in image_ids:
+            rgb = load_rgb(Path(images_dir) / coco.loadImgs(image_id)[0]['file_name'])
+            for margin in margins:
+                rule = parse_mode(f'cascade:{margin}=0:{cheap}>{costly}')
+                margins[margin].append(engine.detect(rgb, rule, score_threshold).margin)
+            for mode in (cheap, costly):
+                results[mode] += [
+                    {'image_id': image_id, 'category_id': d.class_id, 'score': d.score,
+                     'bbox': [d.x_min, d.y_min, d.x_max - d.x_min, d.y_max - d.y_min]}
+                    for d in engine.detect(rgb, parse_mode(mode), score_threshold).detections]
+        net = {}
+        for mode, found in results.items():
+            net[mode] = dict.fromkeys(image_ids, 0)
+            if not found:
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                evaluation = COCOeval(coco, coco.loadRes(found), 'bbox')
+                evaluation.params.imgIds = image_ids
+                evaluation.evaluate()
+            for entry in evaluation.evalImgs:
+                if entry is None or entry['aRng'] != evaluation.params.areaRng[0]:
+                    continue
+                matched = np.asarray(entry['dtMatches'][0]) > 0  # IoU 0.5
+                ignored = np.asarray(entry['dtIgnore'][0], bool)
+                net[mode][entry['image_id']] += int((matched & ~ignored).sum()
+                                                    - (~matched & ~ignored).sum())
+        needs = np.array([net[costly][i] > net[cheap][i] for i in image_ids])
+        row = {'frames': len(image_ids), 'share_needing_costly': float(needs.mean())}
+        for margin, values in margins.items():
+            row[f'{margin}_auc'] = (float(roc_auc_score(~needs, values))
+                                    if 0 < needs.sum() < needs.size else None)
+        out[f'{cheap}>{costly}'] = row
+    return out
 
 
 def format_table(rows: dict, front: list) -> str:
     """Markdown table of every operating point; '*' marks the Pareto front."""
-    lines = ['| point | front | mAP | vs static | MMACs / frame | p50 ms | p95 ms | frames/s '
-             '| latency vs static |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines = ['| point | front | mAP | vs static | MMACs / frame | exit rate | p50 ms | p95 ms '
+             '| model p50 ms | overhead p50 ms | frames/s | latency vs static |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for point, r in rows.items():
+        exits = '-' if r.get('exit_rate') is None else f'{r["exit_rate"]:.2f}'
+        model = '-' if 'model_p50_ms' not in r else f'{r["model_p50_ms"]:.2f}'
+        overhead = '-' if 'overhead_p50_ms' not in r else f'{r["overhead_p50_ms"]:.2f}'
         lines.append(
             f'| {point} | {"*" if point in front else ""} | {r["map"]:.3f} | '
-            f'{100 * r["map_vs_static"]:+.1f} | {r["macs_per_frame"] / 1e6:.1f} | '
-            f'{r["latency_p50_ms"]:.2f} | {r["latency_p95_ms"]:.2f} | {r["frames_per_s"]:.0f} | '
-            f'{r["latency_vs_static"]:.2f} |')
+            f'{100 * r["map_vs_static"]:+.1f} | {r["macs_per_frame"] / 1e6:.1f} | {exits} | '
+            f'{r["latency_p50_ms"]:.2f} | {r["latency_p95_ms"]:.2f} | {model} | {overhead} | '
+            f'{r["frames_per_s"]:.0f} | {r["latency_vs_static"]:.2f} |')
     return '\n'.join(lines)
 
 
@@ -161,14 +300,19 @@ def plot_front(rows: dict, front: list, models: dict, path: Path) -> None:
     widths = sorted({parse_mode(p).width for p in rows}, reverse=True)
     colours = dict(zip(widths, ('tab:blue', 'tab:orange', 'tab:green', 'tab:red', 'tab:purple'),
                        strict=False))
-    markers = {'static': 's', 'multi': 'o', 'single': '^'}
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    markers = {'static': 's', 'multi': 'o', 'single': '^', 'cascade': '*'}
+    figure, axes = plt.subplots(figsize=(9, 6))
     for point, r in rows.items():
         mode = parse_mode(point)
-        axes.scatter(r['latency_p50_ms'], r['map'], color=colours.get(mode.width, 'k'),
-                     marker=markers[mode.kind], s=45,
-                     label=f'width {mode.width:g}' if mode.kind == 'static' else None)
-        axes.annotate(point, (r['latency_p50_ms'], r['map']), fontsize=7,
+        colour = colours.get(mode.width, 'k')
+        first = mode.kind == 'static' and mode.precision == 'fp32'
+        axes.scatter(r['latency_p50_ms'], r['map'], marker=markers[mode.kind], s=45,
+                     edgecolors=colour, linewidths=1.2,
+                     facecolors='none' if mode.precision == 'int8' else colour,
+                     label=f'width {mode.width:g} (hollow: INT8)' if first else None)
+        if point not in front:
+            continue  # 30+ labels would cover each other: name the front only
+        axes.annotate(point, (r['latency_p50_ms'], r['map']), fontsize=6,
                       textcoords='offset points', xytext=(4, 4))
     axes.plot([rows[p]['latency_p50_ms'] for p in front], [rows[p]['map'] for p in front],
               color='k', alpha=0.35, label='Pareto front')
@@ -183,7 +327,7 @@ def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] 
                        out_dir: Path = Path('reports/bench_channels'), repeats: int = 3,
                        warmup: int = 10, frames: int = 50, providers: Sequence[str] = (CPU,),
                        threads: int = 1, eval_limit: int | None = None,
-                       levels: int = 4) -> int:
+                       levels: int = 4, cascades: bool = True) -> int:
     """Measure every operating point; print and write (JSON, front PNG) what it found.
 
     Printed: the table, the latency fits, the proposed profile of ``levels`` entries
@@ -192,17 +336,22 @@ def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] 
     engine = AdaConEngine(model_dir, providers, threads)
     if 1.0 not in engine.widths:
         raise ValueError(f'{model_dir} has no full-width graphs (widths {engine.widths})')
-    points = operating_points(engine.widths, modes)
+    points = operating_points(engine.widths, modes, engine.precisions)
     if 'static' not in points:
         raise ValueError("the modes must include 'static', the reference")
+    cascade = cascade_points(engine.widths, engine.precisions) if cascades else []
+    points += cascade
     report = evaluate(model_dir, annotations, images_dir, points, providers, threads or None,
                       limit=eval_limit)
     infos = sorted(json.loads(Path(annotations).read_text())['images'], key=lambda i: i['id'])
     images = [load_rgb(Path(images_dir) / info['file_name']) for info in infos[:frames]]
-    samples = time_process(model_dir, images, points, repeats, warmup, providers, threads)
+    model = {}
+    samples = time_process(model_dir, images, points, repeats, warmup, providers, threads, model)
     backbone = {w: float(np.percentile(s, 50) * 1e3)
                 for w, s in time_backbones(engine, images, repeats, warmup).items()}
-    rows = _rows(report, samples, 'static')
+    rows = _rows(report, samples, 'static', model)
+    margins = margin_quality(engine, annotations, images_dir, cascade,
+                             limit=eval_limit) if cascade else {}
     front = pareto_front(rows)
     models = latency_models(rows)
     targets = check_targets(rows, backbone, front)
@@ -217,7 +366,7 @@ def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] 
         'backbone_macs': {f'{w:g}': engine.manifest.graphs(w).backbone['macs']
                           for w in engine.widths},
         'pareto_front': front, 'proposed_level_modes': profile, 'latency_models': models,
-        'targets': targets,
+        'targets': targets, 'cascade_margins': margins,
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +382,10 @@ def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] 
         else:
             print(f'  {knob}: a = {fit["a_ms_per_gmac"]:.2f} ms/GMAC, c = {fit["c_ms"]:.2f} ms, '
                   f'R^2 = {fit["r2"]:.3f} over {fit["points"]} points')
+    for pair, quality in margins.items():
+        print(f'\ncascade {pair}: {quality["share_needing_costly"]:.2f} of frames gain from the '
+              f'costly pass; ROC AUC of the margin for "cheap is as good": context '
+              f'{quality["context_auc"]}, score {quality["score_auc"]}')
     print(f'\nPareto front, most accurate first: {front}')
     print(f'proposed level_modes ({levels} levels, evenly spaced latency budgets): {profile}')
     print('\ntargets:')

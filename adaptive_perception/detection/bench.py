@@ -4,7 +4,8 @@ One run on one machine measures every mode the same way: mAP from ``evaluate``
 (the ONNX engine on a COCO set), MACs per frame from the manifest counts of the
 graphs that ran, and the latency of the node's own ``process(msg)`` - a
 ``sensor_msgs/Image`` in, a ``DetectionArray`` out: conversion, letterbox,
-graphs, decode and NMS - in-process, batch 1, without DDS. Modes take turns on
+graphs, decode and NMS - in-process, batch 1, without DDS; of it, the time inside
+ONNX Runtime (model) and the rest (the node's own overhead). Modes take turns on
 every frame (switched through ``level_override``, as in service), so that load
 from other processes and drift in the machine's speed fall on all of them alike.
 Ratios between modes are the result; absolute times belong to this machine.
@@ -33,11 +34,15 @@ from adaptive_perception.runtime.onnx_sessions import CPU
 
 
 def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], repeats: int,
-                 warmup: int, providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
+                 warmup: int, providers: Sequence[str] = (CPU,), threads: int = 1,
+                 model_seconds: dict | None = None) -> dict:
     """Seconds per ``AdaConDetector.process`` call, per mode: {mode: [s, ...]}.
 
     The node is built in its own context and never spun (its input topic is a
-    private one); each frame is run in every mode in turn.
+    private one); each frame is run in every mode in turn, in an order that rotates
+    from frame to frame (as ``runtime/timing.py`` does). ``model_seconds``, if
+    given, receives per mode the seconds of each call spent inside ONNX Runtime
+    (the rest is the node's own work).
     """
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -64,13 +69,22 @@ def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], 
             for message in messages[:warmup]:
                 node.process(message)
         samples = {mode: [] for mode in modes}
+        inside = {mode: [] for mode in modes}
+        engine, turn = node.engine, 0
         for _ in range(repeats):
             for message in messages:
-                for level, mode in enumerate(modes):
+                for k in range(len(modes)):
+                    level = (turn + k) % len(modes)
+                    mode = modes[level]
                     switch(level, mode)
+                    model = engine.model_seconds
                     start = time.perf_counter()
                     node.process(message)
                     samples[mode].append(time.perf_counter() - start)
+                    inside[mode].append(engine.model_seconds - model)
+                turn += 1
+        if model_seconds is not None:
+            model_seconds.update(inside)
         return samples
     finally:
         if node is not None:
@@ -78,7 +92,15 @@ def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], 
         rclpy.try_shutdown(context=context)
 
 
-def _rows(report: dict, samples: dict, manifest: Manifest) -> dict:
+def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> dict:
+    """Model time and the node's own time (the rest of ``process``), p50 in ms."""
+    total, model = np.asarray(seconds) * 1e3, np.asarray(model) * 1e3
+    return {'model_p50_ms': float(np.percentile(model, 50)),
+            'overhead_p50_ms': float(np.percentile(total - model, 50)),
+            'overhead_p95_ms': float(np.percentile(total - model, 95))}
+
+
+def _rows(report: dict, samples: dict, manifest: Manifest, model: dict) -> dict:
     """One row per mode: accuracy, cost in MACs and time, and ratios to static."""
     full = manifest.graphs(1.0)
     static_head = full.static_head.macs
@@ -96,7 +118,7 @@ def _rows(report: dict, samples: dict, manifest: Manifest) -> dict:
             'latency_p50_ms': float(np.percentile(ms, 50)),
             'latency_p95_ms': float(np.percentile(ms, 95)),
             'latency_mean_ms': float(ms.mean()), 'frames_per_s': float(1e3 / ms.mean()),
-            'samples': int(ms.size)}
+            **overhead_columns(seconds, model[mode]), 'samples': int(ms.size)}
     static = rows.get('static')
     for row in rows.values():
         row['latency_vs_static'] = (row['latency_p50_ms'] / static['latency_p50_ms']
@@ -107,15 +129,17 @@ def _rows(report: dict, samples: dict, manifest: Manifest) -> dict:
 def format_table(rows: dict) -> str:
     """Format the bench rows as a markdown table."""
     lines = ['| mode | mAP | AP50 | branches | MMACs / frame | vs static | head MACs vs static '
-             '| p50 ms | p95 ms | frames/s | latency vs static |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+             '| p50 ms | p95 ms | model p50 ms | node overhead p50 ms | frames/s '
+             '| latency vs static |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for mode, r in rows.items():
         versus = '-' if r['latency_vs_static'] is None else f'{r["latency_vs_static"]:.2f}'
         lines.append(
             f'| {mode} | {r["map"]:.3f} | {r["ap50"]:.3f} | {r["mean_branches"]:.2f} | '
             f'{r["macs_per_frame"] / 1e6:.1f} | {r["macs_vs_static"]:.2f} | '
             f'{r["head_macs_vs_static"]:.2f} | {r["latency_p50_ms"]:.2f} | '
-            f'{r["latency_p95_ms"]:.2f} | {r["frames_per_s"]:.1f} | {versus} |')
+            f'{r["latency_p95_ms"]:.2f} | {r["model_p50_ms"]:.2f} | '
+            f'{r["overhead_p50_ms"]:.2f} | {r["frames_per_s"]:.1f} | {versus} |')
     return '\n'.join(lines)
 
 
@@ -179,8 +203,9 @@ def run_bench_detector(model_dir, annotations, images_dir, modes: Sequence[str] 
                       limit=eval_limit)
     infos = sorted(json.loads(Path(annotations).read_text())['images'], key=lambda i: i['id'])
     images = [load_rgb(Path(images_dir) / info['file_name']) for info in infos[:frames]]
-    samples = time_process(model_dir, images, modes, repeats, warmup, providers, threads)
-    rows = _rows(report, samples, Manifest.load(model_dir))
+    model = {}
+    samples = time_process(model_dir, images, modes, repeats, warmup, providers, threads, model)
+    rows = _rows(report, samples, Manifest.load(model_dir), model)
     result = {
         'machine': {'platform': platform.platform(), 'processor': platform.processor(),
                     'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,

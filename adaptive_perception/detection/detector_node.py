@@ -1,9 +1,11 @@
 """``adacon_detector``: camera images in, ``DetectionArray`` out, at the level's cost.
 
 The execution level picks a mode from ``level_modes`` (static head, multi-branch
-with a threshold, single branch) and a backbone width (nested channel set, e.g.
-``single@0.5``); every graph of every width is resident, so a level change only
-swaps the mode. Per frame the controller still chooses which branches run.
+with a threshold, single branch), a backbone width (nested channel set, e.g.
+``single@0.5``) and a precision (``single@0.5/int8``), or an exit cascade
+(``cascade:context=0.3:single@0.5/int8>static/int8``); every graph of every width
+and precision is resident, so a level change only swaps the mode. Per frame the
+controller still chooses which branches run, and a cascade whether to escalate.
 The camera input (newest frame wins, dropped frames, bad images) is
 ``ros.camera_frames.CameraFrames``; this node detects and publishes.
 """
@@ -51,6 +53,8 @@ class AdaConDetector(Node):
         self._branches_total = 0
         self._macs_total = 0
         self._macs_last = 0
+        self._precision_last = ''
+        self._cascade = {'frames': 0, 'exited': 0, 'last': -1}
         self._active = None  # (Mode, level), swapped whole by _apply
 
         try:  # a bad model directory or parameter: one clear message, exit code 1
@@ -64,7 +68,9 @@ class AdaConDetector(Node):
                 profile_description="Mode per level (index = level): 'static', "
                                     "'multi:<0..1>' (branches whose probability passes) or "
                                     "'single', each optionally at a backbone width of the "
-                                    "model ('single@0.5').",
+                                    "model ('single@0.5') and in a precision it has "
+                                    "('single@0.5/int8'); or an exit cascade "
+                                    "'cascade:<context|score>=<0..1>:<cheap>><costly>'.",
                 parse_entry=self._parse_mode, apply=self._apply,
                 extra_values=self._diagnostic_values, health=self.camera.health)
         except ValueError as error:
@@ -82,11 +88,7 @@ class AdaConDetector(Node):
 
     # -- parameters -------------------------------------------------------------
     def _parse_mode(self, text: str):
-        mode = parse_mode(text)
-        if mode.width not in self.engine.widths:
-            raise ValueError(f'mode {text!r}: the model has backbone widths '
-                             f'{", ".join(f"{w:g}" for w in self.engine.widths)}')
-        return mode
+        return self.engine.check_mode(parse_mode(text))
 
     def _apply(self, mode, applied) -> None:
         self._active = (mode, applied.level)
@@ -109,8 +111,11 @@ class AdaConDetector(Node):
         result = self.engine.detect(rgb, mode, settings['score_threshold'],
                                     settings['nms_iou'], settings['max_detections'])
         names = self.engine.branch_names
+        ran = result.mode  # for a cascade: the pass whose detections are published
         out = DetectionArray(
-            header=msg.header, level=level, mode=mode.kind, width=mode.width,
+            header=msg.header, level=level, mode=ran.kind, width=ran.width,
+            precision=ran.precision,
+            cascade_exit=-1 if result.exited is None else int(result.exited),
             branches_run=result.branches_run,
             branch_names=[names[i] for i in result.branches_run],
             detections=[Detection(class_id=d.class_id, class_name=d.class_name, score=d.score,
@@ -128,12 +133,17 @@ class AdaConDetector(Node):
             image = draw_overlay(rgb, out.detections)
             self._overlay_pub.publish(Image(header=msg.header, **rgb_to_image_fields(image)))
         return (time.monotonic(), out.latency_ms / 1e3, len(result.branches_run), result.macs,
-                overlay)
+                overlay, out.precision, out.cascade_exit)
 
     # -- statistics and diagnostics (executor thread) ----------------------------
     def _record(self, finished: tuple) -> None:
-        end, latency_s, branches, macs, overlay = finished
+        end, latency_s, branches, macs, overlay, precision, cascade_exit = finished
         self.following.stats.record(end, latency_s)
+        self._precision_last = precision
+        self._cascade['last'] = cascade_exit
+        if cascade_exit >= 0:
+            self._cascade['frames'] += 1
+            self._cascade['exited'] += cascade_exit
         self._branches_total += branches
         self._macs_total += macs
         self._macs_last = macs
@@ -144,6 +154,12 @@ class AdaConDetector(Node):
         return {
             'mode': str(self._active[0]),
             'width': self._active[0].width,
+            'precision': self._active[0].precision,
+            'precision_last_frame': self._precision_last,
+            'cascade_frames': self._cascade['frames'],
+            'cascade_exit_rate': (self._cascade['exited'] / self._cascade['frames']
+                                  if self._cascade['frames'] else 0.0),
+            'cascade_exit_last_frame': self._cascade['last'],
             'mean_branches_per_frame': self._branches_total / frames if frames else 0.0,
             'macs_last': self._macs_last,
             'macs_mean': self._macs_total / frames if frames else 0.0,

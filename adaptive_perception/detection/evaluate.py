@@ -71,6 +71,7 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
     results = {str(m): [] for m in parsed}
     branches = {str(m): 0 for m in parsed}
     macs = {str(m): 0 for m in parsed}
+    exits = {str(m): 0 for m in parsed}  # cascade frames whose cheap pass was published
     controller_hits, controller_images = 0, 0
     for image_id in image_ids:
         info = coco.loadImgs(image_id)[0]
@@ -80,6 +81,7 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
             result = engine.detect(rgb, mode, score_threshold, nms_iou, max_detections)
             branches[str(mode)] += len(result.branches_run)
             macs[str(mode)] += result.macs
+            exits[str(mode)] += bool(result.exited)
             if result.probabilities is not None:
                 probabilities = result.probabilities
             results[str(mode)] += [
@@ -101,6 +103,8 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
             'images': controller_images},
         'modes': {name: {**coco_scores(coco, results[name], image_ids),
                          'mean_branches': branches[name] / n, 'mean_macs': macs[name] / n,
+                         'exit_rate': (exits[name] / n if name.startswith('cascade')
+                                       else None),
                          'detections_per_image': len(results[name]) / n}
                   for name in results},
     }

@@ -15,6 +15,10 @@ Graph inputs and outputs (batch size 1, float32, NCHW):
   probabilities after sigmoid, channel ``i`` = the head's ``class_ids[i]``;
   ``box`` (1, 4, h, w) = (dx, dy, w, h): object centre at
   ((col + dx) * stride, (row + dy) * stride), width and height in input pixels.
+
+``int8`` (optional): a calibrated INT8 copy of every graph above, with the same
+inputs and outputs (``runtime/quantize.py``): ``graphs`` maps each FP32 file to its
+INT8 file, ``reports`` what was quantized and how it was calibrated.
 """
 
 import json
@@ -71,6 +75,21 @@ class Manifest:
     widths: list                     # WidthGraphs, widest (1.0) first
     format: str = FORMAT
     training: dict = field(default_factory=dict)  # provenance: data, seed, epochs
+    int8: dict = field(default_factory=dict)  # {'graphs': {fp32: int8}, 'reports', 'calibration'}
+
+    @property
+    def precisions(self) -> tuple:
+        """The precisions every graph is there in: ('fp32',) or ('fp32', 'int8')."""
+        return ('fp32', 'int8') if self.int8.get('graphs') else ('fp32',)
+
+    def file(self, fp32_file: str, precision: str = 'fp32') -> str:
+        """Return the file of graph ``fp32_file`` in ``precision``; ValueError if not there."""
+        if precision == 'fp32':
+            return fp32_file
+        if precision not in self.precisions:
+            raise ValueError(f'no {precision} graphs in this model; it has '
+                             f'{", ".join(self.precisions)}')
+        return self.int8['graphs'][fp32_file]
 
     def graphs(self, width: float = 1.0) -> WidthGraphs:
         """Return the graphs of ``width``; ValueError naming the widths there are."""
@@ -116,41 +135,69 @@ class Manifest:
             for file in graphs.files():
                 if not (Path(model_dir) / file).is_file():
                     raise ValueError(f'{path}: graph {file} is missing')
+                for precision in manifest.precisions[1:]:
+                    try:
+                        other = manifest.file(file, precision)
+                    except KeyError:
+                        raise ValueError(f'{path}: no {precision} copy of {file}') from None
+                    if not (Path(model_dir) / other).is_file():
+                        raise ValueError(f'{path}: graph {other} is missing')
         return manifest
+
+
+PRECISIONS = ('fp32', 'int8')
+MARGINS = ('context', 'score')
 
 
 @dataclass(frozen=True)
 class Mode:
-    """How the detector runs a frame: which heads, at which backbone width.
+    """How the detector runs a frame: which heads, at which backbone width and precision.
 
     ``static``: the static head over all classes. ``multi:T``: every branch whose
     controller probability is at least T (the top-scoring one if none is).
     ``single``: only the top-scoring branch. ``width``: the backbone's channel set
     (1.0 = all channels); written ``@0.5`` after the mode, omitted at 1.0.
+    ``precision``: which copy of the graphs runs, written ``/int8`` last, omitted
+    for fp32.
+
+    ``cascade``: run ``cheap``; when its confidence margin (``margin``: ``context``
+    = the controller's top-1 minus top-2 probability, ``score`` = how far the
+    frame's detection scores are from undecided) is at least ``threshold``, publish
+    it, else run ``costly`` too and publish that. Written
+    ``cascade:<margin>=<D0>:<cheap>><costly>``, e.g.
+    ``cascade:context=0.3:single@0.5/int8>static/int8``.
     """
 
     kind: str
     threshold: float = 0.0
     width: float = 1.0
+    precision: str = 'fp32'
+    margin: str = 'context'
+    cheap: 'Mode | None' = None
+    costly: 'Mode | None' = None
 
     def __str__(self) -> str:
+        if self.kind == 'cascade':
+            return f'cascade:{self.margin}={self.threshold:g}:{self.cheap}>{self.costly}'
         text = f'multi:{self.threshold:g}' if self.kind == 'multi' else self.kind
-        return text if self.width == 1.0 else f'{text}@{self.width:g}'
+        text = text if self.width == 1.0 else f'{text}@{self.width:g}'
+        return text if self.precision == 'fp32' else f'{text}/{self.precision}'
+
+    def steps(self) -> tuple:
+        """Return the plain modes this one may run: itself, or a cascade's cheap and costly."""
+        return (self,) if self.kind != 'cascade' else (self.cheap, self.costly)
 
 
-def parse_mode(text: str) -> Mode:
-    """Parse 'static', 'single' or 'multi:<0..1>', optionally with '@<width in (0, 1]>'.
-
-    ValueError otherwise.
-    """
-    text = str(text).strip()
-    head, at, width_text = text.partition('@')
+def _parse_plain(text: str) -> Mode:
+    head, slash, precision = text.partition('/')
+    precision = precision.strip() if slash else 'fp32'
+    head, at, width_text = head.partition('@')
     width = -1.0
     try:
         width = float(width_text) if at else 1.0
     except ValueError:
         pass
-    kind, _, value = head.partition(':')
+    kind, _, value = head.strip().partition(':')
     threshold = 0.0
     if kind == 'multi':
         try:
@@ -159,10 +206,38 @@ def parse_mode(text: str) -> Mode:
             threshold = -1.0
     elif value:
         kind = ''
-    if kind in ('static', 'single', 'multi') and 0.0 <= threshold <= 1.0 and 0.0 < width <= 1.0:
-        return Mode(kind, threshold, width)
+    if (kind in ('static', 'single', 'multi') and 0.0 <= threshold <= 1.0
+            and 0.0 < width <= 1.0 and precision in PRECISIONS):
+        return Mode(kind, threshold, width, precision)
     raise ValueError(f"mode {text!r}: expected 'static', 'single' or 'multi:<0..1>', "
-                     "optionally with '@<width in (0, 1]>'")
+                     "optionally with '@<width in (0, 1]>' and then '/fp32' or '/int8'")
+
+
+def parse_mode(text: str) -> Mode:
+    """Parse a mode (see ``Mode``); ValueError says what is expected.
+
+    ``static``, ``single`` or ``multi:<0..1>``, optionally ``@<width in (0, 1]>`` and
+    ``/<fp32|int8>``; or ``cascade:<margin>=<D0>:<cheap>><costly>``.
+    """
+    text = str(text).strip()
+    if not text.startswith('cascade'):
+        return _parse_plain(text)
+    expected = (f"cascade {text!r}: expected 'cascade:<margin>=<0..1>:<cheap mode>><costly "
+                f"mode>' with margin one of {', '.join(MARGINS)}")
+    _, _, rest = text.partition(':')
+    rule, _, pair = rest.partition(':')
+    margin, equals, value = rule.partition('=')
+    cheap, arrow, costly = pair.partition('>')
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not equals or margin not in MARGINS or not 0.0 <= threshold <= 1.0 or not arrow:
+        raise ValueError(expected)
+    cheap, costly = _parse_plain(cheap), _parse_plain(costly)
+    if cheap == costly:
+        raise ValueError(f'cascade {text!r}: the cheap and the costly mode are the same')
+    return Mode('cascade', threshold, costly.width, costly.precision, margin, cheap, costly)
 
 
 def letterbox(rgb: np.ndarray, size: Sequence[int], mean: Sequence[float]) -> tuple:

@@ -11,7 +11,8 @@ Per configuration: task scores, delta_m against static (and single-task
 models where the references apply), mean FLOPs, block and token shares, latency
 p50/p95 of the runtime's ``infer`` at batch 1. Configurations: the static model, each
 trained policy, a random policy keeping the same shares as ``low`` (the ablation's
-baseline), and ``low`` with tasks dropped as a level may do.
+baseline), and ``low`` with tasks dropped as a level may do; where the model has
+INT8 graphs, the static model and every policy again in INT8 (``static/int8``).
 
 Input dependence: a histogram of per-frame FLOPs per policy (PNG) and the rank
 correlation between a frame's FLOPs and its number of objects.
@@ -38,6 +39,8 @@ from adaptive_perception.runtime.onnx_sessions import BoundGraph
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
+# INT8 configuration -> (p50 latency at most this share of FP32 static, delta_m at least this)
+INT8_TARGETS = {'static/int8': (0.6, -1.0), 'low_agnostic/int8': (0.5, -2.5)}
 TASK_DROP = ('low', ('segmentation', 'depth'))
 FRAMES_PER_TURN = 20
 LOW_BUDGET = ('low', 'low_agnostic')
@@ -48,8 +51,11 @@ def _percentile_ms(seconds: list, q: float) -> float:
 
 
 def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> dict:
-    """Name -> (policy, tasks). The random policy copies ``low``'s measured shares."""
+    """Name -> (policy, tasks[, precision]). The random policy copies ``low``'s shares."""
     configs = {name: (name, engine.tasks) for name in engine.policies}
+    for precision in engine.precisions[1:]:
+        configs.update({f'{name}/{precision}': (name, engine.tasks, precision)
+                        for name in engine.policies})
     if 'low' in engine.policies:
         probe = evaluate_engine(engine, data.subset(range(min(50, len(data)))), 'low')
         share = (probe['block_share'], probe['token_share'])
@@ -72,9 +78,10 @@ def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: i
                              getattr(data, task)[i:i + 1])
         costs[name][i] = (result.flops, result.block_share, result.token_share)
 
-    runs = {name: (lambda i, policy=policy, tasks=tasks:
-                   engine.infer(data.images[i], policy, tasks, resize=False))
-            for name, (policy, tasks) in configs.items()}
+    runs = {name: (lambda i, policy=config[0], tasks=config[1], precision=(*config, 'fp32')[2]:
+                   engine.infer(data.images[i], policy, tasks, resize=False,
+                                precision=precision))
+            for name, config in configs.items()}
     seconds = interleaved_seconds(runs, range(len(data)), warmup=warmup,
                                   frames_per_turn=frames_per_turn, on_result=score)
     measured = {}
@@ -131,7 +138,10 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
 
     ``every token gathered``: the decided graph keeping everything, i.e. the static
     work plus the gather and scatter of every block; then each policy deciding for
-    itself on the frames. Taking turns as ``measure`` does.
+    itself on the frames; where the model has INT8 graphs, the static and
+    ``low_agnostic`` encoders again in INT8 and the four decoders in one graph in
+    both precisions (where INT8 pays and where it does not). Taking turns as
+    ``measure`` does.
     """
     everything = _Fixed(RandomPolicy(1.0, 1.0).feeds(engine.tasks, engine.layout)[0],
                         engine.layout)
@@ -139,6 +149,17 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
             'every token gathered': lambda image: engine.encode(image, everything)}
     for name in engine.policies[1:]:
         runs[name] = lambda image, name=name: engine.encode(image, name)
+    if 'int8' in engine.precisions:
+        for name in (STATIC, 'low_agnostic'):
+            if name in engine.policies:
+                runs[f'{name}/int8'] = lambda image, name=name: engine.encode(
+                    image, name, precision='int8')
+        stages = {f'stage{s}': f for s, f in enumerate(
+            engine.encode(engine.preprocess(data.images[0]))[0])}
+        for precision in engine.precisions:
+            session = engine._all_decoders[precision]
+            runs[f'decoders/{precision}'] = lambda image, session=session: session.run(
+                None, stages)
     images = [engine.preprocess(rgb) for rgb in data.images[:frames]]
     seconds = interleaved_seconds(runs, images, frames_per_turn=frames_per_turn)
     static = np.median(seconds[STATIC])
@@ -226,6 +247,15 @@ def check_targets(rows: dict) -> dict:
             'delta_m_static': row['delta_m_static'],
             'delta_m_met': row['delta_m_static'] >= TARGETS['delta_m_static'],
         }
+    for name, (latency, delta) in INT8_TARGETS.items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        checked[name] = {
+            'latency_vs_static': row['latency_p50_vs_static'],
+            'latency_met': row['latency_p50_vs_static'] <= latency,
+            'delta_m_static': row['delta_m_static'],
+            'delta_m_met': row['delta_m_static'] >= delta}
     return checked
 
 

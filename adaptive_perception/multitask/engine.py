@@ -9,6 +9,10 @@ static model runs its own encoder graph, every block on every token, as it would
 deployed without AdaMTL, so that the policies are measured against the best the
 static model can do.
 
+Every graph may also be there as a calibrated INT8 copy (``export adamtl`` writes
+them; ``runtime/quantize.py``): both precisions stay resident and a frame names the
+one it runs in, so a level change between them loads nothing.
+
 Why ONNX Runtime and not PyTorch: ``bench multitask`` measures both on the same
 frames (``runtime_comparison``) - see the model card.
 
@@ -40,6 +44,7 @@ class MultiTaskResult:
     block_share: float   # blocks run / all blocks
     token_share: float   # tokens processed / tokens of all blocks
     tokens_run: list     # per stage, tokens each block processed (0 = skipped)
+    precision: str = 'fp32'  # the graphs the frame ran in
 
 
 POLICY_PATHS = ('token', 'block')
@@ -103,9 +108,9 @@ class OnnxPolicy:
 
         The arrays are the same on every frame for a task set, so they are bound once.
         """
-        key = tuple(tasks)
+        key = (tuple(tasks), id(session))  # one binding per task set and precision
         if key not in self._bound:
-            inputs, flops = self.feeds(key, layout)
+            inputs, flops = self.feeds(key[0], layout)
             self._bound[key] = (BoundGraph(session, inputs), flops)
         graph, flops = self._bound[key]
         return graph.run({'image': image}), flops
@@ -171,13 +176,20 @@ class MultiTaskEngine:
         self.class_names = tuple(config['class_names'])
         self.input_size = int(manifest['input_size'])
         self._mean, self._std = manifest['mean'], manifest['std']
-        loaded = create_sessions({name: self.model_dir / file
-                                  for name, file in manifest['graphs'].items()},
-                                 providers, threads, warn)
+        int8 = manifest.get('int8', {}).get('graphs', {})
+        self.precisions = ('fp32', 'int8') if int8 else ('fp32',)
+        paths = {name: self.model_dir / file for name, file in manifest['graphs'].items()}
+        missing = [name for name in paths if int8 and name not in int8]
+        if missing:
+            raise ValueError(f'{self.model_dir}: no INT8 copy of {", ".join(missing)}')
+        paths.update({f'{name}/int8': self.model_dir / int8[name] for name in int8})
+        loaded = create_sessions(paths, providers, threads, warn)
         self.providers = loaded.providers
         sessions = loaded.sessions
-        self._sessions = sessions  # encoder_static, encoder_decided, encoder_policy, decoders
-        self._static = BoundGraph(sessions['encoder_static'], {})  # the policies' call path
+        # encoder_static, encoder_decided, encoder_policy, decoders (+ '<name>/int8')
+        self._sessions = sessions
+        self._static = {precision: BoundGraph(sessions[_name('encoder_static', precision)], {})
+                        for precision in self.precisions}  # the policies' call path
         self._block_flops = [[b['flops'] for b in stage] for stage in manifest['blocks']]
         self.depths = [len(stage) for stage in self._block_flops]
         grid = self.input_size // config['patch']
@@ -185,9 +197,13 @@ class MultiTaskEngine:
         self.layout = [(depth, (grid // 2 ** s) ** 2) for s, depth in enumerate(self.depths)]
         self._fixed_flops = manifest['flops']['embed'] + sum(
             manifest['flops'][f'merge_s{s}'] for s in range(len(self.depths) - 1))
-        self._decoders = {task: sessions[d['graph']] for task, d in manifest['decoders'].items()}
+        self._decoders = {(task, precision): sessions[_name(d['graph'], precision)]
+                          for task, d in manifest['decoders'].items()
+                          for precision in self.precisions}
         self._decoder_flops = {task: d['flops'] for task, d in manifest['decoders'].items()}
-        self._all_decoders = sessions['decoders']
+        self._all_decoders = {precision: sessions[_name('decoders', precision)]
+                              for precision in self.precisions}
+        self.precision_runs = dict.fromkeys(self.precisions, 0)
         self._policies = {name: OnnxPolicy(name, spec, self.model_dir)
                           for name, spec in manifest['policies'].items()}
         self.policies = (STATIC, *self._policies)
@@ -217,23 +233,37 @@ class MultiTaskEngine:
         image = (rgb.astype(np.float32) / 255.0 - self._mean) / self._std
         return np.ascontiguousarray(image.transpose(2, 0, 1)[None])
 
+    def check_precision(self, precision: str) -> str:
+        """Return ``precision`` if this model has its graphs; ValueError otherwise."""
+        if precision not in self.precisions:
+            raise ValueError(f'no {precision} graphs in {self.model_dir} (it has '
+                             f'{", ".join(self.precisions)}); export them with '
+                             f'`adaptive-perception export adamtl --int8-only`')
+        return precision
+
     def infer(self, rgb: np.ndarray, policy=STATIC, tasks: Sequence[str] | None = None,
-              resize: bool = True) -> MultiTaskResult:
+              resize: bool = True, precision: str = 'fp32') -> MultiTaskResult:
         """One frame through ``policy`` for ``tasks`` (default: all the model's tasks).
 
         ``resize`` False keeps the outputs at the model's input size (for scoring).
+        ``precision``: which copy of the graphs runs ('fp32' or 'int8').
         """
         tasks = tuple(self.tasks if tasks is None else tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise ValueError(f'tasks {unknown} not in this model ({", ".join(self.tasks)})')
-        features, tokens_run, flops = self.encode(self.preprocess(rgb), policy, tasks)
+        self.check_precision(precision)
+        features, tokens_run, flops = self.encode(self.preprocess(rgb), policy, tasks,
+                                                  precision)
+        self.precision_runs[precision] += 1
         feeds = {f'stage{s}': f for s, f in enumerate(features)}
         if set(tasks) == set(self.tasks):  # the usual case: every decoder in one graph
-            answers = dict(zip(self.tasks, self._all_decoders.run(None, feeds), strict=True))
+            answers = dict(zip(self.tasks, self._all_decoders[precision].run(None, feeds),
+                               strict=True))
             flops += self.manifest['flops']['decoders']
         else:
-            answers = {task: self._decoders[task].run(None, feeds)[0] for task in tasks}
+            answers = {task: self._decoders[task, precision].run(None, feeds)[0]
+                       for task in tasks}
             flops += sum(self._decoder_flops[task] for task in tasks)
         outputs = {task: _to_output(task, answers[task][0], rgb.shape[:2] if resize else None)
                    for task in tasks}
@@ -243,10 +273,10 @@ class MultiTaskEngine:
             outputs=outputs, flops=int(flops),
             block_share=sum(c > 0 for stage in tokens_run for c in stage) / total_blocks,
             token_share=sum(sum(stage) for stage in tokens_run) / all_tokens,
-            tokens_run=tokens_run)
+            tokens_run=tokens_run, precision=precision)
 
-    def encode(self, image: np.ndarray, policy=STATIC, tasks: Sequence[str] | None = None
-               ) -> tuple:
+    def encode(self, image: np.ndarray, policy=STATIC, tasks: Sequence[str] | None = None,
+               precision: str = 'fp32') -> tuple:
         """Run one encoder graph: (stage outputs, tokens run per block, FLOPs so far).
 
         ``image`` as ``preprocess`` returns it. The static model runs every block on
@@ -254,10 +284,10 @@ class MultiTaskEngine:
         """
         chooser = self.policy(policy)
         if chooser is None:
-            features = self._static.run({'image': image})
+            features = self._static[precision].run({'image': image})
             tokens_run = [[count] * depth for depth, count in self.layout]
             return features, tokens_run, self.manifest['flops']['encoder_static']
-        outputs, flops = chooser.run(self._sessions[chooser.graph], image,
+        outputs, flops = chooser.run(self._sessions[_name(chooser.graph, precision)], image,
                                      tuple(self.tasks if tasks is None else tasks), self.layout)
         stages = len(self.layout)
         features, runs = outputs[:stages], outputs[stages:]
@@ -270,10 +300,17 @@ class MultiTaskEngine:
         return features, tokens_run, flops
 
     def warm_up(self) -> None:
-        """One frame through every policy, so the first real frame is not slow."""
+        """One frame through every policy in every precision, so no first frame is slow."""
         frame = np.zeros((self.input_size, self.input_size, 3), np.uint8)
         for name in self.policies:
-            self.infer(frame, name)
+            for precision in self.precisions:
+                self.infer(frame, name, precision=precision)
+        self.precision_runs = dict.fromkeys(self.precisions, 0)
+
+
+def _name(graph: str, precision: str) -> str:
+    """Session name of ``graph`` in ``precision``."""
+    return graph if precision == 'fp32' else f'{graph}/{precision}'
 
 
 def _to_output(task: str, answer: np.ndarray, size) -> np.ndarray:

@@ -42,8 +42,8 @@ def score_model(model: AdaMTL, data: DenseArrays, policy: str | None = None,
 
 
 def evaluate_engine(engine: MultiTaskEngine, data: DenseArrays, policy=STATIC,
-                    tasks=None) -> dict:
-    """Every frame through the runtime, one at a time as the node runs it.
+                    tasks=None, precision: str = 'fp32') -> dict:
+    """Every frame through the runtime, one at a time as the node runs it, in ``precision``.
 
     Returns scores per task, FLOPs (mean and per frame), block/token shares and the
     per-frame wall time of ``infer`` (seconds).
@@ -57,7 +57,7 @@ def evaluate_engine(engine: MultiTaskEngine, data: DenseArrays, policy=STATIC,
     flops, blocks, tokens, seconds = [], [], [], []
     for i in range(len(data)):
         start = time.perf_counter()
-        result = engine.infer(data.images[i], policy, tasks, resize=False)
+        result = engine.infer(data.images[i], policy, tasks, resize=False, precision=precision)
         seconds.append(time.perf_counter() - start)
         for task, answer in result.outputs.items():
             scores.add(task, prediction_to_score(task, answer)[None],

@@ -82,6 +82,10 @@ class AdaMtlMultitask(Node):
             raise ValueError(f'level policy entry {str(text).strip()!r}: policy '
                              f'{choice.policy!r} is not in the model (it has '
                              f'{", ".join(self.engine.policies)})')
+        if choice.precision not in self.engine.precisions:
+            raise ValueError(f'level policy entry {str(text).strip()!r}: the model has no '
+                             f'{choice.precision} graphs (it has '
+                             f'{", ".join(self.engine.precisions)})')
         return choice
 
     def _apply(self, choice, applied) -> None:
@@ -100,7 +104,7 @@ class AdaMtlMultitask(Node):
                       if self._outputs[task].get_subscription_count() > 0)
         if not tasks:
             return None
-        result = self.engine.infer(rgb, choice.policy, tasks)
+        result = self.engine.infer(rgb, choice.policy, tasks, precision=choice.precision)
         images = {task: Image(header=msg.header,
                               **array_to_image_fields(result.outputs[task], TASK_ENCODINGS[task]))
                   for task in tasks}
@@ -119,7 +123,8 @@ class AdaMtlMultitask(Node):
         for task in tasks:
             self.task_frames[task] += 1
         self._last = {'flops': result.flops, 'block_share': result.block_share,
-                      'token_share': result.token_share, 'tasks': tasks}
+                      'token_share': result.token_share, 'tasks': tasks,
+                      'precision': result.precision}
         for key in self._totals:
             self._totals[key] += self._last[key]
 
@@ -127,7 +132,8 @@ class AdaMtlMultitask(Node):
         frames = self.following.stats.frames
         choice = self._active[0]
         values = {'policy': choice.policy, 'tasks': ','.join(self._allowed(choice)),
-                  'tasks_last': ','.join(self._last['tasks'])}
+                  'tasks_last': ','.join(self._last['tasks']), 'precision': choice.precision,
+                  'precision_last': self._last.get('precision', '')}
         for key in ('block_share', 'token_share', 'flops'):
             values[f'{key}_last'] = self._last[key]
             values[f'{key}_mean'] = self._totals[key] / frames if frames else 0.0
