@@ -14,8 +14,8 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from adaptive_perception.detection.engine import AdaConEngine
-from adaptive_perception.detection.manifest import DEFAULT_MODES, parse_mode
+from adaptive_perception.detection.families import default_modes, load_engine, parse_engine_mode
+from adaptive_perception.detection.manifest import DEFAULT_MODES
 from adaptive_perception.detection.overlay import draw_overlay
 from adaptive_perception.launcher.plan import share_dir
 from adaptive_perception.msg import Detection, DetectionArray
@@ -41,8 +41,9 @@ class AdaConDetector(Node):
         self.camera = None  # destroy_node may meet a node that failed to start
         values = declare(self, [
             *onnx_model_params(str(share_dir() / 'models' / 'adacon'),
-                               'Exported AdaCon model directory (manifest.json + ONNX '
-                               'graphs).'),
+                               'Exported detector model directory (manifest.json + ONNX '
+                               'graphs): AdaCon (generated scenes, models/adacon) or '
+                               'FastestDet (COCO, models/coco_fastestdet).'),
             Param('score_threshold', 0.3, 'Minimum detection score.', 0.0, 1.0),
             Param('nms_iou', 0.5, 'IoU above which NMS removes the weaker box of a class.',
                   0.0, 1.0),
@@ -61,14 +62,15 @@ class AdaConDetector(Node):
             self.camera = CameraFrames(self, self._handle, self._record,
                                        lambda: self.following.publish_diagnostics(),
                                        'adacon_worker')
-            self.engine = AdaConEngine(values['model_dir'], values['providers'],
-                                       values['threads'], warn=self.get_logger().warning)
+            self.engine = load_engine(values['model_dir'], values['providers'],
+                                      values['threads'], warn=self.get_logger().warning)
             self.following = LevelFollowing(
-                self, profile_param='level_modes', profile_default=LEVEL_MODES,
-                profile_description="Mode per level (index = level): 'static', "
+                self, profile_param='level_modes', profile_default=default_modes(self.engine),
+                profile_description="Mode per level (index = level). AdaCon: 'static', "
                                     "'multi:<0..1>' (branches whose probability passes) or "
                                     "'single', each optionally at a backbone width of the "
-                                    "model ('single@0.5').",
+                                    "model ('single@0.5'). FastestDet: 'static@<input "
+                                    "size>' ('static@224'), optionally ':int8'.",
                 parse_entry=self._parse_mode, apply=self._apply,
                 extra_values=self._diagnostic_values, health=self.camera.health)
         except ValueError as error:
@@ -86,11 +88,7 @@ class AdaConDetector(Node):
 
     # -- parameters -------------------------------------------------------------
     def _parse_mode(self, text: str):
-        mode = parse_mode(text)
-        if mode.width not in self.engine.widths:
-            raise ValueError(f'mode {text!r}: the model has backbone widths '
-                             f'{", ".join(f"{w:g}" for w in self.engine.widths)}')
-        return mode
+        return parse_engine_mode(self.engine, text)
 
     def _apply(self, mode, applied) -> None:
         self._active = (mode, applied.level)
