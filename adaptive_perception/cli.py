@@ -77,6 +77,9 @@ def _export_fastestdet(args) -> int:
     from adaptive_perception.detection.fastestdet.export import export_fastestdet
     try:
         export_fastestdet(Path(args.weights), Path(args.annotations), Path(args.out), args.sizes)
+        if args.int8_calibration:
+            from adaptive_perception.detection.fastestdet.quantize import quantize_fastestdet
+            quantize_fastestdet(Path(args.out), Path(args.int8_calibration), args.int8_count)
     except ValueError as error:
         raise SystemExit(f'export fastestdet: {error}') from None
     return 0
@@ -545,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help='a COCO annotation JSON: category ids and names')
     fastestdet.add_argument('--sizes', type=int, nargs='+', default=[352, 288, 224, 160],
                             help='square input sizes, multiples of 32: one graph each')
+    fastestdet.add_argument('--int8-calibration', metavar='IMAGES',
+                            help='also write an INT8 copy of every graph (static '
+                                 'quantization), calibrated on photos of this folder')
+    fastestdet.add_argument('--int8-count', type=int, default=32,
+                            help='calibration photos: the last N of the folder by name')
     fastestdet.add_argument('--out', required=True,
                             help='model directory, e.g. models/coco_fastestdet')
     fastestdet.set_defaults(func=_export_fastestdet)
