@@ -16,7 +16,8 @@ def _launch(args) -> int:
     from adaptive_perception.launcher.edge import run_edge
     try:
         return run_edge(args.params_file, args.power, args.perception, args.camera,
-                        args.duration, Path(args.report_dir), imu=args.imu)
+                        args.duration, Path(args.report_dir), imu=args.imu,
+                        detector_model=args.detector_model, camera_source=args.camera_source)
     except ValueError as error:  # a bad plan or argument: say why, no traceback
         print(f'adaptive-perception launch: {error}', file=sys.stderr)
         return 2
@@ -387,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='imu_simulator (simulated accelerometer) or none (a real IMU)')
     launch.add_argument('--perception', default='all',
                         help="perception nodes: 'all', 'none' or a comma list of names")
+    launch.add_argument('--detector-model', default=None,
+                        help="detector model, a name under detector_models in the params "
+                             "file: 'scenes' (generated-scenes AdaCon, the default) or "
+                             "'coco' (COCO-pretrained FastestDet, for a real camera)")
+    launch.add_argument('--camera-source', default=None,
+                        help='what camera_source plays: a folder of photos or a video file '
+                             '(default: the params file\'s, the scene generator)')
     launch.add_argument('--duration', type=float, default=None,
                         help='stop after this many seconds (default: run until Ctrl-C)')
     launch.add_argument('--report-dir', default='reports/edge',

@@ -10,6 +10,9 @@ Arguments:
   camera:=sim|none               camera_source (generated scenes) or a real camera
   imu:=sim|none                  imu_simulator (simulated accelerometer) or a real IMU
   perception:=all|none|a,b       which perception nodes to start
+  detector_model:=scenes|coco    generated-scenes AdaCon, or the COCO model for a real camera
+  camera_source:=<path>          what camera_source plays: a folder of photos, a video file
+                                 (default: edge.yaml's, the scene generator)
 """
 
 import os
@@ -28,7 +31,9 @@ def _nodes(context):
                      power=LaunchConfiguration('power').perform(context),
                      perception=LaunchConfiguration('perception').perform(context),
                      camera=LaunchConfiguration('camera').perform(context),
-                     imu=LaunchConfiguration('imu').perform(context))
+                     imu=LaunchConfiguration('imu').perform(context),
+                     detector_model=LaunchConfiguration('detector_model').perform(context),
+                     camera_source=LaunchConfiguration('camera_source').perform(context))
     return [Node(package='adaptive_perception', executable=spec.executable, name=spec.name,
                  parameters=[spec.parameters], output='screen', emulate_tty=True)
             for spec in plan]
@@ -49,5 +54,13 @@ def generate_launch_description():
                               description='imu_simulator, or none when a real IMU driver runs.'),
         DeclareLaunchArgument('perception', default_value='all',
                               description="Perception nodes: 'all', 'none' or a comma list."),
+        DeclareLaunchArgument('detector_model', default_value='',
+                              description="Detector model: 'scenes' (generated-scenes "
+                                          "AdaCon) or 'coco' (COCO-pretrained, real cameras); "
+                                          "the names under detector_models in params_file "
+                                          "(empty: its first)."),
+        DeclareLaunchArgument('camera_source', default_value='',
+                              description='What camera_source plays (a folder of photos, a '
+                                          'video file); empty: as in params_file.'),
         OpaqueFunction(function=_nodes),
     ])
