@@ -1,5 +1,7 @@
-"""FastestDet, the COCO-pretrained detector family: the project's module, its shipped
-graphs (models/coco_fastestdet), the engine and the family factory, on real photographs.
+"""FastestDet, the COCO-pretrained family: module, shipped graphs, engine and factory.
+
+The project's module, its shipped graphs (models/coco_fastestdet), the engine and
+the family factory, on real photographs.
 
 The checks against upstream and the quality floors need the vendored weights and
 coco128 in ../shared (present in CI); the shipped-folder and factory checks do not.

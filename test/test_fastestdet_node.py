@@ -1,8 +1,9 @@
-"""adacon_detector running the COCO model (models/coco_fastestdet) on a real photograph,
-as a separate process over DDS: COCO names, boxes inside the image, levels = input sizes."""
+"""adacon_detector running the COCO model (models/coco_fastestdet) on a real photograph.
+
+A separate process over DDS: COCO names, boxes inside the image, levels = input sizes.
+"""
 
 import numpy as np
-import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from PIL import Image as PilImage

@@ -17,7 +17,7 @@ FAMILIES = (ADACON, FASTESTDET)
 
 
 def model_family(model_dir) -> str:
-    """The family of an exported model folder; ValueError for a missing or unknown one."""
+    """Return the family of an exported model folder; ValueError if missing or unknown."""
     path = Path(model_dir) / 'manifest.json'
     if not path.is_file():
         raise ValueError(f'{path} not found: not an exported detector model directory')
@@ -33,7 +33,7 @@ def model_family(model_dir) -> str:
 
 def load_engine(model_dir, providers: Sequence[str] = (CPU,), threads: int | None = None,
                 warn: Callable[[str], None] | None = None):
-    """The engine for ``model_dir``'s family, every graph resident."""
+    """Load the engine of ``model_dir``'s family, every graph resident."""
     if model_family(model_dir) == FASTESTDET:
         from adaptive_perception.detection.fastestdet.engine import FastestDetEngine
         return FastestDetEngine(model_dir, providers, threads, warn)
@@ -42,7 +42,7 @@ def load_engine(model_dir, providers: Sequence[str] = (CPU,), threads: int | Non
 
 
 def parse_engine_mode(engine, text: str):
-    """A level entry checked against what ``engine``'s model has; ValueError if not.
+    """Parse a level entry against what ``engine``'s model has; ValueError if it has not.
 
     AdaCon: 'static', 'single', 'multi:<T>', each optionally '@<backbone width>';
     FastestDet: 'static@<input size>' with an optional ':int8'.
@@ -58,7 +58,7 @@ def parse_engine_mode(engine, text: str):
 
 
 def default_modes(engine) -> list:
-    """The level profile a node uses when ``level_modes`` is not set: one entry per level."""
+    """Return the level profile used when ``level_modes`` is not set: one entry a level."""
     if hasattr(engine, 'sizes'):
         return [f'static@{size}' for size in engine.sizes]
     from adaptive_perception.detection.manifest import DEFAULT_MODES

@@ -45,7 +45,7 @@ GOOD_MIN_MAP, GOOD_MAX_LATENCY = 0.8, 0.5
 def node_latency_ms(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
                     repeats: int, frames_per_turn: int, warmup: int,
                     providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
-    """The node's ``latency_ms`` per ``process`` call, per mode: {mode: [ms, ...]}.
+    """Time the node: its ``latency_ms`` per ``process`` call, per mode {mode: [ms, ...]}.
 
     The node is built in its own context and never spun (its input topic is a
     private one); a level change is a ``level_override`` set, as in service.
@@ -110,7 +110,7 @@ def _rows(report: dict, samples: dict, reference: str) -> dict:
 
 
 def check_targets(rows: dict, reference: str) -> dict:
-    """The issue's front targets, measured: which points meet them, and whether any does."""
+    """Check the front targets: which points meet them, and whether any does."""
     others = {m: r for m, r in rows.items() if m != reference}
     cheapest = min(others or rows, key=lambda m: rows[m]['latency_p50_ms'])
     good = [m for m, r in others.items() if r['map_vs_static'] is not None
@@ -126,7 +126,7 @@ def check_targets(rows: dict, reference: str) -> dict:
 
 
 def plot_front(rows: dict, path: Path) -> None:
-    """mAP against node latency per level; the Pareto front joined."""
+    """MAP against node latency per level; the Pareto front joined."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

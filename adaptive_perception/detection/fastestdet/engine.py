@@ -108,7 +108,7 @@ class FastestDetEngine:
         return f'{size}:{precision}'
 
     def parse_mode(self, text: str) -> SizeMode:
-        """A level entry of this model ('static@224', 'static@224:int8'); ValueError if not."""
+        """Parse a level entry of this model ('static@224', 'static@224:int8'); ValueError."""
         return parse_size_mode(text, self.sizes, self.precisions)
 
     @property
@@ -137,7 +137,7 @@ class FastestDetEngine:
         return self._sessions[key].run([name_out], {name_in: image})[0][0]
 
     def predict(self, rgb: np.ndarray, mode: SizeMode) -> np.ndarray:
-        """The raw graph output (5 + n, h, w) for one RGB uint8 image in ``mode``."""
+        """Return the raw graph output (5 + n, h, w) for one RGB uint8 image in ``mode``."""
         return self._run(mode.size, mode.precision, self.preprocess(rgb, mode.size))
 
     def detect(self, rgb: np.ndarray, mode: SizeMode, score_threshold: float = 0.3,

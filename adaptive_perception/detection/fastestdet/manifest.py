@@ -53,7 +53,7 @@ class FastestDetManifest:
         return sorted({g.size for g in self.graphs}, reverse=True)
 
     def graph(self, size: int, precision: str = 'fp32') -> LevelGraph:
-        """The graph for (size, precision); ValueError naming what there is."""
+        """Return the graph for (size, precision); ValueError naming what there is."""
         for g in self.graphs:
             if g.size == size and g.precision == precision:
                 return g

@@ -55,6 +55,7 @@ class ShuffleUnit(nn.Module):
             *conv_bn(cin, cin, 1)) if stride == 2 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate the two branches (the passed half and the processed half at stride 1)."""
         if self.stride == 2:
             return torch.cat([self.branch_proj(x), self.branch_main(x)], 1)
         kept, processed = x[:, 0::2], x[:, 1::2]  # the shuffle of the previous unit's output
@@ -77,6 +78,7 @@ class ShuffleNetV2Half(nn.Module):
             cin = cout
 
     def forward(self, x: torch.Tensor) -> tuple:
+        """Return the stride 8, 16 and 32 maps."""
         x = self.maxpool(self.first_conv(x))
         c3 = self.stage2(x)
         c4 = self.stage3(c3)
@@ -96,6 +98,7 @@ class SPP(nn.Module):
         self.output = nn.Sequential(*conv_bn(3 * channels, channels, 1, relu=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fuse the three receptive fields back into the reduced map (residual)."""
         x = self.Conv1x1(x)
         y = torch.cat([self.S1(x), self.S2(x), self.S3(x)], 1)
         return torch.relu(x + self.output(y))
@@ -130,6 +133,7 @@ class DetectHead(nn.Module):
         self.cls_layers = _branch(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return (1, 5 + classes, h, w): objectness, raw box, class probabilities."""
         x = self.conv1x1(x)
         return torch.cat([torch.sigmoid(self.obj_layers(x)), self.reg_layers(x),
                           torch.softmax(self.cls_layers(x), dim=1)], 1)
@@ -151,6 +155,7 @@ class FastestDet(nn.Module):
         self.avg_pool = nn.AvgPool2d(3, 2, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Return the per-cell prediction for a BGR 0..1 image (see the module docstring)."""
         c3, c4, c5 = self.backbone(image)
         fused = torch.cat([self.avg_pool(c3), c4,
                            nn.functional.interpolate(c5, scale_factor=2.0, mode='nearest')], 1)
@@ -158,7 +163,7 @@ class FastestDet(nn.Module):
 
 
 def load_fastestdet(weights, num_classes: int = 80) -> FastestDet:
-    """A FastestDet in eval mode with upstream's state dict from ``weights`` (strict)."""
+    """Build a FastestDet in eval mode with upstream's state dict from ``weights`` (strict)."""
     model = FastestDet(num_classes)
     state = torch.load(weights, map_location='cpu', weights_only=True)
     model.load_state_dict(state, strict=True)

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -40,7 +39,7 @@ class _Frames(CalibrationDataReader):
 
 
 def calibration_files(images_dir, count: int) -> list:
-    """The last ``count`` photos of a folder in name order (the first ones are for eval)."""
+    """Return the last ``count`` photos of a folder in name order (the first are for eval)."""
     files = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f'{images_dir}: no .jpg/.png photos to calibrate on')
