@@ -148,7 +148,7 @@ def test_shipped_folder_has_the_coco_classes_and_four_small_graphs():
     assert [(g['size'], g['precision']) for g in manifest['graphs']] == \
         [(352, 'fp32'), (288, 'fp32'), (224, 'fp32'), (160, 'fp32')]
     for graph in manifest['graphs']:
-        assert (MODEL_DIR / graph['file']).stat().st_size < 1.5e6
+        assert (MODEL_DIR / graph['file']).stat().st_size < 1.1e6
     assert (MODEL_DIR / 'README.md').is_file()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
@@ -39,6 +40,19 @@ def max_relative_error(reference: np.ndarray, value: np.ndarray) -> float:
     return float(np.abs(value - reference).max() / max(np.abs(reference).max(), 1e-12))
 
 
+def strip_node_provenance(path: Path) -> None:
+    """Drop what the exporter notes on every node (source lines, module paths) from a graph.
+
+    It does not change what the graph computes and was a quarter of the file (1.37
+    -> 1.05 MB for the 352 graph, measured), which every clone of the repository carries.
+    """
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ''
+    onnx.save(model, str(path))
+
+
 def export_fastestdet(weights, annotations, out_dir, sizes: Sequence[int] = DEFAULT_SIZES,
                       seed: int = 0) -> FastestDetManifest:
     """Write ``fastestdet_<size>.onnx`` for every size and ``manifest.json``; the manifest.
@@ -59,6 +73,7 @@ def export_fastestdet(weights, annotations, out_dir, sizes: Sequence[int] = DEFA
         image = torch.rand(1, 3, size, size, generator=generator)
         path = out_dir / f'fastestdet_{size}.onnx'
         export_graph(model, (image,), path, [INPUT], [OUTPUT])
+        strip_node_provenance(path)
         with torch.no_grad():
             expected = model(image).numpy()
         session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
