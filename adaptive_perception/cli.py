@@ -119,7 +119,8 @@ def _bench_detector(args) -> int:
             return run_bench_fastestdet(args.model_dir, args.annotations, args.images,
                                         args.modes, Path(args.out), frames=args.frames,
                                         providers=args.providers, threads=args.threads,
-                                        eval_limit=args.limit)
+                                        eval_limit=args.limit,
+                                        stream_seconds=args.stream_seconds)
         except ValueError as error:
             raise SystemExit(f'bench detector: {error}') from None
     from adaptive_perception.detection.bench import run_bench_detector
@@ -616,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     detector = targets.add_parser('detector', help='mAP, MACs, node latency per mode')
     _detector_eval_args(detector, either_family=True)
     detector.add_argument('--frames', type=int, default=50, help='images timed per mode')
+    detector.add_argument('--stream-seconds', type=float, default=0.0,
+                          help='FastestDet folder: also stream 640x480 frames at 15 Hz over '
+                               'DDS into a detector process, this long per level (frames '
+                               'lost, end-to-end latency)')
     detector.add_argument('--out', default='reports/bench_detector', help='folder')
     detector.set_defaults(func=_bench_detector)
     channels = targets.add_parser('channels', help='every width x mode: mAP, MACs, latency; '

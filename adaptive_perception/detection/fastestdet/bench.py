@@ -15,12 +15,14 @@ this machine. The issue's targets are checked and printed as measured.
 import json
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 import rclpy
+from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
 from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
@@ -148,8 +150,13 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
                          out_dir: Path = Path('reports/bench_detector'), repeats: int = 2,
                          frames: int = 50, frames_per_turn: int = 5, warmup: int = 5,
                          providers: Sequence[str] = (CPU,), threads: int = 1,
-                         eval_limit: int | None = None) -> int:
-    """Measure, print the table and the targets, write JSON and PNG into ``out_dir``; 0."""
+                         eval_limit: int | None = None, stream_seconds: float = 0.0,
+                         stream_rate_hz: float = 15.0) -> int:
+    """Measure, print the table and the targets, write JSON and PNG into ``out_dir``; 0.
+
+    ``stream_seconds`` > 0 also streams 640x480 frames over DDS into a detector
+    process per level (``stream_levels``) and reports frames lost and end-to-end latency.
+    """
     engine = FastestDetEngine(model_dir, providers, threads or None)
     if modes is None:
         modes = [f'static@{g.size}' + ('' if g.precision == 'fp32' else f':{g.precision}')
@@ -169,6 +176,9 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
                               providers, threads)
     rows = _rows(report, samples, reference)
     targets = check_targets(rows, reference)
+    stream = (stream_levels(model_dir, images, modes, stream_seconds, stream_rate_hz,
+                            Path(out_dir) / 'logs', providers, threads)
+              if stream_seconds > 0 else None)
     result = {
         'machine': {'platform': platform.platform(), 'processor': platform.processor(),
                     'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,
@@ -176,6 +186,8 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
         'model_dir': str(model_dir), 'family': 'fastestdet', 'frames': len(images),
         'frame_size': list(CAMERA_SIZE), 'repeats': repeats, 'frames_per_turn': frames_per_turn,
         'eval_images': report['images'], 'modes': rows, 'targets': targets,
+        'stream': None if stream is None else {'rate_hz': stream_rate_hz,
+                                               'seconds': stream_seconds, 'modes': stream},
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +200,14 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
           f'{"met" if cheapest["met"] else "MISSED"}')
     print(f'{good["target"]} of {reference}: '
           f'{", ".join(good["points"]) if good["met"] else "MISSED (no such point)"}')
+    if stream is not None:
+        print(f'\nover DDS at {stream_rate_hz:g} Hz, 640x480 rgb8, {stream_seconds:g} s a level:')
+        print('| level entry | frames sent | lost | end-to-end p50 ms | p95 ms |')
+        print('| --- | --- | --- | --- | --- |')
+        for mode, r in stream.items():
+            p50 = '-' if r['e2e_p50_ms'] is None else f'{r["e2e_p50_ms"]:.2f}'
+            p95 = '-' if r['e2e_p95_ms'] is None else f'{r["e2e_p95_ms"]:.2f}'
+            print(f'| {mode} | {r["sent"]} | {r["lost"]} | {p50} | {p95} |')
     print(f'written {out_dir / "bench_detector.json"} and {out_dir / "bench_detector_pareto.png"}')
     return 0
 
@@ -203,3 +223,83 @@ def run_eval_fastestdet(model_dir, annotations, images_dir, modes=None, provider
         Path(out).write_text(json.dumps(report, indent=1))
         print(f'wrote {out}')
     return 0
+
+
+def stream_levels(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
+                  seconds: float, rate_hz: float, log_dir: Path,
+                  providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
+    """Stream frames over DDS into a detector process at ``rate_hz``, one level at a time.
+
+    For each level the node is started as its own process with that level fixed
+    (``level_override``) on a private camera topic; after one second of warm-up
+    frames, ``seconds`` of frames are published with sensor-data QoS (the camera's),
+    each stamped when sent. Result per mode: frames sent, detections received for
+    them, frames lost, and end-to-end latency (received - stamp, same clock) p50/p95.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+
+    from adaptive_perception.detection.detector_node import DETECTIONS_TOPIC, OUTPUT_QOS
+    from adaptive_perception.launcher.plan import NodeSpec
+    from adaptive_perception.launcher.processes import NodeProcess
+    from adaptive_perception.msg import DetectionArray
+
+    topic = '/adaptive_perception/bench/stream'
+    fields = [rgb_to_image_fields(rgb) for rgb in images]
+    results = {}
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node('bench_stream', context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        camera = node.create_publisher(Image, topic, qos_profile_sensor_data)
+        received = {}
+
+        def on_output(msg):
+            received.setdefault(msg.header.frame_id, time.time())
+
+        node.create_subscription(DetectionArray, DETECTIONS_TOPIC, on_output, OUTPUT_QOS)
+        for level, mode in enumerate(modes):
+            process = NodeProcess(NodeSpec('adacon_detector', 'adacon_detector', 'perception', {
+                'model_dir': str(model_dir), 'providers': list(providers),
+                'threads': int(threads), 'image_topic': topic, 'level_modes': list(modes),
+                'level_override': level}), Path(log_dir))
+            try:
+                sent = {}
+                deadline = time.monotonic() + 30.0
+                while camera.get_subscription_count() == 0 or \
+                        node.count_publishers(DETECTIONS_TOPIC) == 0:
+                    if process.returncode() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f'detector did not start: {process.log()[-500:]}')
+                    executor.spin_once(timeout_sec=0.05)
+                period, warm = 1.0 / rate_hz, int(rate_hz)
+                total = warm + int(seconds * rate_hz)
+                start = time.monotonic()
+                for i in range(total):
+                    while time.monotonic() < start + i * period:
+                        executor.spin_once(timeout_sec=max(0.0, start + i * period -
+                                                           time.monotonic()))
+                    frame_id = f'{mode}/{i}'
+                    now = time.time()
+                    stamp = Time(sec=int(now), nanosec=int((now % 1) * 1e9))
+                    camera.publish(Image(header=Header(stamp=stamp, frame_id=frame_id),
+                                         **fields[i % len(fields)]))
+                    if i >= warm:
+                        sent[frame_id] = now
+                end = time.monotonic() + 2.0  # the last frames' answers
+                while time.monotonic() < end:
+                    executor.spin_once(timeout_sec=0.05)
+                latencies = np.asarray([received[f] - t for f, t in sent.items()
+                                        if f in received]) * 1e3
+                results[mode] = {
+                    'sent': len(sent), 'received': int(latencies.size),
+                    'lost': len(sent) - int(latencies.size),
+                    'e2e_p50_ms': float(np.percentile(latencies, 50)) if latencies.size else None,
+                    'e2e_p95_ms': float(np.percentile(latencies, 95)) if latencies.size else None}
+            finally:
+                process.stop()
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    return results
