@@ -96,7 +96,7 @@ class FastestDetManifest:
         return manifest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SizeMode:
     """A FastestDet level entry: the input size and precision of the graph a frame runs.
 
@@ -112,6 +112,8 @@ class SizeMode:
 
     def __str__(self) -> str:
         return f'static@{self.size}' + ('' if self.precision == 'fp32' else f':{self.precision}')
+
+    __repr__ = __str__  # logs name the entry as it is written in level_modes
 
 
 def parse_size_mode(text: str, sizes: list, precisions: dict | None = None) -> SizeMode:
