@@ -96,15 +96,18 @@ def _is_fastestdet(args) -> bool:
 
 
 def _eval_adacon(args) -> int:
-    if _is_fastestdet(args):
-        from adaptive_perception.detection.fastestdet.bench import run_eval_fastestdet
-        return run_eval_fastestdet(args.model_dir, args.annotations, args.images, args.modes,
-                                   args.providers, args.threads,
-                                   Path(args.out) if args.out else None, args.limit)
-    from adaptive_perception.detection.evaluate import run_eval
-    return run_eval(args.model_dir, args.annotations, args.images, _adacon_modes(args),
-                    args.providers, args.threads, Path(args.out) if args.out else None,
-                    args.limit)
+    out = Path(args.out) if args.out else None
+    try:  # a bad mode or folder: say why, no traceback
+        if _is_fastestdet(args):
+            from adaptive_perception.detection.fastestdet.bench import run_eval_fastestdet
+            return run_eval_fastestdet(args.model_dir, args.annotations, args.images,
+                                       args.modes, args.providers, args.threads, out,
+                                       args.limit)
+        from adaptive_perception.detection.evaluate import run_eval
+        return run_eval(args.model_dir, args.annotations, args.images, _adacon_modes(args),
+                        args.providers, args.threads, out, args.limit)
+    except ValueError as error:
+        raise SystemExit(f'eval adacon: {error}') from None
 
 
 def _adacon_modes(args) -> list:

@@ -209,3 +209,24 @@ def test_decode_puts_boxes_in_image_pixels_and_rescales_sizes_to_the_training_in
     half_w, half_h = 640 * 0.5 * 352 / 160 / 2, 480 * 0.5 * 352 / 160 / 2
     # centre = the cell corner (tanh(0) = 0): (6 / 10 * 640, 4 / 10 * 480)
     assert boxes[0] == pytest.approx([384 - half_w, 192 - half_h, 384 + half_w, 192 + half_h])
+
+
+@needs_shared
+def test_eval_and_bench_commands_take_a_coco_folder(tmp_path, capsys):
+    from adaptive_perception.cli import main
+    coco = ['--model-dir', str(MODEL_DIR), '--annotations', str(COCO128 / 'instances.json'),
+            '--images', str(COCO128 / 'images'), '--limit', '4']
+    assert main(['eval', 'adacon', *coco, '--modes', 'static@224', 'static@160',
+                 '--out', str(tmp_path / 'eval.json')]) == 0
+    report = json.loads((tmp_path / 'eval.json').read_text())
+    assert list(report['modes']) == ['static@224', 'static@160'] and report['images'] == 4
+    assert '| static@160 |' in capsys.readouterr().out
+    assert main(['bench', 'detector', *coco, '--modes', 'static@160', '--frames', '3',
+                 '--out', str(tmp_path / 'bench')]) == 0
+    bench = json.loads((tmp_path / 'bench' / 'bench_detector.json').read_text())
+    assert list(bench['modes']) == ['static@352', 'static@160']  # the reference is added
+    assert bench['frame_size'] == [640, 480] and bench['modes']['static@160']['samples'] == 6
+    assert bench['targets']['cheapest']['mode'] == 'static@160'
+    assert 'cheapest point static@160' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="mode 'multi:0.3'"):
+        main(['eval', 'adacon', *coco, '--modes', 'multi:0.3'])
