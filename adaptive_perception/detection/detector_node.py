@@ -6,6 +6,8 @@ with a threshold, single branch) and a backbone width (nested channel set, e.g.
 swaps the mode. Per frame the controller still chooses which branches run.
 The camera input (newest frame wins, dropped frames, bad images) is
 ``ros.camera_frames.CameraFrames``; this node detects and publishes.
+``model_dir`` may instead hold the COCO-pretrained FastestDet model, whose levels
+are input sizes (``static@224``); ``detection.families`` picks the engine.
 """
 
 import time
