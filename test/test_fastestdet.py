@@ -230,3 +230,16 @@ def test_eval_and_bench_commands_take_a_coco_folder(tmp_path, capsys):
     assert 'cheapest point static@160' in capsys.readouterr().out
     with pytest.raises(SystemExit, match="mode 'multi:0.3'"):
         main(['eval', 'adacon', *coco, '--modes', 'multi:0.3'])
+
+
+def test_opencv_nms_keeps_what_the_detector_nms_keeps():
+    from adaptive_perception.detection.engine import nms
+    from adaptive_perception.detection.fastestdet.engine import batched_nms
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 12, 80):
+        corner = rng.random((n, 2)) * 400
+        boxes = np.concatenate([corner, corner + rng.random((n, 2)) * 150 + 2], axis=1)
+        scores, classes = rng.random(n), rng.integers(0, 4, n)
+        for iou, keep in ((0.45, 100), (0.3, 5)):
+            assert batched_nms(boxes, scores, classes, iou, keep).tolist() == \
+                nms(boxes, scores, classes, iou, keep).tolist()

