@@ -17,7 +17,8 @@ def _launch(args) -> int:
     from adaptive_perception.launcher.edge import run_edge
     try:
         return run_edge(args.params_file, args.power, args.perception, args.camera,
-                        args.duration, Path(args.report_dir), imu=args.imu)
+                        args.duration, Path(args.report_dir), imu=args.imu,
+                        detector_model=args.detector_model, camera_source=args.camera_source)
     except ValueError as error:  # a bad plan or argument: say why, no traceback
         print(f'adaptive-perception launch: {error}', file=sys.stderr)
         return 2
@@ -92,15 +93,60 @@ def _export_adacon(args) -> int:
     return 0
 
 
+def _export_fastestdet(args) -> int:
+    from adaptive_perception.detection.fastestdet.export import export_fastestdet
+    try:
+        export_fastestdet(Path(args.weights), Path(args.annotations), Path(args.out), args.sizes)
+        if args.int8_calibration:
+            from adaptive_perception.detection.fastestdet.quantize import quantize_fastestdet
+            quantize_fastestdet(Path(args.out), Path(args.int8_calibration), args.int8_count)
+    except ValueError as error:
+        raise SystemExit(f'export fastestdet: {error}') from None
+    return 0
+
+
+def _is_fastestdet(args) -> bool:
+    """Whether ``--model-dir`` is a FastestDet (COCO) folder; a bad folder exits with why."""
+    from adaptive_perception.detection.families import FASTESTDET, model_family
+    try:
+        return model_family(args.model_dir) == FASTESTDET
+    except ValueError as error:
+        raise SystemExit(f'adaptive-perception: {error}') from None
+
+
 def _eval_adacon(args) -> int:
-    from adaptive_perception.detection.evaluate import run_eval
-    return run_eval(args.model_dir, args.annotations, args.images, args.modes,
-                    args.providers, args.threads, Path(args.out) if args.out else None,
-                    args.limit)
+    out = Path(args.out) if args.out else None
+    try:  # a bad mode or folder: say why, no traceback
+        if _is_fastestdet(args):
+            from adaptive_perception.detection.fastestdet.bench import run_eval_fastestdet
+            return run_eval_fastestdet(args.model_dir, args.annotations, args.images,
+                                       args.modes, args.providers, args.threads, out,
+                                       args.limit)
+        from adaptive_perception.detection.evaluate import run_eval
+        return run_eval(args.model_dir, args.annotations, args.images, _adacon_modes(args),
+                        args.providers, args.threads, out, args.limit)
+    except ValueError as error:
+        raise SystemExit(f'eval adacon: {error}') from None
+
+
+def _adacon_modes(args) -> list:
+    from adaptive_perception.detection.manifest import DEFAULT_MODES
+    return list(DEFAULT_MODES) if args.modes is None else args.modes
 
 
 def _bench_detector(args) -> int:
+    if _is_fastestdet(args):
+        from adaptive_perception.detection.fastestdet.bench import run_bench_fastestdet
+        try:
+            return run_bench_fastestdet(args.model_dir, args.annotations, args.images,
+                                        args.modes, Path(args.out), frames=args.frames,
+                                        providers=args.providers, threads=args.threads,
+                                        eval_limit=args.limit,
+                                        stream_seconds=args.stream_seconds)
+        except ValueError as error:
+            raise SystemExit(f'bench detector: {error}') from None
     from adaptive_perception.detection.bench import run_bench_detector
+    args.modes = _adacon_modes(args)
     return run_bench_detector(args.model_dir, args.annotations, args.images, args.modes,
                               Path(args.out), frames=args.frames, providers=args.providers,
                               threads=args.threads, eval_limit=args.limit)
@@ -232,16 +278,19 @@ def _coco_pair(parser, split: str) -> None:
     parser.add_argument(f'--{split}-images', required=True, help=f'image folder ({split})')
 
 
-def _detector_eval_args(parser) -> None:
+def _detector_eval_args(parser, either_family: bool = False) -> None:
     from adaptive_perception.detection.manifest import DEFAULT_MODES
     from adaptive_perception.paths import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adacon'),
                         help='exported model (default: the shipped models/adacon)')
     parser.add_argument('--annotations', required=True, help='COCO annotation JSON')
     parser.add_argument('--images', required=True, help='image folder')
-    parser.add_argument('--modes', nargs='+', default=list(DEFAULT_MODES),
-                        help='modes: static, single, multi:<threshold>, each optionally '
-                             "at a backbone width: 'single@0.5'")
+    help_text = ("modes: static, single, multi:<threshold>, each optionally at a backbone "
+                 f"width: 'single@0.5' (default: {' '.join(DEFAULT_MODES)})")
+    if either_family:
+        help_text += '; for a FastestDet (COCO) folder static@<size>[:int8] (default: every graph)'
+    parser.add_argument('--modes', nargs='+', default=None if either_family else
+                        list(DEFAULT_MODES), help=help_text)
     parser.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'],
                         help='ONNX Runtime execution providers, in order of preference')
     parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
@@ -401,6 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='imu_simulator (simulated accelerometer) or none (a real IMU)')
     launch.add_argument('--perception', default='all',
                         help="perception nodes: 'all', 'none' or a comma list of names")
+    launch.add_argument('--detector-model', default=None,
+                        help="detector model, a name under detector_models in the params "
+                             "file: 'scenes' (generated-scenes AdaCon, the default) or "
+                             "'coco' (COCO-pretrained FastestDet, for a real camera)")
+    launch.add_argument('--camera-source', default=None,
+                        help='what camera_source plays: a folder of photos or a video file '
+                             '(default: the params file\'s, the scene generator)')
     launch.add_argument('--duration', type=float, default=None,
                         help='stop after this many seconds (default: run until Ctrl-C)')
     launch.add_argument('--report-dir', default='reports/edge',
@@ -553,6 +609,24 @@ def build_parser() -> argparse.ArgumentParser:
     _int8_args(adacon, 256)
     adacon.add_argument('--out', required=True, help='model directory, e.g. models/adacon')
     adacon.set_defaults(func=_export_adacon)
+    fastestdet = export_models.add_parser(
+        'fastestdet', help='the COCO-pretrained FastestDet weights: one graph per input '
+                           'size + manifest.json')
+    fastestdet.add_argument('--weights', required=True,
+                            help="upstream's state dict, e.g. "
+                                 "../shared/vendor/fastestdet/fastestdet_coco80.pth")
+    fastestdet.add_argument('--annotations', required=True,
+                            help='a COCO annotation JSON: category ids and names')
+    fastestdet.add_argument('--sizes', type=int, nargs='+', default=[352, 288, 224, 160],
+                            help='square input sizes, multiples of 32: one graph each')
+    fastestdet.add_argument('--int8-calibration', metavar='IMAGES',
+                            help='also write an INT8 copy of every graph (static '
+                                 'quantization), calibrated on photos of this folder')
+    fastestdet.add_argument('--int8-count', type=int, default=32,
+                            help='calibration photos: the last N of the folder by name')
+    fastestdet.add_argument('--out', required=True,
+                            help='model directory, e.g. models/coco_fastestdet')
+    fastestdet.set_defaults(func=_export_fastestdet)
     adamtl = export_models.add_parser('adamtl', help='one encoder graph per policy, the '
                                                      'decoders (FP32 and INT8) + manifest.json')
     _int8_args(adamtl, 128)
@@ -564,8 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser('eval', help='score an exported model')
     eval_models = evaluate.add_subparsers(dest='model', required=True)
-    adacon = eval_models.add_parser('adacon', help='COCO mAP per mode, controller accuracy')
-    _detector_eval_args(adacon)
+    adacon = eval_models.add_parser('adacon', help='COCO mAP per mode, controller accuracy '
+                                                   '(either detector family)')
+    _detector_eval_args(adacon, either_family=True)
     adacon.add_argument('--out', help='JSON report')
     adacon.set_defaults(func=_eval_adacon)
     activity = eval_models.add_parser('activity', help='accuracy per sensor state, or on '
@@ -611,8 +686,12 @@ def build_parser() -> argparse.ArgumentParser:
     delivery.add_argument('--out', default='reports/bench_delivery.json', help='JSON rows')
     delivery.set_defaults(func=_bench_delivery)
     detector = targets.add_parser('detector', help='mAP, MACs, node latency per mode')
-    _detector_eval_args(detector)
+    _detector_eval_args(detector, either_family=True)
     detector.add_argument('--frames', type=int, default=50, help='images timed per mode')
+    detector.add_argument('--stream-seconds', type=float, default=0.0,
+                          help='FastestDet folder: also stream 640x480 frames at 15 Hz over '
+                               'DDS into a detector process, this long per level (frames '
+                               'lost, end-to-end latency)')
     detector.add_argument('--out', default='reports/bench_detector', help='folder')
     detector.set_defaults(func=_bench_detector)
     channels = targets.add_parser('channels', help='every width x mode: mAP, MACs, latency; '

@@ -14,6 +14,9 @@ Arguments:
   fastdds_profile:=<path>        Fast DDS profile given to every node (default: the
                                  shipped config/fastdds_large_data.xml; '' = none);
                                  FASTDDS_DEFAULT_PROFILES_FILE set by the user wins
+  detector_model:=scenes|coco    generated-scenes AdaCon, or the COCO model for a real camera
+  camera_source:=<path>          what camera_source plays: a folder of photos, a video file
+                                 (default: edge.yaml's, the scene generator)
 
 Each node is restarted by the rules in the YAML file (respawn, respawn_delay,
 respawn_max_per_minute) and ends itself if this launch process disappears; SIGTERM
@@ -38,7 +41,9 @@ def _argument(context, name: str) -> str:
 def _nodes(context):
     plan = load_plan(_argument(context, 'params_file'), power=_argument(context, 'power'),
                      perception=_argument(context, 'perception'),
-                     camera=_argument(context, 'camera'), imu=_argument(context, 'imu'))
+                     camera=_argument(context, 'camera'), imu=_argument(context, 'imu'),
+                     detector_model=_argument(context, 'detector_model'),
+                     camera_source=_argument(context, 'camera_source'))
     env = middleware_env(profile=_argument(context, 'fastdds_profile'))
     nodes = []
     for spec in plan:
@@ -64,6 +69,14 @@ def generate_launch_description():
                               description='imu_simulator, or none when a real IMU driver runs.'),
         DeclareLaunchArgument('perception', default_value='all',
                               description="Perception nodes: 'all', 'none' or a comma list."),
+        DeclareLaunchArgument('detector_model', default_value='',
+                              description="Detector model: 'scenes' (generated-scenes "
+                                          "AdaCon) or 'coco' (COCO-pretrained, real cameras); "
+                                          "the names under detector_models in params_file "
+                                          "(empty: its first)."),
+        DeclareLaunchArgument('camera_source', default_value='',
+                              description='What camera_source plays (a folder of photos, a '
+                                          'video file); empty: as in params_file.'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of every node and topic (e.g. robot1).'),
         DeclareLaunchArgument('fastdds_profile', default_value=str(fastdds_profile_file()),

@@ -180,7 +180,8 @@ def test_launch_file_starts_what_the_plan_says(monkeypatch):
     [actions] = description.args
     arguments = {a.args[0]: a.kwargs['default_value'] for a in actions[:-1]}
     assert arguments == {'params_file': str(default_params_file()), 'power': 'sim',
-                         'camera': 'sim', 'imu': 'sim', 'perception': 'all'}
+                         'camera': 'sim', 'imu': 'sim', 'perception': 'all',
+                         'detector_model': '', 'camera_source': ''}
     choices = {a.args[0]: a.kwargs.get('choices') for a in actions[:-1]}
     assert sorted(choices['imu']) == sorted(IMU_CHOICES) == ['none', 'sim']
     assert sorted(choices['camera']) == sorted(CAMERA_CHOICES)
@@ -210,6 +211,9 @@ def test_launch_file_starts_what_the_plan_says(monkeypatch):
             signal.signal(signum, handler)
     assert [n.kwargs['name'] for n in without_imu] == [
         s.name for s in plan if s.name != 'imu_simulator']
+    coco = opaque.kwargs['function']({**arguments, 'detector_model': 'coco'})
+    assert [n.kwargs['parameters'] for n in coco] == [
+        [s.parameters] for s in load_plan(arguments['params_file'], detector_model='coco')]
 
 
 def test_cli_parses_the_documented_commands():

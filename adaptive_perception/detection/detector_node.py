@@ -8,6 +8,8 @@ and precision is resident, so a level change only swaps the mode. Per frame the
 controller still chooses which branches run, and a cascade whether to escalate.
 The camera input (newest frame wins, dropped frames, bad images) is
 ``ros.camera_frames.CameraFrames``; this node detects and publishes.
+``model_dir`` may instead hold the COCO-pretrained FastestDet model, whose levels
+are input sizes (``static@224``); ``detection.families`` picks the engine.
 """
 
 import time
@@ -15,8 +17,8 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from adaptive_perception.detection.engine import AdaConEngine
-from adaptive_perception.detection.manifest import DEFAULT_MODES, parse_mode
+from adaptive_perception.detection.families import default_modes, load_engine, parse_engine_mode
+from adaptive_perception.detection.manifest import DEFAULT_MODES
 from adaptive_perception.detection.overlay import draw_overlay
 from adaptive_perception.msg import Detection, DetectionArray
 from adaptive_perception.paths import share_dir
@@ -39,8 +41,9 @@ class AdaConDetector(Node):
         self.camera = None  # destroy_node may meet a node that failed to start
         values = declare(self, [
             *onnx_model_params(str(share_dir() / 'models' / 'adacon'),
-                               'Exported AdaCon model directory (manifest.json + ONNX '
-                               'graphs).'),
+                               'Exported detector model directory (manifest.json + ONNX '
+                               'graphs): AdaCon (generated scenes, models/adacon) or '
+                               'FastestDet (COCO, models/coco_fastestdet).'),
             Param('score_threshold', 0.3, 'Minimum detection score.', 0.0, 1.0),
             Param('nms_iou', 0.5, 'IoU above which NMS removes the weaker box of a class.',
                   0.0, 1.0),
@@ -61,16 +64,18 @@ class AdaConDetector(Node):
             self.camera = CameraFrames(self, self._handle, self._record,
                                        lambda: self.following.publish_diagnostics(),
                                        'adacon_worker')
-            self.engine = AdaConEngine(values['model_dir'], values['providers'],
-                                       values['threads'], warn=self.get_logger().warning)
+            self.engine = load_engine(values['model_dir'], values['providers'],
+                                      values['threads'], warn=self.get_logger().warning)
             self.following = LevelFollowing(
-                self, profile_param='level_modes', profile_default=LEVEL_MODES,
-                profile_description="Mode per level (index = level): 'static', "
+                self, profile_param='level_modes', profile_default=default_modes(self.engine),
+                profile_description="Mode per level (index = level). AdaCon: 'static', "
                                     "'multi:<0..1>' (branches whose probability passes) or "
                                     "'single', each optionally at a backbone width of the "
                                     "model ('single@0.5') and in a precision it has "
                                     "('single@0.5/int8'); or an exit cascade "
-                                    "'cascade:<context|score>=<0..1>:<cheap>><costly>'.",
+                                    "'cascade:<context|score>=<0..1>:<cheap>><costly>'. "
+                                    "FastestDet: 'static@<input size>' ('static@224'), "
+                                    "optionally '/int8'.",
                 parse_entry=self._parse_mode, apply=self._apply,
                 extra_values=self._diagnostic_values, health=self.camera.health)
         except ValueError as error:
@@ -88,7 +93,7 @@ class AdaConDetector(Node):
 
     # -- parameters -------------------------------------------------------------
     def _parse_mode(self, text: str):
-        return self.engine.check_mode(parse_mode(text))
+        return parse_engine_mode(self.engine, text)
 
     def _apply(self, mode, applied) -> None:
         self._active = (mode, applied.level)

@@ -63,9 +63,11 @@ class StopRequest:
 
 
 def run_edge(params_file=None, power='sim', perception='all', camera='sim', duration_s=None,
-             report_dir=Path('reports/edge'), status_period_s=1.0, imu='sim') -> int:
+             report_dir=Path('reports/edge'), status_period_s=1.0, imu='sim',
+             detector_model=None, camera_source=None) -> int:
     """Run the pipeline; return 0 if every node ran, and nothing failed for good."""
-    specs = load_plan(params_file, power, perception, camera, imu)
+    specs = load_plan(params_file, power, perception, camera, imu, detector_model,
+                      camera_source)
     print(f'starting {", ".join(f"{s.name} ({s.executable})" for s in specs)}; '
           f'logs in {report_dir / "logs"}', flush=True)
     stop = StopRequest()

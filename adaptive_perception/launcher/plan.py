@@ -19,9 +19,16 @@ File format::
 limit as ``respawn_max_retries`` (launch counts restarts over the whole run, it has
 no per-minute window); the pip-world launcher applies the per-minute limit and
 backs off (the delay doubles after each exit that came soon after a start).
+    detector_models:            # optional: detector_model:=<name>; the first is the default
+      <model name>:
+        <node name>: {<name>: <value>, ...}   # parameters set over the node's own
+
+A relative ``model_dir`` parameter names a folder under the installed package's
+share directory (``models/coco_fastestdet``), so one file serves a checkout, a pip
+prefix and a colcon install.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -58,13 +65,17 @@ class NodeSpec:
 
 
 def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
-              camera: str = 'sim', imu: str = 'sim') -> list:
+              camera: str = 'sim', imu: str = 'sim', detector_model: str | None = None,
+              camera_source: str | None = None) -> list:
     """Nodes to start: core nodes, the chosen power, camera and IMU sources, perception nodes.
 
     ``power``: 'sim' (simulated battery and heat), 'real' (sysfs) or 'none';
     ``camera``: 'sim' (camera_source) or 'none' (a real camera publishes);
     ``imu``: 'sim' (imu_simulator) or 'none' (a real IMU driver publishes);
-    ``perception``: 'all', 'none' or a comma-separated list of node names.
+    ``perception``: 'all', 'none' or a comma-separated list of node names;
+    ``detector_model``: a name under ``detector_models:`` (default: its first);
+    ``camera_source``: what the simulated camera plays instead of its configured
+    ``source`` ('generator', a folder of photos, a video file).
     Raises ValueError with the reason for a bad file or argument.
     """
     path = Path(params_file) if params_file else default_params_file()
@@ -83,6 +94,11 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
             raise ValueError(f'{path}: node {name}: role must be one of {ROLES}, got {role!r}')
         specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {}),
                               **_respawn_keys(path, name, entry, role)))
+    specs = _with_detector_model(path, specs, document.get('detector_models') or {},
+                                 detector_model)
+    if camera_source:
+        specs = [replace(s, parameters={**s.parameters, 'source': camera_source})
+                 if s.role == 'camera_sim' else s for s in specs]
     if power not in POWER_CHOICES:
         raise ValueError(f'power must be one of {sorted(POWER_CHOICES)}, got {power!r}')
     if camera not in CAMERA_CHOICES:
@@ -107,6 +123,28 @@ def _respawn_keys(path, name, entry: dict, role: str) -> dict:
         raise ValueError(f'{path}: node {name}: respawn_max_per_minute must be an integer '
                          f'>= 1, got {limit!r}')
     return {'respawn': respawn, 'respawn_delay': float(delay), 'respawn_max_per_minute': limit}
+def _with_detector_model(path: Path, specs: list, models: dict, choice: str | None) -> list:
+    """Apply the chosen detector model's parameters; relative model_dir under share_dir()."""
+    choice = choice or None  # '' = not given (a launch argument's default)
+    if choice is not None and not models:
+        raise ValueError(f'detector_model {choice!r}: {path} has no detector_models section')
+    if choice is not None and choice not in models:
+        raise ValueError(f'detector_model must be one of {sorted(models)}, got {choice!r}')
+    overrides = (models.get(choice) if choice is not None
+                 else next(iter(models.values()), None)) or {}
+    names = {s.name for s in specs}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f'{path}: detector_models {choice!r} names unknown node(s) '
+                         f'{sorted(unknown)}')
+    result = []
+    for spec in specs:
+        parameters = {**spec.parameters, **(overrides.get(spec.name) or {})}
+        model_dir = parameters.get('model_dir')
+        if isinstance(model_dir, str) and model_dir and not Path(model_dir).is_absolute():
+            parameters['model_dir'] = str(share_dir() / model_dir)
+        result.append(replace(spec, parameters=parameters))
+    return result
 
 
 def _perception_names(choice: str, available: list) -> set:
