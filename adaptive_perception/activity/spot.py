@@ -94,3 +94,59 @@ class Spot:
             return Step(C1, self.state, self.counter)
         self.state, self.counter = self.state + 1, 0
         return Step(C2, self.state, self.counter)
+
+
+UP = 'up'                 # uncertain or confident change: one state up, not to the top
+
+
+class MarginSpot(Spot):
+    """SPOT that moves only as far as the classifier's margin says.
+
+    Why: when activities change every 10-20 s, classic SPOT spends most of its
+    time climbing back down from the top state after each change, and a fixed
+    mid-cost state beats it. The margin (top-1 minus top-2 probability) says how
+    sure the classifier is at the current state, so:
+
+    * a change predicted with margin >= ``margin_threshold`` is trusted where the
+      sensor is: one state up, not to the top (the new activity is already clear);
+    * a change below the margin goes to the top, as in SPOT (C3);
+    * the same activity with a margin below the threshold steps one state up
+      (the cheap state is not clear enough for what the wearer is doing now);
+    * the same activity with a margin at or above it counts towards stepping down
+      (C1, C2; C4 in the cheapest state).
+
+    ``margin_threshold`` 0 never steps up on the same activity and trusts every
+    change: the cheapest; 1 makes every change go to the top, as in SPOT.
+    """
+
+    def __init__(self, num_states: int, stability_threshold: int,
+                 margin_threshold: float = 0.5, top: int = 0):
+        super().__init__(num_states, stability_threshold, None, top)
+        if not 0.0 <= margin_threshold <= 1.0:
+            raise ValueError(f'margin_threshold must be in [0, 1], got {margin_threshold}')
+        self.margin_threshold = margin_threshold
+
+    def update_margin(self, label, margin: float) -> Step:
+        """Feed one prediction and its margin; returns the condition and the new state."""
+        if self.last_label is None:
+            self.last_label = label
+            return Step(FIRST, self.state, self.counter)
+        sure = margin >= self.margin_threshold
+        if label != self.last_label:
+            self.last_label = label
+            self.counter = 0
+            if sure:
+                self.state = max(self.top, self.state - 1)
+                return Step(UP, self.state, self.counter)
+            self.state = self.top
+            return Step(C3, self.state, self.counter)
+        if not sure:
+            self.state, self.counter = max(self.top, self.state - 1), 0
+            return Step(UP, self.state, self.counter)
+        if self.state == self.num_states - 1:
+            return Step(C4, self.state, self.counter)
+        self.counter += 1
+        if self.counter < self.stability_threshold:
+            return Step(C1, self.state, self.counter)
+        self.state, self.counter = self.state + 1, 0
+        return Step(C2, self.state, self.counter)
