@@ -75,6 +75,18 @@ def model_states(names, trained) -> list:
     return configs
 
 
+def default_sensing(states) -> list:
+    """The default level_sensing for these states: the shipped model's gives LEVEL_SENSING.
+
+    Level 0 and 1 allow the costliest state (1 steps down after 3), level 2 the
+    second (after 3), level 3 the third (after 2); a model with fewer states uses
+    its cheapest where it has no such state, so any model starts with a valid profile.
+    """
+    names = [s.name for s in states]
+    pick = [names[min(i, len(names) - 1)] for i in (0, 0, 1, 2)]
+    return [pick[0], f'{pick[1]}:3', f'{pick[2]}:3', f'{pick[3]}:2']
+
+
 def gravity_axis(mean) -> str:
     """The signed device axis closest to the mean acceleration, e.g. '+z'."""
     mean = np.asarray(mean, dtype=np.float64)
@@ -182,7 +194,8 @@ class ActivityRecognizer(Node):
             self._cap_threshold = None
             self.windows = SampleWindows(values['max_gap_s'], values['clock_grace_s'])
             self.following = LevelFollowing(
-                self, profile_param='level_sensing', profile_default=LEVEL_SENSING,
+                self, profile_param='level_sensing',
+                profile_default=default_sensing(self.states),
                 profile_description="Per level (index = level): the costliest sensor state "
                                     "allowed, optionally ':<stability threshold>' to step "
                                     "down sooner, e.g. 'F50_A16:3'.",
