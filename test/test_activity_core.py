@@ -817,3 +817,73 @@ def test_windows_concat():
 def test_spot_refuses_a_threshold_that_is_not_a_positive_integer(bad):
     with pytest.raises(ValueError, match='integer >= 1'):
         Spot(4, bad)
+
+
+# -- margin SPOT -------------------------------------------------------------------------
+
+def test_margin_spot_steps_down_when_sure_and_up_one_on_a_sure_change():
+    machine = spot.MarginSpot(4, stability_threshold=2, margin_threshold=0.5)
+    assert machine.update_margin('walk', 0.9).condition == FIRST
+    for _ in range(6):
+        machine.update_margin('walk', 0.9)
+    assert machine.state == 3
+    step = machine.update_margin('sit', 0.8)          # a sure change: one state up only
+    assert (step.condition, step.state) == (spot.UP, 2)
+    step = machine.update_margin('stand', 0.2)        # an unsure change: the top, as SPOT
+    assert (step.condition, step.state) == (C3, 0)
+
+
+def test_margin_spot_steps_up_one_when_unsure_of_the_same_activity():
+    machine = spot.MarginSpot(3, stability_threshold=1, margin_threshold=0.5, top=0)
+    machine.update_margin('walk', 0.9)
+    machine.update_margin('walk', 0.9)
+    machine.update_margin('walk', 0.9)
+    assert machine.state == 2
+    step = machine.update_margin('walk', 0.1)
+    assert (step.condition, step.state, step.counter) == (spot.UP, 1, 0)
+    machine.set_top(1)
+    assert machine.update_margin('walk', 0.1).state == 1   # never above the cap
+
+
+def test_margin_spot_threshold_is_checked():
+    with pytest.raises(ValueError, match='margin_threshold'):
+        spot.MarginSpot(3, 2, margin_threshold=1.5)
+
+
+# -- generator variety and sensor effects -------------------------------------------------
+
+def test_default_variety_keeps_the_original_subjects():
+    subject = Subject.sample(7)
+    assert subject == Subject.sample(7, generator.UPRIGHT)
+    assert subject.rotation == generator.IDENTITY and subject.scale == (1.0, 1.0, 1.0)
+
+
+def test_rotated_wearer_is_the_upright_signal_rotated_and_scaled():
+    upright = Subject.sample(9)
+    variety = generator.Variety('axis', scale_sd=0.0, bias_sd=0.0, axis_index=7)
+    rotated = Subject.sample(9, variety)
+    np.testing.assert_allclose(np.reshape(rotated.rotation, (3, 3)), ROTATIONS[7])
+    segments = [generator.Segment('sit', 0.0, 5.0)]
+    t = np.linspace(0.0, 5.0, 50)
+    base, _ = ActivityStream(segments, generator.replace(upright, bias=(0.0, 0.0, 0.0)),
+                             seed=1).signal(t)
+    turned, _ = ActivityStream(segments, rotated, seed=1).signal(t)
+    np.testing.assert_allclose(turned, base @ ROTATIONS[7].T, atol=1e-9)
+    random = Subject.sample(9, generator.Variety('random', scale_sd=0.05))
+    matrix = np.reshape(random.rotation, (3, 3))
+    np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-9)
+    assert np.linalg.det(matrix) == pytest.approx(1.0)
+    assert random.scale != (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match='orientation'):
+        generator.Variety('sideways')
+
+
+def test_sensor_range_clips_and_stamp_jitter_keeps_stamps_increasing():
+    config = by_name('F50_A16')
+    raw = np.full((3200, 3), 100.0)
+    model = SensorModel(0.0, range_ms2=8 * G, stamp_jitter_s=0.004)
+    t, acc = emulate(0.0, raw, config, 0.1, 1.9, np.random.default_rng(0), model)
+    assert np.all(acc == 8 * G)
+    grid = np.arange(5, 95) / 50.0
+    assert np.all(np.diff(t) > 0) and np.all(np.abs(t - grid) <= 0.4 / 50 + 1e-12)
+    assert np.abs(t - grid).max() > 0.001
