@@ -33,8 +33,12 @@ from adaptive_perception.activity.classifier import ActivityClassifier
 from adaptive_perception.activity.dataset import VAL_SUBJECTS, emulate_states, switched_window
 from adaptive_perception.activity.evaluate import write_json_atomic
 from adaptive_perception.activity.features import HOP_S, WINDOW_S, UprightReference
-from adaptive_perception.activity.generator import MAX_TRANSITION_S, ActivityStream, Subject, \
-    schedule
+from adaptive_perception.activity.generator import (
+    MAX_TRANSITION_S,
+    ActivityStream,
+    Subject,
+    schedule,
+)
 from adaptive_perception.activity.sensor import CONFIGS, DEFAULT_MODEL, SensorModel, parse_config
 from adaptive_perception.activity.spot import MarginSpot, Spot
 
@@ -120,7 +124,7 @@ def _summarise(counts: list, states) -> dict:
 
 
 def front_states(model_dir: Path, trained) -> list:
-    """The model's states and the exploration front next to it (``dse.json``), costliest first."""
+    """Return the model's states and the front in its ``dse.json``, costliest first."""
     states = list(trained)
     dse = Path(model_dir) / 'dse.json'
     if dse.is_file():

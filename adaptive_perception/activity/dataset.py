@@ -53,7 +53,7 @@ ROBUST = Variety('random', scale_sd=0.03, bias_sd=0.2)
 
 
 def training_variety(subject: int) -> Variety:
-    """The variety a training subject is drawn with (half random orientation, half upright)."""
+    """Return a training subject's variety (half random orientation, half upright)."""
     return ROBUST if subject % 2 == 0 else UPRIGHT
 CHUNK_S = 300.0   # emulate long streams in pieces of this length (bounded memory)
 

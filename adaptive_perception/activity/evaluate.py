@@ -32,6 +32,7 @@ from adaptive_perception.activity.generator import UPRIGHT, Variety
 from adaptive_perception.activity.sensor import CONFIGS, SensorModel, parse_config
 
 OWN_RATE = 'own rate'
+ORIENTATION_SUBJECTS = 6   # 26 orientations x 6 wearers x 8 min: minutes on 2 cores
 
 
 def score(classifier: ActivityClassifier, windows) -> dict:
@@ -41,7 +42,7 @@ def score(classifier: ActivityClassifier, windows) -> dict:
 
 
 def scored(names, truth, predicted) -> dict:
-    """The report of one set of predictions: windows, accuracy, recall, confusion."""
+    """Report one set of predictions: windows, accuracy, recall, confusion."""
     from sklearn.metrics import confusion_matrix
     matrix = confusion_matrix(truth, predicted, labels=range(len(names))) if len(truth) else \
         np.zeros((len(names), len(names)), np.int64)
@@ -173,8 +174,8 @@ def run_eval_activity(model_dir, recordings=(), states=None, minutes: float = 8.
             _print_report(name, names, result)
     if robustness:
         config = parse_config(states[0]) if states else classifier.states[0]
-        rob = orientation_report(classifier, config, VAL_SUBJECTS, min(minutes, 4.0),
-                                 seed + 1, model)
+        rob = orientation_report(classifier, config, VAL_SUBJECTS[:ORIENTATION_SUBJECTS],
+                                 minutes, seed + 1, model)
         report['orientation'] = rob
         print(f"\norientation at {rob['state']} ({rob['subjects']} held-out wearers x "
               f"{rob['minutes']:g} min): upright {rob['upright']:.4f}, random orientations "

@@ -57,7 +57,7 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 def axis_rotations() -> list:
-    """The 24 proper rotations that map the device axes onto (signed) axes, as 3x3 arrays."""
+    """Return the 24 rotations that map the device axes onto signed axes, as 3x3 arrays."""
     import itertools
     out = []
     for perm in itertools.permutations(range(3)):
@@ -71,7 +71,7 @@ def axis_rotations() -> list:
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A rotation drawn uniformly (Haar measure): QR of a Gaussian matrix, signs fixed."""
+    """Draw a rotation uniformly (Haar measure): QR of a Gaussian matrix, signs fixed."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     if np.linalg.det(q) < 0:

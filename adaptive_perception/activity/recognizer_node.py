@@ -32,7 +32,6 @@ import time
 from collections import Counter
 
 import numpy as np
-
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.node import Node
@@ -57,12 +56,12 @@ OUTPUT_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                         reliability=ReliabilityPolicy.RELIABLE)
 LEVEL_SENSING = ['F100_A128', 'F100_A128:3', 'F50_A16:3', 'F12.5_A16:2']
 SETTINGS = ['stability_threshold', 'use_confidence', 'confidence_threshold',
-            'rate_tolerance', 'error_hold_s', 'warn_interval_s']
+            'margin_threshold', 'rate_tolerance', 'error_hold_s', 'warn_interval_s']
 AXIS_NAMES = ('x', 'y', 'z')
 
 
 def model_states(names, trained) -> list:
-    """The states SPOT may use: ``names`` (all trained at), or all trained states if empty."""
+    """Return the states SPOT may use: ``names`` (all trained at), or all trained ones."""
     names = [n for n in names if n]
     if not names:
         return list(trained)
@@ -76,7 +75,7 @@ def model_states(names, trained) -> list:
 
 
 def default_sensing(states) -> list:
-    """The default level_sensing for these states: the shipped model's gives LEVEL_SENSING.
+    """Return the default level_sensing for these states: the shipped model's gives LEVEL_SENSING.
 
     Level 0 and 1 allow the costliest state (1 steps down after 3), level 2 the
     second (after 3), level 3 the third (after 2); a model with fewer states uses
@@ -88,10 +87,11 @@ def default_sensing(states) -> list:
 
 
 def gravity_axis(mean) -> str:
-    """The signed device axis closest to the mean acceleration, e.g. '+z'."""
+    """Return the signed device axis closest to the mean acceleration, e.g. '+z'."""
     mean = np.asarray(mean, dtype=np.float64)
     axis = int(np.argmax(np.abs(mean)))
     return ('+' if mean[axis] >= 0 else '-') + AXIS_NAMES[axis]
+MARGIN_DEFAULT = 0.0   # see models/activity/README.md for the bench behind the default
 SETTLE_S = 2.5   # after a confirmed change, windows still hold samples of the old rate
 
 
@@ -138,6 +138,12 @@ class ActivityRecognizer(Node):
                   'sends the sensor back to the top state. Saves more, but misses more '
                   'changes (bench activity); off by default.'),
             Param('confidence_threshold', 0.85, 'See use_confidence.', 0.0, 0.999),
+            Param('margin_threshold', MARGIN_DEFAULT,
+                  'Margin SPOT (bench activity): a change or the same activity predicted '
+                  'with top-1 minus top-2 probability below this steps the sensor up one '
+                  'state (an unsure change: to the top), a sure change only one state; '
+                  '0 = thesis SPOT (every change to the top). Overrides use_confidence.',
+                  0.0, 1.0),
             Param('max_gap_s', 0.5, 'A window with a longer gap between samples is skipped.',
                   0.01, 60.0, read_only=True),
             Param('rate_tolerance', 0.2,
@@ -367,7 +373,12 @@ class ActivityRecognizer(Node):
         features = self._reference(window.t, window.acc)
         probabilities = self.classifier.probabilities(features)[0]
         label = int(probabilities.argmax())
-        step = self.spot.update(label, float(probabilities[label]))
+        if self._settings['margin_threshold'] > 0.0:
+            top2 = np.sort(probabilities)[-2:]
+            step = self.spot.update_with_margin(label, float(top2[1] - top2[0]),
+                                                self._settings['margin_threshold'])
+        else:
+            step = self.spot.update(label, float(probabilities[label]))
         self.conditions[step.condition] += 1
         wanted = self.states[self.spot.state]
         self._request(wanted)
@@ -448,6 +459,7 @@ class ActivityRecognizer(Node):
                                        if self._charged_s else float('nan')),
             'stability_threshold': self.spot.stability_threshold,
             'confidence_threshold': self.spot.confidence_threshold,
+            'margin_threshold': self._settings['margin_threshold'],
             'top_state': self.states[self.spot.top].name,
             'samples_accepted': self.windows.accepted, 'last_problem': self._problem,
         }

@@ -32,8 +32,9 @@ stored in g or with millisecond stamps; without that, data that look like g
 plausible in ms) are an error that names the option, because a model fed g
 instead of m/s^2 answers confidently and wrongly. Axes: any device orientation
 works with the shipped model (it measures relative to gravity); the documented
-convention is x forward, y left, z up when the wearer stands. CSV and NPZ round-trip exactly (CSV floats are written with ``repr``);
-rosbag2 stamps are rounded to the nanosecond.
+convention is x forward, y left, z up when the wearer stands. CSV and NPZ
+round-trip exactly (CSV floats are written with ``repr``); rosbag2 stamps are
+rounded to the nanosecond.
 """
 
 import csv
@@ -226,7 +227,7 @@ def map_labels(recording: Recording, mapping: dict) -> Recording:
 
 
 def label_counts(recordings) -> dict:
-    """label -> (samples, first place 'file: line N') over labelled recordings, '' excluded."""
+    """Label -> (samples, first place 'file: line N') over labelled recordings, '' excluded."""
     counts = {}
     for recording in recordings:
         if recording.labels is None:

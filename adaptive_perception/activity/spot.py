@@ -23,6 +23,7 @@ from dataclasses import dataclass
 C1, C2, C3, C4 = 'C1', 'C2', 'C3', 'C4'
 UNCERTAIN = 'uncertain'   # a change below the confidence threshold, ignored
 FIRST = 'first'           # the first prediction: nothing to compare with
+UP = 'up'                 # margin SPOT: one state up, not to the top
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,31 @@ class Spot:
         """Forget the history (e.g. after a gap in the data): back to the top state."""
         self.state, self.counter, self.last_label = self.top, 0, None
 
+    def update_with_margin(self, label, margin: float, margin_threshold: float) -> Step:
+        """Feed one prediction with its margin under the margin SPOT rule (``MarginSpot``)."""
+        if self.last_label is None:
+            self.last_label = label
+            return Step(FIRST, self.state, self.counter)
+        sure = margin >= margin_threshold
+        if label != self.last_label:
+            self.last_label = label
+            self.counter = 0
+            if sure:
+                self.state = max(self.top, self.state - 1)
+                return Step(UP, self.state, self.counter)
+            self.state = self.top
+            return Step(C3, self.state, self.counter)
+        if not sure:
+            self.state, self.counter = max(self.top, self.state - 1), 0
+            return Step(UP, self.state, self.counter)
+        if self.state == self.num_states - 1:
+            return Step(C4, self.state, self.counter)
+        self.counter += 1
+        if self.counter < self.stability_threshold:
+            return Step(C1, self.state, self.counter)
+        self.state, self.counter = self.state + 1, 0
+        return Step(C2, self.state, self.counter)
+
     def update(self, label, confidence: float = 1.0) -> Step:
         """Feed one prediction; returns the condition that held and the new state."""
         if self.last_label is None:
@@ -94,9 +120,6 @@ class Spot:
             return Step(C1, self.state, self.counter)
         self.state, self.counter = self.state + 1, 0
         return Step(C2, self.state, self.counter)
-
-
-UP = 'up'                 # uncertain or confident change: one state up, not to the top
 
 
 class MarginSpot(Spot):
@@ -128,25 +151,4 @@ class MarginSpot(Spot):
 
     def update_margin(self, label, margin: float) -> Step:
         """Feed one prediction and its margin; returns the condition and the new state."""
-        if self.last_label is None:
-            self.last_label = label
-            return Step(FIRST, self.state, self.counter)
-        sure = margin >= self.margin_threshold
-        if label != self.last_label:
-            self.last_label = label
-            self.counter = 0
-            if sure:
-                self.state = max(self.top, self.state - 1)
-                return Step(UP, self.state, self.counter)
-            self.state = self.top
-            return Step(C3, self.state, self.counter)
-        if not sure:
-            self.state, self.counter = max(self.top, self.state - 1), 0
-            return Step(UP, self.state, self.counter)
-        if self.state == self.num_states - 1:
-            return Step(C4, self.state, self.counter)
-        self.counter += 1
-        if self.counter < self.stability_threshold:
-            return Step(C1, self.state, self.counter)
-        self.state, self.counter = self.state + 1, 0
-        return Step(C2, self.state, self.counter)
+        return self.update_with_margin(label, margin, self.margin_threshold)

@@ -28,8 +28,8 @@ from adaptive_perception.activity.dataset import (
     TRAIN_SUBJECTS,
     VAL_SUBJECTS,
     Windows,
-    recording_windows,
     config_allowed,
+    recording_windows,
     subject_stream,
     switching_windows,
     synthetic_windows,
@@ -107,7 +107,7 @@ def trainable_states(states, recordings, synthetic: bool) -> tuple:
 
 
 def class_list(recordings, synthetic: bool, new_labels: bool) -> list:
-    """The model's classes, in output order: built-in ones first, then new ones sorted.
+    """Return the model's classes, in output order: built-in ones first, then new ones sorted.
 
     Without synthetic data only the labels the recordings hold become classes. A
     label that is not a built-in activity is an error (listing each with its

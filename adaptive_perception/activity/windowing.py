@@ -99,8 +99,8 @@ class SampleWindows:
                 self.refused[CLOCK_JUMP] += 1
                 return []
             self._resync(CLOCK_RESET, f'stamps {self._last_t - t:.3f} s behind the last one '
-                         f'for {self.clock_grace_s:g} s: the driver clock restarted, fresh windows '
-                         f'from stamp {t:.3f}')
+                         f'for {self.clock_grace_s:g} s: the driver clock restarted, '
+                         f'fresh windows from stamp {t:.3f}')
         elif self._last_t is not None and t <= self._last_t:
             self.refused[DUPLICATE if t == self._last_t else OUT_OF_ORDER] += 1
             return []
