@@ -827,10 +827,12 @@ def test_margin_spot_steps_down_when_sure_and_up_one_on_a_sure_change():
     for _ in range(6):
         machine.update_margin('walk', 0.9)
     assert machine.state == 3
-    step = machine.update_margin('sit', 0.8)          # a sure change: one state up only
+    step = machine.update_margin('sit', 0.8)          # a change: one state up, not the top
     assert (step.condition, step.state) == (spot.UP, 2)
-    step = machine.update_margin('stand', 0.2)        # an unsure change: the top, as SPOT
-    assert (step.condition, step.state) == (C3, 0)
+    step = machine.update_margin('stand', 0.2)        # another one: one more
+    assert (step.condition, step.state) == (spot.UP, 1)
+    step = machine.update_margin('stand', 0.2)        # still unsure: one more, the top
+    assert (step.condition, step.state) == (spot.UP, 0)
 
 
 def test_margin_spot_steps_up_one_when_unsure_of_the_same_activity():

@@ -11,6 +11,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu
 from std_msgs.msg import Header
 
+from adaptive_perception.activity.classifier import ActivityManifest
 from adaptive_perception.activity.dataset import synthetic_recording
 from adaptive_perception.activity.recognizer_node import (
     ACTIVITY_TOPIC,
@@ -56,13 +57,14 @@ def test_walking_steps_the_driver_down_through_every_state(launch, probe):
     probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
     launch('imu_simulator', params={'activity': 'walk', 'subject': 1000, 'seed': 3,
                                     'qos': 'reliable'})
-    cheapest = THESIS_PARETO[-1].name
+    model_states = ActivityManifest.load(MODEL).states
+    cheapest = model_states[-1]
     probe.spin_until(lambda: any(s.sensor_state == cheapest for s in states), TIMEOUT_S,
                      f'the driver to confirm {cheapest}')
     names = [s.sensor_state for s in states if s.sensor_state]
-    assert names[0] == THESIS_PARETO[0].name
+    assert names[0] == model_states[0]
     visited = list(dict.fromkeys(names))          # first appearance order
-    assert visited == [c.name for c in THESIS_PARETO], visited
+    assert visited == model_states, visited
     labels = [s.label for s in states]
     assert labels.count('walk') >= 0.8 * len(labels), labels
     last = states[-1]
@@ -87,13 +89,15 @@ def test_level_caps_the_costliest_state_requested(launch, probe):
                                           'level_override': 3, 'stability_threshold': 50})
     probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
     launch('imu_simulator', params={'activity': 'sit', 'subject': 1001, 'qos': 'reliable'})
-    # level 3 of the default level_sensing: 'F12.5_A16:2', so at most F12.5_A16, and
-    # the level's threshold of 2 (not the parameter's 50) steps down to F12.5_A8
-    probe.spin_until(lambda: any(s.sensor_state == 'F12.5_A8' for s in states),
-                     TIMEOUT_S, 'the driver to confirm F12.5_A8')
+    # level 3 of the default level_sensing caps at the model's third state (shipped:
+    # 'F25_A8:2'), and the level's threshold of 2 (not the parameter's 50) steps down
+    # to the cheapest
+    cap, cheapest = ActivityManifest.load(MODEL).states[2:4]
+    probe.spin_until(lambda: any(s.sensor_state == cheapest for s in states),
+                     TIMEOUT_S, f'the driver to confirm {cheapest}')
     requested = [s.requested_sensor_state for s in states]
-    assert requested[0] == 'F12.5_A16' and set(requested) == {'F12.5_A16', 'F12.5_A8'}
-    assert {s.sensor_state for s in states} <= {'', 'F12.5_A16', 'F12.5_A8'}
+    assert requested[0] == cap and set(requested) == {cap, cheapest}
+    assert {s.sensor_state for s in states} <= {'', cap, cheapest}
     assert all(s.level == 3 for s in states)
 
 

@@ -125,7 +125,7 @@ def _summarise(counts: list, states) -> dict:
 
 def front_states(model_dir: Path, trained) -> list:
     """Return the model's states and the front in its ``dse.json``, costliest first."""
-    states = list(trained)
+    states = list(dict.fromkeys(trained))
     dse = Path(model_dir) / 'dse.json'
     if dse.is_file():
         for name in json.loads(dse.read_text()).get('front', []):

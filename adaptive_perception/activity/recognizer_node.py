@@ -139,10 +139,10 @@ class ActivityRecognizer(Node):
                   'changes (bench activity); off by default.'),
             Param('confidence_threshold', 0.85, 'See use_confidence.', 0.0, 0.999),
             Param('margin_threshold', MARGIN_DEFAULT,
-                  'Margin SPOT (bench activity): a change or the same activity predicted '
-                  'with top-1 minus top-2 probability below this steps the sensor up one '
-                  'state (an unsure change: to the top), a sure change only one state; '
-                  '0 = thesis SPOT (every change to the top). Overrides use_confidence.',
+                  'Margin SPOT (bench activity): a change, or the same activity predicted '
+                  'with top-1 minus top-2 probability below this, steps the sensor up one '
+                  'state instead of back to the top; 0 = thesis SPOT (every change to the '
+                  'top). Overrides use_confidence.',
                   0.0, 1.0),
             Param('max_gap_s', 0.5, 'A window with a longer gap between samples is skipped.',
                   0.01, 60.0, read_only=True),

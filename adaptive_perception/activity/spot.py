@@ -84,12 +84,8 @@ class Spot:
         sure = margin >= margin_threshold
         if label != self.last_label:
             self.last_label = label
-            self.counter = 0
-            if sure:
-                self.state = max(self.top, self.state - 1)
-                return Step(UP, self.state, self.counter)
-            self.state = self.top
-            return Step(C3, self.state, self.counter)
+            self.state, self.counter = max(self.top, self.state - 1), 0
+            return Step(UP, self.state, self.counter)
         if not sure:
             self.state, self.counter = max(self.top, self.state - 1), 0
             return Step(UP, self.state, self.counter)
@@ -130,16 +126,15 @@ class MarginSpot(Spot):
     mid-cost state beats it. The margin (top-1 minus top-2 probability) says how
     sure the classifier is at the current state, so:
 
-    * a change predicted with margin >= ``margin_threshold`` is trusted where the
-      sensor is: one state up, not to the top (the new activity is already clear);
-    * a change below the margin goes to the top, as in SPOT (C3);
-    * the same activity with a margin below the threshold steps one state up
-      (the cheap state is not clear enough for what the wearer is doing now);
+    * a change steps one state up, not to the top: the state it was seen at
+      already told it apart, and the next windows say whether more is needed;
+    * the same activity with a margin below ``margin_threshold`` steps one more
+      state up (the cheap state is not clear enough for what the wearer does now),
+      so an unclear stretch still climbs to the top within a few seconds;
     * the same activity with a margin at or above it counts towards stepping down
       (C1, C2; C4 in the cheapest state).
 
-    ``margin_threshold`` 0 never steps up on the same activity and trusts every
-    change: the cheapest; 1 makes every change go to the top, as in SPOT.
+    ``margin_threshold`` 0 never steps up on the same activity: the cheapest.
     """
 
     def __init__(self, num_states: int, stability_threshold: int,
