@@ -631,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument('--hours', type=float, default=2.0, help='stream length per setting')
     activity.add_argument('--stability-threshold', type=int, default=5)
     activity.add_argument('--confidence-threshold', type=float, default=0.85)
-    activity.add_argument('--margin-threshold', type=float, default=0.5,
+    activity.add_argument('--margin-threshold', type=float, default=0.3,
                           help='margin SPOT: top-1 minus top-2 probability that counts as sure')
     activity.add_argument('--spot-states', nargs='+',
                           help='states the SPOT controllers use, costliest first (default: '

@@ -158,7 +158,7 @@ def controllers_for(states, spot_states, stability_threshold: int,
 
 
 def run_bench_activity(model_dir, out: Path, *, hours: float = 2.0, stability_threshold: int = 5,
-                       confidence_threshold: float = 0.85, margin_threshold: float = 0.5,
+                       confidence_threshold: float = 0.85, margin_threshold: float = 0.3,
                        seed: int = 0, noise: float = DEFAULT_MODEL.single_sample_noise,
                        settings: dict = SETTINGS, subjects=VAL_SUBJECTS,
                        spot_states=None) -> int:

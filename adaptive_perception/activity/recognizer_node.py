@@ -91,7 +91,7 @@ def gravity_axis(mean) -> str:
     mean = np.asarray(mean, dtype=np.float64)
     axis = int(np.argmax(np.abs(mean)))
     return ('+' if mean[axis] >= 0 else '-') + AXIS_NAMES[axis]
-MARGIN_DEFAULT = 0.0   # see models/activity/README.md for the bench behind the default
+MARGIN_DEFAULT = 0.3   # chosen on training wearers; models/activity/README.md has the bench
 SETTLE_S = 2.5   # after a confirmed change, windows still hold samples of the old rate
 
 
