@@ -55,10 +55,21 @@ def test_onnx_graph_matches_scikit_learn(tmp_path):
     windows = synthetic_windows(THESIS_PARETO[1], (0, 1), minutes=2.0)
     pipeline = fit_mlp(windows, hidden=16, max_iter=30)
     export_onnx(pipeline, tmp_path / 'classifier.onnx')
-    ActivityManifest(class_names=list(ACTIVITIES), feature_names=list(FEATURE_NAMES),
+    # two short streams need not show every activity: the names are the graph's columns
+    names = [ACTIVITIES[i] for i in pipeline.classes_]
+    ActivityManifest(class_names=names, feature_names=list(FEATURE_NAMES),
                      states=['F50_A16']).save(tmp_path)
     onnx = ActivityClassifier(tmp_path).probabilities(windows.features)
     assert np.allclose(onnx, pipeline.predict_proba(windows.features), atol=1e-5)
+
+
+def test_a_manifest_naming_other_classes_than_the_graph_has_is_refused(tmp_path):
+    windows = synthetic_windows(THESIS_PARETO[1], (0, 1), minutes=2.0)
+    export_onnx(fit_mlp(windows, hidden=8, max_iter=5), tmp_path / 'classifier.onnx')
+    ActivityManifest(class_names=list(ACTIVITIES) + ['extra'],
+                     feature_names=list(FEATURE_NAMES), states=['F50_A16']).save(tmp_path)
+    with pytest.raises(ValueError, match='output classes, the manifest names 7'):
+        ActivityClassifier(tmp_path)
 
 
 def test_a_model_trained_on_other_features_is_refused(tmp_path):
