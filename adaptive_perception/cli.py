@@ -180,29 +180,57 @@ def _data_imu(args) -> int:
     return 0
 
 
-def _load_recordings(paths) -> list:
-    from adaptive_perception.activity.recordings import load_recording
-    return [load_recording(p) for p in paths]
+def _activity_errors(func):
+    """Run an activity command; a bad input is one line on stderr and exit 2, no traceback.
+
+    ``--debug`` lets the exception through, traceback and all.
+    """
+    def run(args) -> int:
+        try:
+            return func(args)
+        except (ValueError, OSError) as error:
+            if getattr(args, 'debug', False):
+                raise
+            command = ' '.join(['adaptive-perception', *args.command_path])
+            print(f'{command}: {error}', file=sys.stderr)
+            return 2
+    return run
 
 
+def _load_recordings(args) -> list:
+    from adaptive_perception.activity.recordings import (
+        load_label_map,
+        load_recording,
+        map_labels,
+    )
+    mapping = load_label_map(args.labels) if getattr(args, 'labels', None) else {}
+    return [map_labels(load_recording(p, units=args.units, time_units=args.time_units),
+                       mapping) for p in args.recordings]
+
+
+@_activity_errors
 def _train_activity(args) -> int:
     from adaptive_perception.activity.sensor import parse_config
     from adaptive_perception.activity.train import train_activity
     train_activity(Path(args.out), states=[parse_config(s) for s in args.states],
-                   recordings=_load_recordings(args.recordings),
+                   recordings=_load_recordings(args),
                    synthetic=not args.no_synthetic, minutes=args.minutes, hidden=args.hidden,
                    seed=args.seed, noise=args.noise, smoke=args.smoke,
+                   new_labels=args.new_labels,
                    command=' '.join(['adaptive-perception', *sys.argv[1:]]))
     return 0
 
 
+@_activity_errors
 def _eval_activity(args) -> int:
     from adaptive_perception.activity.evaluate import run_eval_activity
-    return run_eval_activity(args.model_dir, _load_recordings(args.recordings), args.states,
+    return run_eval_activity(args.model_dir, _load_recordings(args), args.states,
                              args.minutes, args.seed, args.noise,
-                             Path(args.out) if args.out else None)
+                             Path(args.out) if args.out else None,
+                             orientation=args.orientation, robustness=args.robustness)
 
 
+@_activity_errors
 def _explore_activity(args) -> int:
     from adaptive_perception.activity.explore import run_explore
     run_explore(Path(args.out), minutes=args.minutes, hidden=args.hidden, seed=args.seed,
@@ -210,12 +238,14 @@ def _explore_activity(args) -> int:
     return 0
 
 
+@_activity_errors
 def _bench_activity(args) -> int:
     from adaptive_perception.activity.bench import run_bench_activity
     return run_bench_activity(args.model_dir, Path(args.out), hours=args.hours,
                               stability_threshold=args.stability_threshold,
-                              confidence_threshold=args.confidence_threshold, seed=args.seed,
-                              noise=args.noise)
+                              confidence_threshold=args.confidence_threshold,
+                              margin_threshold=args.margin_threshold, seed=args.seed,
+                              noise=args.noise, spot_states=args.spot_states)
 
 
 def _activity_common(parser, minutes: float | None) -> None:
@@ -227,6 +257,20 @@ def _activity_common(parser, minutes: float | None) -> None:
     parser.add_argument('--noise', type=float, default=DEFAULT_MODEL.single_sample_noise,
                         help='rms noise of one un-averaged low-power sample, m/s^2 '
                              '(sensor model)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of an error instead of one line')
+
+
+def _activity_recordings(parser, what: str) -> None:
+    from adaptive_perception.activity.recordings import ACC_UNITS, TIME_UNITS
+    parser.add_argument('--recordings', nargs='*', default=[],
+                        help=f'labelled recordings (.csv, .npz, rosbag2) {what}')
+    parser.add_argument('--labels', help='label mapping file: one "user_label,model_label" '
+                                         'per line (e.g. "standing,stand")')
+    parser.add_argument('--units', choices=list(ACC_UNITS), default='m/s2',
+                        help='unit of the recordings\' acceleration (default m/s2)')
+    parser.add_argument('--time-units', choices=list(TIME_UNITS), default='s',
+                        help='unit of the recordings\' timestamps (default s)')
 
 
 def _activity_model_dir(parser) -> None:
@@ -541,8 +585,10 @@ def build_parser() -> argparse.ArgumentParser:
     activity.add_argument('--states', nargs='+',
                           default=['F100_A128', 'F50_A16', 'F12.5_A16', 'F12.5_A8'],
                           help='sensor states to train at, costliest first')
-    activity.add_argument('--recordings', nargs='*', default=[],
-                          help='labelled recordings (.csv, .npz, rosbag2) to train on too')
+    _activity_recordings(activity, 'to train on too')
+    activity.add_argument('--new-labels', action='store_true',
+                          help='labels that are not built-in activities (after --labels) '
+                               'become new classes; without it they are an error')
     activity.add_argument('--no-synthetic', action='store_true',
                           help='train on the recordings only')
     activity.add_argument('--hidden', type=int, default=64, help='hidden units')
@@ -646,10 +692,16 @@ def build_parser() -> argparse.ArgumentParser:
     activity = eval_models.add_parser('activity', help='accuracy per sensor state, or on '
                                                        'recordings')
     _activity_model_dir(activity)
-    activity.add_argument('--recordings', nargs='*', default=[],
-                          help='labelled recordings to score (default: synthetic subjects)')
+    _activity_recordings(activity, 'to score (default: held-out synthetic wearers)')
     activity.add_argument('--states', nargs='*', default=None,
-                          help='configurations for the synthetic data (default: all 16)')
+                          help='sensor states to score at (synthetic default: all 16; '
+                               'recordings default: each at its own rate; a state above a '
+                               'recording\'s rate is named and left out)')
+    activity.add_argument('--orientation', choices=['upright', 'random', 'axis'],
+                          default='upright', help='how the synthetic wearers hold the device')
+    activity.add_argument('--robustness', action='store_true',
+                          help='also score upright, random and the 24 axis-aligned '
+                               'orientations at the first --states (default: the top state)')
     activity.add_argument('--out', help='JSON report')
     _activity_common(activity, 8.0)
     activity.set_defaults(func=_eval_activity)
@@ -749,12 +801,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help='a few seconds per run, static and mission only (CI)')
     endurance.add_argument('--out', default='reports/bench_endurance', help='folder')
     endurance.set_defaults(func=_bench_endurance)
-    activity = targets.add_parser('activity', help='SPOT vs the fixed top state: accuracy '
-                                                   'and sensor current, closed loop')
+    activity = targets.add_parser('activity', help='SPOT vs every fixed state on the front: '
+                                                   'accuracy and sensor current, closed loop')
     _activity_model_dir(activity)
     activity.add_argument('--hours', type=float, default=2.0, help='stream length per setting')
     activity.add_argument('--stability-threshold', type=int, default=5)
     activity.add_argument('--confidence-threshold', type=float, default=0.85)
+    activity.add_argument('--margin-threshold', type=float, default=0.3,
+                          help='margin SPOT: top-1 minus top-2 probability that counts as sure')
+    activity.add_argument('--spot-states', nargs='+',
+                          help='states the SPOT controllers use, costliest first (default: '
+                               'the model\'s)')
     activity.add_argument('--out', default='reports/bench_activity.json', help='JSON result')
     _activity_common(activity, None)
     activity.set_defaults(func=_bench_activity)
@@ -784,7 +841,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``adaptive-perception`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_path = [a for a in argv[:2] if not a.startswith('-')]
     try:
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling

@@ -65,8 +65,10 @@ def fbin(hz):
     return int(index)
 
 
-def spectrum_feature(vector, axis, hz):
-    return float(vector[6 + 6 * axis + fbin(hz)])
+def spectrum_feature(vector, part, hz):
+    """``part`` 'vertical' or 'horizontal'."""
+    offset = 5 if part == 'vertical' else 11
+    return float(vector[offset + fbin(hz)])
 
 
 # -- sensor ----------------------------------------------------------------------------
@@ -242,8 +244,8 @@ def test_emulate_rejects_raw_that_does_not_cover_the_request(name):
 # -- features --------------------------------------------------------------------------
 
 def test_feature_names_and_size():
-    assert FEATURE_SIZE == 24 == len(features.FEATURE_NAMES)
-    assert len(set(features.FEATURE_NAMES)) == 24
+    assert FEATURE_SIZE == 17 == len(features.FEATURE_NAMES)
+    assert len(set(features.FEATURE_NAMES)) == 17
     np.testing.assert_allclose(FREQUENCIES_HZ, [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
 
 
@@ -257,8 +259,22 @@ def test_feature_size_is_the_same_at_every_rate(config):
     assert kept.all()
     assert rows.shape == (len(ends), FEATURE_SIZE)
     assert np.isfinite(rows).all()
-    # means are specific force: about g in magnitude
-    assert np.all(np.abs(np.linalg.norm(rows[:, :3], axis=1) - G) < 2.5)
+    # the mean is specific force: about g in magnitude
+    assert np.all(np.abs(rows[:, 0] - G) < 2.5)
+
+
+def independent_features(t, acc):
+    """Vertical/horizontal spectra by numpy's FFT (evenly spaced samples filling 2 s)."""
+    mean = acc.mean(axis=0)
+    up = mean / np.linalg.norm(mean)
+    centred = acc - mean
+    vertical = centred @ up
+    horizontal = centred - np.outer(vertical, up)
+    n = len(t)
+    spec_v = 2.0 * np.abs(np.fft.rfft(vertical))[1:7] / n
+    spec_h = 2.0 * np.sqrt((np.abs(np.fft.rfft(horizontal, axis=0)) ** 2).sum(axis=1))[1:7] / n
+    return np.linalg.norm(mean), vertical.std(), np.sqrt(horizontal.var(axis=0).sum()), \
+        spec_v, spec_h
 
 
 @settings(max_examples=40, deadline=None)
@@ -269,10 +285,54 @@ def test_window_features_equal_rfft_for_evenly_spaced_samples(n, t0, seed):
     t = t0 + np.arange(n) * (features.WINDOW_S / n)
     vector = window_features(t, acc)
     assert vector.shape == (FEATURE_SIZE,) and vector.dtype == np.float32
-    np.testing.assert_allclose(vector[:3], acc.mean(axis=0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(vector[3:6], acc.std(axis=0), rtol=1e-5, atol=1e-5)
-    expected = 2.0 * np.abs(np.fft.rfft(acc, axis=0))[1:7] / n    # (6 bins, 3 axes)
-    np.testing.assert_allclose(vector[6:].reshape(3, 6), expected.T, rtol=1e-4, atol=1e-4)
+    norm, std_v, std_h, spec_v, spec_h = independent_features(t, acc)
+    np.testing.assert_allclose(vector[[0, 3, 4]], [norm, std_v, std_h], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(vector[5:11], spec_v, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(vector[11:17], spec_h, rtol=1e-4, atol=1e-4)
+    assert vector[2] == 0.0    # no reference given: the convention, flagged unknown
+
+
+ROTATIONS = generator.axis_rotations()
+
+
+def test_there_are_24_distinct_axis_aligned_rotations():
+    assert len(ROTATIONS) == 24
+    assert len({tuple(r.ravel()) for r in ROTATIONS}) == 24
+    for r in ROTATIONS:
+        np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(r) == pytest.approx(1.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31), which=st.integers(0, 23))
+def test_features_do_not_depend_on_the_device_orientation(seed, which):
+    """Rotating the device (and its learned reference with it) leaves every feature as is."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0.0, 2.0, 120))
+    acc = rng.normal(0.0, 1.5, (120, 3)) + np.array([1.0, -2.0, G])
+    reference = rng.normal(size=3)
+    reference /= np.linalg.norm(reference)
+    rotation = ROTATIONS[which] if which else generator.random_rotation(rng)
+    np.testing.assert_allclose(window_features(t, acc @ rotation.T, rotation @ reference),
+                               window_features(t, acc, reference), rtol=1e-4, atol=1e-4)
+
+
+def test_upright_reference_is_learned_from_gait_and_measures_the_tilt():
+    """Walk, then sit, with the device on its side: sitting reads about 35-45 deg from upright."""
+    rotation = ROTATIONS[5]
+    subject = generator.replace(Subject.sample(3), rotation=tuple(rotation.ravel()))
+    segments = [generator.Segment('walk', 0.0, 20.0), generator.Segment('sit', 20.0, 40.0)]
+    stream = ActivityStream(segments, subject, seed=4)
+    [(t, acc)] = dataset.emulate_states(stream, [by_name('F50_A16')], np.random.default_rng(0))
+    ends = window_ends(0.0, 40.0)
+    rows, kept = stream_features(t, acc, ends)
+    ends = ends[kept]
+    assert rows[0, 2] == 0.0 and rows[-1, 2] == 1.0      # unknown first, then learned
+    walking = rows[(ends > 5.0) & (ends < 19.0)]
+    sitting = rows[ends > 26.0]
+    assert np.all(walking[:, 1] > 0.97)
+    angles = np.degrees(np.arccos(sitting[:, 1]))
+    assert np.all((angles > 20.0) & (angles < 65.0)), angles
 
 
 @pytest.mark.parametrize('rate', [100.0, 12.5])
@@ -280,15 +340,15 @@ def test_sinusoid_amplitude_at_its_bin_on_an_even_grid(rate):
     amplitude, phase = 1.7, 0.4
     t = 5.0 + np.arange(int(2 * rate)) / rate
     acc = np.column_stack([amplitude * np.sin(2 * np.pi * 1.5 * t + phase),
-                           np.full(len(t), 0.5), np.full(len(t), G)])
+                           np.full(len(t), 0.0), np.full(len(t), G)])
     vector = window_features(t, acc)
-    assert spectrum_feature(vector, 0, 1.5) == pytest.approx(amplitude, rel=1e-4)
+    assert spectrum_feature(vector, 'horizontal', 1.5) == pytest.approx(amplitude, rel=1e-4)
     for hz in FREQUENCIES_HZ:
         if hz != 1.5:
-            assert spectrum_feature(vector, 0, hz) < 1e-4
-        assert spectrum_feature(vector, 1, hz) < 1e-4
-    assert vector[3] == pytest.approx(amplitude / math.sqrt(2), rel=1e-3)
-    assert vector[2] == pytest.approx(G, rel=1e-5)
+            assert spectrum_feature(vector, 'horizontal', hz) < 1e-4
+        assert spectrum_feature(vector, 'vertical', hz) < 1e-4
+    assert vector[4] == pytest.approx(amplitude / math.sqrt(2), rel=1e-3)
+    assert vector[0] == pytest.approx(G, rel=1e-5)
 
 
 @pytest.mark.parametrize('rate, jitter', [(100.0, 0.003), (12.5, 0.012)])
@@ -300,9 +360,9 @@ def test_sinusoid_amplitude_with_jittered_stamps(rate, jitter):
     acc = np.zeros((len(t), 3))
     acc[:, 2] = G + amplitude * np.cos(2 * np.pi * 1.5 * t + 1.0)
     vector = window_features(t, acc)
-    assert spectrum_feature(vector, 2, 1.5) == pytest.approx(amplitude, rel=0.06)
+    assert spectrum_feature(vector, 'vertical', 1.5) == pytest.approx(amplitude, rel=0.06)
     for hz in (0.5, 1.0, 2.5, 3.0):
-        assert spectrum_feature(vector, 2, hz) < 0.15 * amplitude
+        assert spectrum_feature(vector, 'vertical', hz) < 0.15 * amplitude
 
 
 def test_window_with_missing_samples_uses_the_real_stamps():
@@ -313,9 +373,10 @@ def test_window_with_missing_samples_uses_the_real_stamps():
     amplitude = 1.3
     t = 10.0 + np.arange(0, 400) / 300.0
     acc = np.zeros((len(t), 3))
+    acc[:, 2] = G
     acc[:, 1] = amplitude * np.sin(2 * np.pi * 1.5 * t + 0.3)
     vector = window_features(t, acc)
-    assert spectrum_feature(vector, 1, 1.5) == pytest.approx(amplitude, rel=0.02)
+    assert spectrum_feature(vector, 'horizontal', 1.5) == pytest.approx(amplitude, rel=0.02)
 
 
 def test_window_features_need_min_samples():
@@ -349,9 +410,10 @@ def test_stream_features_skip_windows_in_a_gap_and_keep_the_rest():
         assert kept[np.isclose(ends, end)].all()
     assert 0 < kept.sum() < len(ends)
     assert rows.shape == (kept.sum(), FEATURE_SIZE)
+    reference = features.UprightReference()
     for row, end in zip(rows, ends[kept], strict=True):
         mask = (t > end - 2.0) & (t <= end)
-        np.testing.assert_array_equal(row, window_features(t[mask], acc[mask]))
+        np.testing.assert_array_equal(row, reference(t[mask], acc[mask]))
 
 
 def test_stream_features_with_no_full_window():
@@ -755,3 +817,75 @@ def test_windows_concat():
 def test_spot_refuses_a_threshold_that_is_not_a_positive_integer(bad):
     with pytest.raises(ValueError, match='integer >= 1'):
         Spot(4, bad)
+
+
+# -- margin SPOT -------------------------------------------------------------------------
+
+def test_margin_spot_steps_down_when_sure_and_up_one_on_a_sure_change():
+    machine = spot.MarginSpot(4, stability_threshold=2, margin_threshold=0.5)
+    assert machine.update_margin('walk', 0.9).condition == FIRST
+    for _ in range(6):
+        machine.update_margin('walk', 0.9)
+    assert machine.state == 3
+    step = machine.update_margin('sit', 0.8)          # a change: one state up, not the top
+    assert (step.condition, step.state) == (spot.UP, 2)
+    step = machine.update_margin('stand', 0.2)        # another one: one more
+    assert (step.condition, step.state) == (spot.UP, 1)
+    step = machine.update_margin('stand', 0.2)        # still unsure: one more, the top
+    assert (step.condition, step.state) == (spot.UP, 0)
+
+
+def test_margin_spot_steps_up_one_when_unsure_of_the_same_activity():
+    machine = spot.MarginSpot(3, stability_threshold=1, margin_threshold=0.5, top=0)
+    machine.update_margin('walk', 0.9)
+    machine.update_margin('walk', 0.9)
+    machine.update_margin('walk', 0.9)
+    assert machine.state == 2
+    step = machine.update_margin('walk', 0.1)
+    assert (step.condition, step.state, step.counter) == (spot.UP, 1, 0)
+    machine.set_top(1)
+    assert machine.update_margin('walk', 0.1).state == 1   # never above the cap
+
+
+def test_margin_spot_threshold_is_checked():
+    with pytest.raises(ValueError, match='margin_threshold'):
+        spot.MarginSpot(3, 2, margin_threshold=1.5)
+
+
+# -- generator variety and sensor effects -------------------------------------------------
+
+def test_default_variety_keeps_the_original_subjects():
+    subject = Subject.sample(7)
+    assert subject == Subject.sample(7, generator.UPRIGHT)
+    assert subject.rotation == generator.IDENTITY and subject.scale == (1.0, 1.0, 1.0)
+
+
+def test_rotated_wearer_is_the_upright_signal_rotated_and_scaled():
+    upright = Subject.sample(9)
+    variety = generator.Variety('axis', scale_sd=0.0, bias_sd=0.0, axis_index=7)
+    rotated = Subject.sample(9, variety)
+    np.testing.assert_allclose(np.reshape(rotated.rotation, (3, 3)), ROTATIONS[7])
+    segments = [generator.Segment('sit', 0.0, 5.0)]
+    t = np.linspace(0.0, 5.0, 50)
+    base, _ = ActivityStream(segments, generator.replace(upright, bias=(0.0, 0.0, 0.0)),
+                             seed=1).signal(t)
+    turned, _ = ActivityStream(segments, rotated, seed=1).signal(t)
+    np.testing.assert_allclose(turned, base @ ROTATIONS[7].T, atol=1e-9)
+    random = Subject.sample(9, generator.Variety('random', scale_sd=0.05))
+    matrix = np.reshape(random.rotation, (3, 3))
+    np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-9)
+    assert np.linalg.det(matrix) == pytest.approx(1.0)
+    assert random.scale != (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match='orientation'):
+        generator.Variety('sideways')
+
+
+def test_sensor_range_clips_and_stamp_jitter_keeps_stamps_increasing():
+    config = by_name('F50_A16')
+    raw = np.full((3200, 3), 100.0)
+    model = SensorModel(0.0, range_ms2=8 * G, stamp_jitter_s=0.004)
+    t, acc = emulate(0.0, raw, config, 0.1, 1.9, np.random.default_rng(0), model)
+    assert np.all(acc == 8 * G)
+    grid = np.arange(5, 95) / 50.0
+    assert np.all(np.diff(t) > 0) and np.all(np.abs(t - grid) <= 0.4 / 50 + 1e-12)
+    assert np.abs(t - grid).max() > 0.001

@@ -16,15 +16,17 @@ import pytest
 from adaptive_perception.activity.classifier import ActivityClassifier, ActivityManifest
 from adaptive_perception.activity.dataset import synthetic_windows
 from adaptive_perception.activity.features import FEATURE_NAMES, FEATURE_SIZE
-from adaptive_perception.activity.generator import ACTIVITIES
-from adaptive_perception.activity.sensor import THESIS_PARETO
+from adaptive_perception.activity.generator import ACTIVITIES, UPRIGHT, Variety
+from adaptive_perception.activity.sensor import THESIS_PARETO, parse_config
 from adaptive_perception.activity.train import export_onnx, fit_mlp
 from ros_harness import REPO, node_env
 
 MODEL_DIR = REPO / 'models' / 'activity'
-# Pareto state -> floor on four fixed held-out subjects (measured 0.941, 0.947,
-# 0.916, 0.903 with the shipped model: these four are harder than the card's twelve)
-FLOORS = {'F100_A128': 0.92, 'F50_A16': 0.92, 'F12.5_A16': 0.89, 'F12.5_A8': 0.88}
+# The shipped model's states (the exploration front) -> floor on four fixed held-out
+# subjects, upright and in random device orientations (measured upright 0.934, 0.950,
+# 0.924, 0.872 and random 0.936, 0.937, 0.923, 0.899 with the shipped model)
+SHIPPED_STATES = ('F100_A128', 'F50_A8', 'F25_A8', 'F12.5_A8')
+FLOORS = {'F100_A128': 0.91, 'F50_A8': 0.915, 'F25_A8': 0.90, 'F12.5_A8': 0.85}
 FIXED_SUBJECTS = (2000, 2001, 2002, 2003)
 
 
@@ -43,6 +45,7 @@ def test_smoke_training_exports_a_model_the_runtime_loads(tmp_path):
     manifest = json.loads((tmp_path / 'model' / 'manifest.json').read_text())
     assert manifest['training']['command'].startswith('adaptive-perception train activity')
     assert len(manifest['validation']) == 16
+    assert manifest['training']['states_skipped'] == {}
     probabilities = classifier.probabilities(np.zeros((3, FEATURE_SIZE), np.float32))
     assert probabilities.shape == (3, len(ACTIVITIES))
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -52,10 +55,21 @@ def test_onnx_graph_matches_scikit_learn(tmp_path):
     windows = synthetic_windows(THESIS_PARETO[1], (0, 1), minutes=2.0)
     pipeline = fit_mlp(windows, hidden=16, max_iter=30)
     export_onnx(pipeline, tmp_path / 'classifier.onnx')
-    ActivityManifest(class_names=list(ACTIVITIES), feature_names=list(FEATURE_NAMES),
+    # two short streams need not show every activity: the names are the graph's columns
+    names = [ACTIVITIES[i] for i in pipeline.classes_]
+    ActivityManifest(class_names=names, feature_names=list(FEATURE_NAMES),
                      states=['F50_A16']).save(tmp_path)
     onnx = ActivityClassifier(tmp_path).probabilities(windows.features)
     assert np.allclose(onnx, pipeline.predict_proba(windows.features), atol=1e-5)
+
+
+def test_a_manifest_naming_other_classes_than_the_graph_has_is_refused(tmp_path):
+    windows = synthetic_windows(THESIS_PARETO[1], (0, 1), minutes=2.0)
+    export_onnx(fit_mlp(windows, hidden=8, max_iter=5), tmp_path / 'classifier.onnx')
+    ActivityManifest(class_names=list(ACTIVITIES) + ['extra'],
+                     feature_names=list(FEATURE_NAMES), states=['F50_A16']).save(tmp_path)
+    with pytest.raises(ValueError, match='output classes, the manifest names 7'):
+        ActivityClassifier(tmp_path)
 
 
 def test_a_model_trained_on_other_features_is_refused(tmp_path):
@@ -70,15 +84,19 @@ def test_shipped_model_records_how_it_was_trained():
     manifest = ActivityManifest.load(MODEL_DIR)
     assert manifest.training['command'].startswith('adaptive-perception train activity')
     assert not manifest.training['smoke']
-    assert manifest.states == [s.name for s in THESIS_PARETO]
+    assert manifest.states == list(SHIPPED_STATES)
 
 
-@pytest.mark.parametrize('state', THESIS_PARETO, ids=lambda s: s.name)
-def test_shipped_model_quality_floor(state):
+@pytest.mark.parametrize('orientation', ['upright', 'random'])
+@pytest.mark.parametrize('state', [parse_config(s) for s in SHIPPED_STATES],
+                         ids=lambda s: s.name)
+def test_shipped_model_quality_floor(state, orientation):
     classifier = ActivityClassifier(MODEL_DIR)
-    windows = synthetic_windows(state, FIXED_SUBJECTS, minutes=4.0, seed=12345)
+    variety = UPRIGHT if orientation == 'upright' else Variety('random')
+    windows = synthetic_windows(state, FIXED_SUBJECTS, minutes=4.0, seed=12345,
+                                variety=variety)
     accuracy = float((classifier.predict(windows.features) == windows.labels).mean())
-    assert accuracy >= FLOORS[state.name], f'{state.name}: {accuracy:.4f}'
+    assert accuracy >= FLOORS[state.name], f'{state.name} {orientation}: {accuracy:.4f}'
 
 
 def test_bench_runs_every_controller_and_reports_memory(tmp_path):
@@ -87,15 +105,26 @@ def test_bench_runs_every_controller_and_reports_memory(tmp_path):
                  '--out', str(out))
     assert result.returncode in (0, 1), result.stderr   # 1 = target missed on so little data
     report = json.loads(out.read_text())
+    fixed_names = {f'fixed {name}' for name in report['states']}
+    assert {f'fixed {name}' for name in SHIPPED_STATES} <= fixed_names
+    assert set(report['settings']) == {'realistic (10-20 s)', 'medium (60 s)', 'low (5 min)'}
     for setting in report['settings'].values():
         rows = setting['controllers']
-        assert set(rows) == {'fixed F100_A128', 'SPOT', 'SPOT+confidence'}
+        assert set(rows) == fixed_names | {'SPOT', 'SPOT+confidence', 'margin SPOT'}
         fixed = rows['fixed F100_A128']
         assert fixed['current_ua'] == pytest.approx(THESIS_PARETO[0].current_ua)
-        assert rows['SPOT']['current_ua'] < fixed['current_ua']
+        for name in fixed_names:
+            state = name.removeprefix('fixed ')
+            assert rows[name]['time_per_state'] == {state: 1.0}
+        for name in ('SPOT', 'SPOT+confidence', 'margin SPOT'):
+            assert rows[name]['current_ua'] < fixed['current_ua']
+            # dominated_by lists exactly the fixed states with no more current, no less accuracy
+            assert sorted(rows[name]['dominated_by']) == sorted(
+                f for f in fixed_names if rows[f]['current_ua'] <= rows[name]['current_ua']
+                and rows[f]['accuracy'] >= rows[name]['accuracy'])
     memory = report['memory']
     assert memory['one_per_configuration_weight_bytes'] == 16 * memory['weight_bytes']
-    assert 'classifier:' in result.stdout and 'target' in result.stdout
+    assert 'classifier:' in result.stdout and 'target margin SPOT' in result.stdout
 
 
 def test_a_generated_recording_is_scored_through_the_command_line(tmp_path):
@@ -108,5 +137,5 @@ def test_a_generated_recording_is_scored_through_the_command_line(tmp_path):
     result = cli('eval', 'activity', '--model-dir', str(MODEL_DIR), '--recordings', str(bag),
                  '--out', str(out))
     assert result.returncode == 0, result.stderr
-    scored = json.loads(out.read_text())['results']['walks.bag']
+    scored = json.loads(out.read_text())['recordings']['own rate']['files']['walks.bag']
     assert scored['windows'] >= 55 and scored['accuracy'] >= 0.8

@@ -11,6 +11,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu
 from std_msgs.msg import Header
 
+from adaptive_perception.activity.classifier import ActivityManifest
 from adaptive_perception.activity.dataset import synthetic_recording
 from adaptive_perception.activity.recognizer_node import (
     ACTIVITY_TOPIC,
@@ -56,13 +57,14 @@ def test_walking_steps_the_driver_down_through_every_state(launch, probe):
     probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
     launch('imu_simulator', params={'activity': 'walk', 'subject': 1000, 'seed': 3,
                                     'qos': 'reliable'})
-    cheapest = THESIS_PARETO[-1].name
+    model_states = ActivityManifest.load(MODEL).states
+    cheapest = model_states[-1]
     probe.spin_until(lambda: any(s.sensor_state == cheapest for s in states), TIMEOUT_S,
                      f'the driver to confirm {cheapest}')
     names = [s.sensor_state for s in states if s.sensor_state]
-    assert names[0] == THESIS_PARETO[0].name
+    assert names[0] == model_states[0]
     visited = list(dict.fromkeys(names))          # first appearance order
-    assert visited == [c.name for c in THESIS_PARETO], visited
+    assert visited == model_states, visited
     labels = [s.label for s in states]
     assert labels.count('walk') >= 0.8 * len(labels), labels
     last = states[-1]
@@ -87,13 +89,15 @@ def test_level_caps_the_costliest_state_requested(launch, probe):
                                           'level_override': 3, 'stability_threshold': 50})
     probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
     launch('imu_simulator', params={'activity': 'sit', 'subject': 1001, 'qos': 'reliable'})
-    # level 3 of the default level_sensing: 'F12.5_A16:2', so at most F12.5_A16, and
-    # the level's threshold of 2 (not the parameter's 50) steps down to F12.5_A8
-    probe.spin_until(lambda: any(s.sensor_state == 'F12.5_A8' for s in states),
-                     TIMEOUT_S, 'the driver to confirm F12.5_A8')
+    # level 3 of the default level_sensing caps at the model's third state (shipped:
+    # 'F25_A8:2'), and the level's threshold of 2 (not the parameter's 50) steps down
+    # to the cheapest
+    cap, cheapest = ActivityManifest.load(MODEL).states[2:4]
+    probe.spin_until(lambda: any(s.sensor_state == cheapest for s in states),
+                     TIMEOUT_S, f'the driver to confirm {cheapest}')
     requested = [s.requested_sensor_state for s in states]
-    assert requested[0] == 'F12.5_A16' and set(requested) == {'F12.5_A16', 'F12.5_A8'}
-    assert {s.sensor_state for s in states} <= {'', 'F12.5_A16', 'F12.5_A8'}
+    assert requested[0] == cap and set(requested) == {cap, cheapest}
+    assert {s.sensor_state for s in states} <= {'', cap, cheapest}
     assert all(s.level == 3 for s in states)
 
 
@@ -179,3 +183,128 @@ def test_missing_model_dir_fails_at_start_with_one_message(launch, tmp_path):
     log = node.log()
     assert log.count('cannot start') == 1
     assert 'manifest.json: no such file' in log and 'Traceback' not in log
+
+
+# -- real drivers: open loop, own labels, units, resynchronisation -----------------------
+
+from adaptive_perception.activity.dataset import emulate_states  # noqa: E402
+from adaptive_perception.activity.generator import ActivityStream, Subject, constant  # noqa: E402
+from adaptive_perception.activity.sensor import SensorConfig  # noqa: E402
+from test_activity_own_data import own_data  # noqa: E402,F401  (the fixture)
+
+
+def walking_samples(rate_hz: float, seconds: float, subject: int = 1005, jitter_s=0.0,
+                    scale: float = 1.0):
+    """(t, acc) of a steady walk sampled at ``rate_hz``, stamps jittered by up to ``jitter_s``."""
+    stream = ActivityStream(constant('walk', seconds), Subject.sample(subject), seed=subject)
+    [(t, acc)] = emulate_states(stream, [SensorConfig(rate_hz, 16)],
+                                np.random.default_rng(subject))
+    t = t + np.random.default_rng(1).uniform(-jitter_s, jitter_s, len(t))
+    return t, acc * scale
+
+
+def publish_all(probe, publisher, samples, t0: float) -> None:
+    for i, (t, acc) in enumerate(zip(*samples, strict=True)):
+        publisher.publish(imu(t0 + t, acc))
+        if i % 50 == 49:
+            probe.spin_for(0.02)   # let the reliable stream drain
+
+
+def test_without_a_driver_the_node_runs_open_loop_ok_and_names_own_classes(
+        launch, probe, own_data):  # noqa: F811
+    """A 64 Hz jittered stream, no driver taking parameters, a model with its own labels."""
+    states = probe.subscribe(ActivityState, ACTIVITY_TOPIC, OUTPUT_QOS)
+    diagnostics = probe.subscribe(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+    node = launch('activity_recognizer', params={
+        'model_dir': str(own_data['model']), 'qos': 'reliable', 'request_timeout_s': 0.5,
+        'level_override': 0})
+    probe.spin_until(lambda: newest_values(diagnostics, 'activity_recognizer').get(
+        'open_loop') == 'True', TIMEOUT_S, 'open loop in diagnostics')
+    publisher = probe.node.create_publisher(Imu, '/imu/data_raw', RELIABLE)
+    probe.wait_for_subscribers(publisher)
+    publish_all(probe, publisher, walking_samples(64.0, 20.0, jitter_s=0.002), 500.0)
+    probe.spin_until(lambda: len(states) >= 15, TIMEOUT_S, 'activity states')
+    labels = [s.label for s in states]
+    assert labels.count('walking') >= 0.8 * len(labels), labels
+    assert all(s.class_names == ['sit', 'stand', 'lying', 'walking'] for s in states)
+    assert all(s.open_loop and s.requested_sensor_state == '' and s.sensor_state == ''
+               for s in states)
+    assert all(s.measured_hz == pytest.approx(64.0, rel=0.03) for s in states)
+    assert all(0.3 < s.stamp_jitter_ms < 3.0 for s in states)
+    values = probe.spin_until(
+        lambda: (v := newest_values(diagnostics, 'activity_recognizer')).get(
+            'input_rate_hz') and v, TIMEOUT_S, 'the input rate in diagnostics')
+    assert values['_level'] == DiagnosticStatus.OK, values
+    assert 'open loop' in values['_message'] and 'Hz' in values['_message']
+    assert as_float(values['input_rate_hz']) == pytest.approx(64.0, rel=0.03)
+    assert values['requested_sensor_state'] == ''
+    log = node.log()
+    assert log.count('running open loop') == 1, log
+    assert 'does not offer' not in log.replace('running open loop (driver /imu_simulator does '
+                                               'not offer', '')
+
+
+def test_states_the_model_was_not_trained_at_are_refused(launch, own_data):  # noqa: F811
+    node = launch('activity_recognizer', params={'model_dir': str(own_data['model']),
+                                                 'states': ['F100_A128', 'F50_A16']})
+    assert node.proc.wait(TIMEOUT_S) == 1
+    log = node.log()
+    assert 'states F100_A128: the model was not trained at it' in log
+    assert 'Traceback' not in log
+
+
+def test_input_in_g_is_reported_with_the_fix(launch, probe):
+    states = probe.subscribe(ActivityState, ACTIVITY_TOPIC, OUTPUT_QOS)
+    diagnostics = probe.subscribe(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+    launch('activity_recognizer', params={'model_dir': MODEL, 'qos': 'reliable',
+                                          'driver_node': '', 'error_hold_s': 60.0})
+    publisher = probe.node.create_publisher(Imu, '/imu/data_raw', RELIABLE)
+    probe.wait_for_subscribers(publisher)
+    publish_all(probe, publisher, walking_samples(50.0, 6.0, scale=1 / 9.80665), 20.0)
+    probe.spin_until(lambda: len(states) >= 3, TIMEOUT_S, 'activity states')
+    values = probe.spin_until(
+        lambda: 'input_units:=g' in (v := newest_values(
+            diagnostics, 'activity_recognizer')).get('_message', '') and v,
+        TIMEOUT_S, 'the units warning in diagnostics')
+    assert values['_level'] == DiagnosticStatus.WARN
+    assert 'looks like g' in values['_message']
+    assert as_float(values['gravity_norm_ms2']) == pytest.approx(1.0, abs=0.2)
+
+
+def test_a_pause_starts_fresh_windows_and_a_restarted_clock_resets_after_the_grace(
+        launch, probe):
+    """10 s without data, then a driver clock that restarted 900 s lower, over DDS."""
+    states = probe.subscribe(ActivityState, ACTIVITY_TOPIC, OUTPUT_QOS)
+    diagnostics = probe.subscribe(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+    node = launch('activity_recognizer', params={
+        'model_dir': MODEL, 'qos': 'reliable', 'driver_node': '', 'clock_grace_s': 1.0,
+        'error_hold_s': 60.0})
+    publisher = probe.node.create_publisher(Imu, '/imu/data_raw', RELIABLE)
+    probe.wait_for_subscribers(publisher)
+    t, acc = walking_samples(50.0, 16.0)
+    first, second = t < 6.0, t >= 6.0
+    publish_all(probe, publisher, (t[first], acc[first]), 1000.0)           # 1000 .. 1006
+    publish_all(probe, publisher, (t[second] + 10.0, acc[second]), 1000.0)  # 1016 .. 1026
+    publish_all(probe, publisher, (t, acc), 100.0)                         # 100 .. 116
+    probe.spin_until(lambda: states and states[-1].header.stamp.sec >= 114, TIMEOUT_S,
+                     'windows on the restarted clock')
+    ends = np.array([s.header.stamp.sec + s.header.stamp.nanosec * 1e-9 for s in states])
+    before, after, restarted = ends[ends <= 1006.0], ends[(ends > 1006) & (ends < 1100)], \
+        ends[ends < 200]
+    assert before.max() <= 1006.0 and len(before) >= 3
+    # fresh windows: the first after the pause is a full 2 s of new data, none spans it
+    assert after.min() == pytest.approx(1016.0 + 2.0, abs=0.05)
+    # the clock restart: refused for the 1 s grace, then fresh windows on the new clock
+    assert restarted.min() == pytest.approx(100.0 + 1.0 + 2.0, abs=0.1)
+    values = probe.spin_until(
+        lambda: (v := newest_values(diagnostics, 'activity_recognizer')).get(
+            'resync_clock_reset') and v, TIMEOUT_S, 'the resyncs in diagnostics')
+    assert as_float(values['resync_pause']) == 1
+    assert as_float(values['resync_clock_reset']) == 1
+    assert 40 <= as_float(values['samples_refused_clock_jump']) <= 55
+    assert values['_level'] == DiagnosticStatus.WARN
+    assert 'driver clock restarted' in values['_message']
+    log = node.log()
+    assert log.count('fresh windows') == 2      # one pause, one restart: each said once
+    # 50 refused samples, one warning line (rate-limited), all counted in diagnostics
+    assert log.count('refused a sample') == 1, log

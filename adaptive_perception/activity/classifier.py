@@ -85,6 +85,12 @@ class ActivityClassifier:
         self.providers = loaded.providers
         self.class_names = list(self.manifest.class_names)
         self.states = [parse_config(s) for s in self.manifest.states]
+        columns = self.probabilities(np.zeros((1, len(FEATURE_NAMES)), np.float32)).shape[1]
+        if columns != len(self.class_names):
+            # names are read by column: a mismatch would publish wrong names silently
+            raise ValueError(f'{self.model_dir / self.manifest.graph}: the graph has {columns} '
+                             f'output classes, the manifest names {len(self.class_names)} '
+                             f'({", ".join(self.class_names)}); retrain with this version')
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(n, FEATURE_SIZE) features -> (n, classes) probabilities."""

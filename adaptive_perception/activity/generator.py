@@ -17,7 +17,11 @@ own acceleration.
   far above 3 Hz that only a fast, short-averaging sensor sees sharply.
 * Static activities: slow postural sway, breathing, occasional fidgets.
 * Subjects differ in cadence, intensity, device mounting angle and sensor bias;
-  cadence and intensity also drift slowly within a segment.
+  cadence and intensity also drift slowly within a segment. ``Variety`` widens
+  that for training and tests of robustness: the device in any orientation on
+  the body (uniformly random, or one of the 24 axis-aligned ones: a phone in a
+  pocket or on a belt with gravity along any axis), per-axis scale error and a
+  larger bias. The device rotation is fixed for a subject's whole stream.
 * Transitions: at an activity change, posture and gait blend over 1-2.5 s
   (sitting down, lying down ...). A sample's label is the activity of its segment.
 
@@ -27,7 +31,7 @@ parameters, so any slice is deterministic by seed and independent of chunking:
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,6 +52,59 @@ POSTURE_DEG = {  # activity -> (pitch mean, pitch sd): forward lean positive
 MAX_TRANSITION_S = 2.5
 
 
+ORIENTATIONS = ('upright', 'random', 'axis')
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def axis_rotations() -> list:
+    """Return the 24 rotations that map the device axes onto signed axes, as 3x3 arrays."""
+    import itertools
+    out = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            matrix = np.zeros((3, 3))
+            for row, (col, sign) in enumerate(zip(perm, signs, strict=True)):
+                matrix[row, col] = sign
+            if np.isclose(np.linalg.det(matrix), 1.0):
+                out.append(matrix)
+    return out
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """Draw a rotation uniformly (Haar measure): QR of a Gaussian matrix, signs fixed."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+@dataclass(frozen=True)
+class Variety:
+    """How different wearers and devices are (generator options).
+
+    ``orientation``: 'upright' (the documented convention, a few degrees of
+    mounting error), 'random' (any device rotation, uniformly) or 'axis' (one of
+    the 24 axis-aligned rotations, chosen by the subject's seed). ``scale_sd``:
+    per-axis scale error (fraction); ``bias_sd``: per-axis offset, m/s^2.
+    """
+
+    orientation: str = 'upright'
+    scale_sd: float = 0.0
+    bias_sd: float = 0.1
+    axis_index: int | None = None   # with 'axis': this one of the 24 for every subject
+
+    def __post_init__(self):
+        if self.orientation not in ORIENTATIONS:
+            raise ValueError(f'orientation must be one of {ORIENTATIONS}, '
+                             f'got {self.orientation!r}')
+        if self.axis_index is not None and not 0 <= self.axis_index < 24:
+            raise ValueError(f'axis_index must be in 0..23, got {self.axis_index}')
+
+
+UPRIGHT = Variety()
+
+
 @dataclass(frozen=True)
 class Subject:
     """What stays the same for one wearer and device."""
@@ -57,16 +114,34 @@ class Subject:
     mount_pitch: float     # device mounting error, degrees
     mount_roll: float
     bias: tuple            # per-axis sensor offset, m/s^2
+    rotation: tuple = IDENTITY   # device orientation on the body, row-major 3x3
+    scale: tuple = (1.0, 1.0, 1.0)   # per-axis scale factor of the sensor
 
     @classmethod
-    def sample(cls, seed: int) -> 'Subject':
-        """Draw a subject from the population, deterministic by ``seed``."""
+    def sample(cls, seed: int, variety: Variety = UPRIGHT) -> 'Subject':
+        """Draw a subject from the population, deterministic by ``seed``.
+
+        With the default ``variety`` the draws are those of the original generator,
+        so upright subjects stay the same.
+        """
         rng = np.random.default_rng([seed, 0x5B])
-        return cls(cadence=float(rng.normal(1.0, 0.07)),
-                   intensity=float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.5)),
-                   mount_pitch=float(rng.normal(0.0, 6.0)),
-                   mount_roll=float(rng.normal(0.0, 4.0)),
-                   bias=tuple(float(b) for b in rng.normal(0.0, 0.1, 3)))
+        subject = cls(cadence=float(rng.normal(1.0, 0.07)),
+                      intensity=float(np.clip(rng.normal(1.0, 0.15), 0.6, 1.5)),
+                      mount_pitch=float(rng.normal(0.0, 6.0)),
+                      mount_roll=float(rng.normal(0.0, 4.0)),
+                      bias=tuple(float(b) for b in rng.normal(0.0, 0.1, 3)))
+        if variety == UPRIGHT:
+            return subject
+        extra = np.random.default_rng([seed, 0x5E])
+        rotation = np.eye(3)
+        if variety.orientation == 'random':
+            rotation = random_rotation(extra)
+        elif variety.orientation == 'axis':
+            index = extra.integers(24) if variety.axis_index is None else variety.axis_index
+            rotation = axis_rotations()[int(index)]
+        return replace(subject, rotation=tuple(rotation.ravel().tolist()),
+                       scale=tuple((1.0 + extra.normal(0.0, variety.scale_sd, 3)).tolist()),
+                       bias=tuple(extra.normal(0.0, variety.bias_sd, 3).tolist()))
 
 
 @dataclass(frozen=True)
@@ -125,6 +200,7 @@ class ActivityStream:
     segments: list
     subject: Subject
     seed: int
+    transitions: tuple = (1.0, MAX_TRANSITION_S)   # blend length range at a change, s
     _params: list = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -169,7 +245,7 @@ class ActivityStream:
             sway=np.column_stack([rng.uniform(0.03, 0.12, 3), rng.uniform(0.1, 0.5, 3)]),
             sway_phase=rng.uniform(0, 2 * math.pi, 3),
             fidgets=fidgets,
-            transition_s=float(rng.uniform(1.0, MAX_TRANSITION_S)))
+            transition_s=float(rng.uniform(*self.transitions)))
 
     # -- the signal ----------------------------------------------------------------
     def _gravity(self, pitch, roll) -> np.ndarray:
@@ -224,7 +300,10 @@ class ActivityStream:
                 roll[blending] = (1 - wb) * prev.roll + wb * p.roll
                 motion[blending] = ((1 - wb)[:, None] * self._motion(prev, tb)
                                     + wb[:, None] * motion[blending])
-        return self._gravity(pitch, roll) + motion + np.asarray(self.subject.bias)
+        body = self._gravity(pitch, roll) + motion
+        if self.subject.rotation != IDENTITY:
+            body = body @ np.asarray(self.subject.rotation).reshape(3, 3).T
+        return body * np.asarray(self.subject.scale) + np.asarray(self.subject.bias)
 
     def signal(self, t: np.ndarray) -> tuple:
         """Return the true acceleration (n, 3) and label index (n,) at times ``t`` (s)."""

@@ -25,14 +25,22 @@ Formats (``load_recording`` picks one by the path):
   recording has no labels. Errors give the 0-based message index on the topic.
 
 In every format timestamps must be finite and strictly increasing, and values
-finite. CSV and NPZ round-trip exactly (CSV floats are written with ``repr``);
-rosbag2 stamps are rounded to the nanosecond.
+finite. Units: ``t`` in seconds and acceleration in m/s^2 with gravity included
+(about 9.81 at rest). ``load_recording(units='g', time_units='ms')`` converts data
+stored in g or with millisecond stamps; without that, data that look like g
+(median |a| near 1) or like milliseconds (a "rate" below 1 Hz that would be
+plausible in ms) are an error that names the option, because a model fed g
+instead of m/s^2 answers confidently and wrongly. Axes: any device orientation
+works with the shipped model (it measures relative to gravity); the documented
+convention is x forward, y left, z up when the wearer stands. CSV and NPZ
+round-trip exactly (CSV floats are written with ``repr``); rosbag2 stamps are
+rounded to the nanosecond.
 """
 
 import csv
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +71,11 @@ class Recording:
     acc: np.ndarray
     labels: np.ndarray | None
     name: str = ''
+    where: Callable[[int], str] | None = field(default=None, compare=False, repr=False)
+
+    def locate(self, index: int) -> str:
+        """Where sample ``index`` is in the source file (a CSV line, a bag message ...)."""
+        return self.where(index) if self.where is not None else f'sample {index}'
 
     def __post_init__(self):
         self.t, self.acc, self.labels = _checked(
@@ -122,10 +135,124 @@ def _checked(t, acc, labels, source: str, locate: Callable[[int], str]):
     return t, acc, labels
 
 
+ACC_UNITS = {'m/s2': 1.0, 'g': 9.80665}
+TIME_UNITS = {'s': 1.0, 'ms': 1e-3, 'us': 1e-6, 'ns': 1e-9}
+G_RANGE = (0.5, 2.0)         # median |a| (in the given unit) that means "this is g"
+MS2_RANGE = (4.0, 20.0)      # median |a| plausible for m/s^2 with gravity
+RATE_RANGE = (1.0, 5000.0)   # plausible IMU rates, Hz
+
+
 def load_recording(path, *, imu_topic: str | None = None,
-                   label_topic: str = '/activity/label') -> Recording:
-    """Load a CSV, NPZ or rosbag2 recording (see the module docstring for formats)."""
+                   label_topic: str = '/activity/label', units: str = 'm/s2',
+                   time_units: str = 's', check_units: bool = True) -> Recording:
+    """Load a CSV, NPZ or rosbag2 recording (see the module docstring for formats).
+
+    ``units`` / ``time_units`` convert data stored in g or ms; ``check_units``
+    refuses data whose magnitude or rate says the units are not the ones given.
+    """
+    if units not in ACC_UNITS:
+        raise RecordingError(f'units must be one of {", ".join(ACC_UNITS)}, got {units!r}')
+    if time_units not in TIME_UNITS:
+        raise RecordingError(
+            f'time units must be one of {", ".join(TIME_UNITS)}, got {time_units!r}')
+    recording = _load(Path(path), imu_topic, label_topic)
+    if units != 'm/s2' or time_units != 's':
+        recording = replace(recording, t=recording.t * TIME_UNITS[time_units],
+                            acc=recording.acc * ACC_UNITS[units])
+    if check_units:
+        check_recording_units(recording, units, time_units)
+    return recording
+
+
+def median_norm(acc: np.ndarray) -> float:
+    """Median length of the acceleration vectors: about g at rest or in steady activity."""
+    return float(np.median(np.linalg.norm(np.asarray(acc, dtype=np.float64), axis=1)))
+
+
+def check_recording_units(recording: Recording, units: str = 'm/s2',
+                          time_units: str = 's') -> None:
+    """Raise RecordingError with the fix if the data do not look like m/s^2 and seconds."""
+    source = recording.name or 'recording'
+    if len(recording) >= 2:
+        rate = recording.rate_hz
+        if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+            hint = ''
+            for unit, factor in TIME_UNITS.items():
+                scaled = rate / factor * TIME_UNITS[time_units]
+                if unit != time_units and RATE_RANGE[0] <= scaled <= RATE_RANGE[1]:
+                    hint = (f'; the stamps look like {unit} ({scaled:g} Hz): pass '
+                            f'--time-units {unit}')
+                    break
+            raise RecordingError(f'{source}: sample rate {rate:.4g} Hz with t read as '
+                                 f'{time_units}{hint or "; expected 1-5000 Hz"}')
+    norm = median_norm(recording.acc)
+    if units == 'm/s2' and G_RANGE[0] <= norm <= G_RANGE[1]:
+        raise RecordingError(f'{source}: median |a| is {norm:.2f}: the values look like g, '
+                             f'not m/s^2 (gravity alone is 9.81 m/s^2); pass --units g')
+
+
+def load_label_map(path) -> dict:
+    """Read a label mapping file: one ``user_label,model_label`` per line.
+
+    Blank lines and lines starting with ``#`` are skipped. A label mapped twice to
+    different names is an error naming the line.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise RecordingError(f'{path}: no such label mapping file')
+    mapping, lines = {}, {}
+    with open(path, newline='', encoding='utf-8-sig') as f:
+        for line_no, line in enumerate(f, 1):
+            if line.startswith('#') or not line.strip():
+                continue
+            row = next(csv.reader([line]))
+            if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                raise RecordingError(f'{path}: line {line_no}: expected "user_label,model_label"'
+                                     f', got {line.strip()!r}')
+            source, target = row[0].strip(), row[1].strip()
+            if mapping.get(source, target) != target:
+                raise RecordingError(f'{path}: line {line_no}: {source!r} is already mapped to '
+                                     f'{mapping[source]!r} on line {lines[source]}')
+            mapping[source], lines[source] = target, line_no
+    return mapping
+
+
+def map_labels(recording: Recording, mapping: dict) -> Recording:
+    """Return ``recording`` with its labels renamed by ``mapping`` (others unchanged)."""
+    if recording.labels is None or not mapping:
+        return recording
+    names, codes = np.unique(recording.labels, return_inverse=True)
+    renamed = np.array([mapping.get(str(n), str(n)) for n in names], dtype=str)
+    return replace(recording, labels=renamed[codes].reshape(recording.labels.shape))
+
+
+def label_counts(recordings) -> dict:
+    """Label -> (samples, first place 'file: line N') over labelled recordings, '' excluded."""
+    counts = {}
+    for recording in recordings:
+        if recording.labels is None:
+            continue
+        names, first, number = np.unique(recording.labels, return_index=True,
+                                         return_counts=True)
+        for name, index, count in zip(names.tolist(), first.tolist(), number.tolist(),
+                                      strict=True):
+            if name == '':
+                continue
+            samples, place = counts.get(name, (0, None))
+            counts[name] = (samples + count,
+                            place or f'{recording.name}: {recording.locate(index)}')
+    return counts
+
+
+def unknown_labels_error(unknown: dict, known, fix: str) -> RecordingError:
+    """One message listing each unknown label with its count and first place, and the fix."""
+    listed = '; '.join(f'{name!r} ({samples} samples, first at {place})'
+                       for name, (samples, place) in sorted(unknown.items()))
+    return RecordingError(f'labels not among the classes ({", ".join(known)}): {listed}; '
+                          f'{fix}')
+
+
+def _load(path: Path, imu_topic, label_topic) -> Recording:
     if not path.exists():
         raise RecordingError(f'{path}: no such file or folder')
     suffix = path.suffix.lower()
@@ -175,7 +302,7 @@ def _load_csv(path: Path) -> Recording:
     labels = np.array([label for _, label in rows], dtype=str) if len(header) == 5 else None
     t, acc, labels = _checked(
         data[:, 0], data[:, 1:], labels, str(path), lambda i: f'line {lines[i]}')
-    return Recording(t, acc, labels, path.name)
+    return Recording(t, acc, labels, path.name, where=lambda i: f'line {lines[i]}')
 
 
 def _load_npz(path: Path) -> Recording:
@@ -194,7 +321,7 @@ def _load_npz(path: Path) -> Recording:
             'expected t, acc and optionally labels')
     t, acc, labels = _checked(
         arrays['t'], arrays['acc'], arrays.get('labels'), str(path), lambda i: f'index {i}')
-    return Recording(t, acc, labels, path.name)
+    return Recording(t, acc, labels, path.name, where=lambda i: f'index {i}')
 
 
 def _bag_source(path: Path) -> Path:
@@ -257,7 +384,7 @@ def _load_rosbag(path: Path, imu_topic: str | None, label_topic: str) -> Recordi
     t = stamps_ns // 10**9 + (stamps_ns % 10**9) * 1e-9
     t, acc, labels = _checked(
         t, acc, labels, str(path), lambda i: f'message {i} on {imu_topic}')
-    return Recording(t, acc, labels, path.name)
+    return Recording(t, acc, labels, path.name, where=lambda i: f'message {i} on {imu_topic}')
 
 
 def save_csv(rec: Recording, path) -> None:

@@ -114,9 +114,17 @@ THESIS_PARETO = tuple(parse_config(n) for n in ('F100_A128', 'F50_A16', 'F12.5_A
 
 @dataclass(frozen=True)
 class SensorModel:
-    """Noise of the emulated sensor, in m/s^2 rms."""
+    """Noise of the emulated sensor, in m/s^2 rms, and real-sensor effects.
+
+    ``range_ms2``: full-scale range; outputs are clipped to +-range (0 = no
+    clipping; the BMI160 offers +-2, 4, 8 and 16 g). ``stamp_jitter_s``: rms error
+    of the output timestamps (a driver stamping on arrival), kept within 0.4 of a
+    period so stamps still increase.
+    """
 
     single_sample_noise: float = 2.0   # one un-averaged sample (model parameter, see above)
+    range_ms2: float = 0.0
+    stamp_jitter_s: float = 0.0
 
     def noise_rms(self, config: SensorConfig) -> float:
         """Return the rms noise of one output sample at ``config``."""
@@ -160,7 +168,13 @@ def emulate(raw_t0: float, raw: np.ndarray, config: SensorConfig, start_s: float
     cumulative = np.concatenate([np.zeros((1, 3)), np.cumsum(raw, axis=0)])
     averaged = (cumulative[last + 1] - cumulative[last + 1 - window]) / window
     noisy = averaged + rng.normal(0.0, model.noise_rms(config), averaged.shape)
-    return n / config.sampling_hz, noisy
+    t = n / config.sampling_hz
+    if model.range_ms2:
+        noisy = np.clip(noisy, -model.range_ms2, model.range_ms2)
+    if model.stamp_jitter_s:
+        limit = 0.4 / config.sampling_hz
+        t = t + np.clip(rng.normal(0.0, model.stamp_jitter_s, len(t)), -limit, limit)
+    return t, noisy
 
 
 def raw_span(config: SensorConfig, start_s: float, end_s: float) -> tuple:

@@ -4,12 +4,18 @@ The thesis's classifier (sec. 5.3.3): a 2-layer MLP (one ReLU hidden layer,
 softmax output) on the 24 rate-independent features, trained on windows from
 all Pareto sensor states at once, so a single small model serves every state.
 Besides one set of windows per state it sees windows that switch state in the
-middle (``dataset.switching_windows``), as after every SPOT step. scikit-learn
+middle (``dataset.switching_windows``), as after every SPOT step. Half the
+synthetic wearers carry the device in a random orientation with scale and bias
+errors, the samples are clipped at +-8 g and their stamps jittered, so the model
+does not learn one way of wearing the device or a perfect sensor. scikit-learn
 fits it (with standardisation in the same pipeline, early stopping on a held-out
 tenth); skl2onnx exports the whole pipeline as one ONNX graph.
 """
 
 import json
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -22,14 +28,20 @@ from adaptive_perception.activity.dataset import (
     TRAIN_SUBJECTS,
     VAL_SUBJECTS,
     Windows,
+    config_allowed,
     recording_windows,
     subject_stream,
     switching_windows,
     synthetic_windows,
+    training_variety,
 )
 from adaptive_perception.activity.features import FEATURE_NAMES, FEATURE_SIZE
 from adaptive_perception.activity.generator import ACTIVITIES
-from adaptive_perception.activity.sensor import CONFIGS, THESIS_PARETO, SensorModel
+from adaptive_perception.activity.recordings import label_counts, unknown_labels_error
+from adaptive_perception.activity.sensor import CONFIGS, GRAVITY, THESIS_PARETO, SensorModel
+
+TRAIN_RANGE_MS2 = 8 * GRAVITY   # +-8 g full scale: clips only the hardest heel strikes
+TRAIN_JITTER_S = 0.001          # stamps of a driver that stamps on arrival
 
 
 def fit_mlp(windows: Windows, hidden: int = 64, seed: int = 0, max_iter: int = 300):
@@ -76,61 +88,132 @@ def accuracy_by_state(classifier: ActivityClassifier, configs, subjects, minutes
     return result
 
 
+def trainable_states(states, recordings, synthetic: bool) -> tuple:
+    """Split ``states`` into those the data can give and those skipped, with the reason.
+
+    Synthetic data gives every state. A recording gives a state at or below its
+    own rate (``recording_windows`` decimates it and adds that state's noise); a
+    faster state cannot be made from slower data.
+    """
+    trained, skipped = [], {}
+    for config in states:
+        if synthetic or any(config_allowed(config, r.rate_hz) for r in recordings):
+            trained.append(config)
+        else:
+            rates = sorted({f'{r.rate_hz:.4g} Hz' for r in recordings})
+            skipped[config.name] = (f'{config.sampling_hz:g} Hz is above the recordings\' '
+                                    f'rate ({", ".join(rates)})')
+    return trained, skipped
+
+
+def class_list(recordings, synthetic: bool, new_labels: bool) -> list:
+    """Return the model's classes, in output order: built-in ones first, then new ones sorted.
+
+    Without synthetic data only the labels the recordings hold become classes. A
+    label that is not a built-in activity is an error (listing each with its
+    count and first line) unless ``new_labels`` allows new classes.
+    """
+    counts = label_counts(recordings)
+    unknown = {name: c for name, c in counts.items() if name not in ACTIVITIES}
+    if unknown and not new_labels:
+        raise unknown_labels_error(
+            unknown, ACTIVITIES, 'map them to these with --labels FILE (lines '
+            '"user_label,model_label") or pass --new-labels to train them as new classes')
+    names = [a for a in ACTIVITIES if synthetic or a in counts]
+    return names + sorted(unknown)
+
+
 def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
                    synthetic: bool = True, minutes: float = 8.0, hidden: int = 64,
                    seed: int = 0, noise: float = SensorModel().single_sample_noise,
-                   smoke: bool = False, command: str = '') -> ActivityManifest:
+                   smoke: bool = False, command: str = '', new_labels: bool = False,
+                   log=print) -> ActivityManifest:
     """Train on synthetic subjects and/or recordings at ``states``; export to ``out_dir``.
 
     Writes ``classifier.onnx`` and ``manifest.json`` (with accuracy at all 16
-    configurations on held-out synthetic subjects when ``synthetic``).
+    configurations on held-out synthetic subjects when ``synthetic``). Everything
+    is written into a temporary folder first and moved into ``out_dir`` at the
+    end, so a failed run leaves ``out_dir`` as it was.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = SensorModel(noise)
+    recordings = list(recordings)
+    for recording in recordings:
+        if recording.labels is None:
+            raise ValueError(f'{recording.name}: has no labels; training needs labelled data')
+    model = SensorModel(noise, range_ms2=TRAIN_RANGE_MS2, stamp_jitter_s=TRAIN_JITTER_S)
     subjects, val_subjects = TRAIN_SUBJECTS, VAL_SUBJECTS
     if smoke:
         subjects, val_subjects, minutes = subjects[:3], val_subjects[:2], min(minutes, 2.0)
-    class_names = list(ACTIVITIES)
-    for recording in recordings:
-        if recording.labels is not None:
-            class_names += sorted(set(recording.labels) - set(class_names) - {''})
+    class_names = class_list(recordings, synthetic, new_labels)
+    states, skipped = trainable_states(states, recordings, synthetic)
+    for name, why in skipped.items():
+        log(f'state {name} skipped: {why}')
+    if not states:
+        raise ValueError('none of the requested sensor states can be emulated from the '
+                         'recordings; choose states at or below their rate with --states')
+    log(f'training {", ".join(c.name for c in states)} on classes {", ".join(class_names)}')
+    names = tuple(class_names)
     parts = []
     if synthetic:
         for config in states:
-            part = synthetic_windows(config, subjects, minutes, seed=seed, model=model)
-            parts.append(Windows(part.features, part.labels, tuple(class_names)))
+            part = synthetic_windows(config, subjects, minutes, seed=seed, model=model,
+                                     variety=training_variety)
+            parts.append(Windows(part.features, part.labels, names))
         if len(states) > 1:
             for subject in subjects:
-                part = switching_windows(subject_stream(subject, minutes, SEGMENT_S, seed),
-                                         states, np.random.default_rng([seed, subject, 0x60]),
-                                         model)
-                parts.append(Windows(part.features, part.labels, tuple(class_names)))
+                stream = subject_stream(subject, minutes, SEGMENT_S, seed,
+                                        training_variety(subject))
+                part = switching_windows(stream, states,
+                                         np.random.default_rng([seed, subject, 0x60]), model)
+                parts.append(Windows(part.features, part.labels, names))
     for recording in recordings:
         parts.append(recording_windows(recording, class_names, states, seed, model))
     data = Windows.concat(parts)
     if not len(data.labels):
         raise ValueError('no training windows: give recordings or keep the synthetic data')
+    # The graph has one output column per class that has windows, in index order:
+    # the manifest's names are taken from that same list, never built separately.
+    present = np.unique(data.labels)
+    if len(present) < len(class_names):
+        log('classes without a single full window, left out: '
+            + ', '.join(class_names[i] for i in sorted(set(range(len(class_names)))
+                                                      - set(present.tolist()))))
+    class_names = [class_names[i] for i in present]
+    data = Windows(data.features, np.searchsorted(present, data.labels), tuple(class_names))
     pipeline = fit_mlp(data, hidden, seed, max_iter=20 if smoke else 300)
-    export_onnx(pipeline, out_dir / 'classifier.onnx')
-    manifest = ActivityManifest(
-        class_names=class_names, feature_names=list(FEATURE_NAMES),
-        states=[c.name for c in states], hidden_units=hidden,
-        parameters=mlp_parameters(pipeline),
-        training={'command': command, 'seed': seed, 'windows': int(len(data.labels)),
-                  'synthetic_subjects': len(subjects) if synthetic else 0,
-                  'minutes_per_subject': minutes if synthetic else 0,
-                  'recordings': [r.name for r in recordings],
-                  'single_sample_noise_ms2': noise, 'smoke': smoke})
-    manifest.save(out_dir)
-    if synthetic:
-        classifier = ActivityClassifier(out_dir)
-        manifest.validation = accuracy_by_state(classifier, CONFIGS, val_subjects, minutes,
-                                                seed + 1, model)
-    manifest.training['seconds'] = round(time.monotonic() - started, 1)
-    manifest.save(out_dir)
-    print(json.dumps({'out': str(out_dir), 'windows': manifest.training['windows'],
-                      'parameters': manifest.parameters, 'validation': manifest.validation},
-                     indent=1))
+    assert list(pipeline.classes_) == list(range(len(class_names)))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
+    try:
+        export_onnx(pipeline, staging / 'classifier.onnx')
+        manifest = ActivityManifest(
+            class_names=class_names, feature_names=list(FEATURE_NAMES),
+            states=[c.name for c in states], hidden_units=hidden,
+            parameters=mlp_parameters(pipeline),
+            training={'command': command, 'seed': seed, 'windows': int(len(data.labels)),
+                      'synthetic_subjects': len(subjects) if synthetic else 0,
+                      'minutes_per_subject': minutes if synthetic else 0,
+                      'synthetic_variety': 'half random device orientation (scale sd 0.03, '
+                                           'bias sd 0.2 m/s^2), half upright'
+                                           if synthetic else '',
+                      'range_ms2': TRAIN_RANGE_MS2, 'stamp_jitter_s': TRAIN_JITTER_S,
+                      'recordings': [r.name for r in recordings],
+                      'states_skipped': skipped,
+                      'single_sample_noise_ms2': noise, 'smoke': smoke})
+        manifest.save(staging)
+        if synthetic:
+            classifier = ActivityClassifier(staging)
+            manifest.validation = accuracy_by_state(classifier, CONFIGS, val_subjects, minutes,
+                                                    seed + 1, SensorModel(noise))
+        manifest.training['seconds'] = round(time.monotonic() - started, 1)
+        manifest.save(staging)
+        out_dir.mkdir(exist_ok=True)
+        for item in staging.iterdir():
+            os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(json.dumps({'out': str(out_dir), 'windows': manifest.training['windows'],
+                    'parameters': manifest.parameters, 'validation': manifest.validation},
+                   indent=1))
     return manifest
