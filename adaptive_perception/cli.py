@@ -496,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="perception nodes: 'all', 'none' or a comma list of names")
     launch.add_argument('--detector-model', default=None,
                         help="detector model, a name under detector_models in the params "
-                             "file: 'scenes' (generated-scenes AdaCon, the default) or "
-                             "'coco' (COCO-pretrained FastestDet, for a real camera)")
+                             "file: 'scenes' (generated-scenes AdaCon) or 'coco' "
+                             "(COCO-pretrained FastestDet); default: scenes with --camera "
+                             "sim, coco with --camera none (a real camera)")
     launch.add_argument('--camera-source', default=None,
                         help='what camera_source plays: a folder of photos or a video file '
                              '(default: the params file\'s, the scene generator)')

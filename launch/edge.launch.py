@@ -15,6 +15,7 @@ Arguments:
                                  shipped config/fastdds_large_data.xml; '' = none);
                                  FASTDDS_DEFAULT_PROFILES_FILE set by the user wins
   detector_model:=scenes|coco    generated-scenes AdaCon, or the COCO model for a real camera
+                                 (default: scenes with camera:=sim, coco with camera:=none)
   camera_source:=<path>          what camera_source plays: a folder of photos, a video file
                                  (default: edge.yaml's, the scene generator)
 
@@ -73,7 +74,8 @@ def generate_launch_description():
                               description="Detector model: 'scenes' (generated-scenes "
                                           "AdaCon) or 'coco' (COCO-pretrained, real cameras); "
                                           "the names under detector_models in params_file "
-                                          "(empty: its first)."),
+                                          "(empty: scenes with camera:=sim, coco with "
+                                          "camera:=none)."),
         DeclareLaunchArgument('camera_source', default_value='',
                               description='What camera_source plays (a folder of photos, a '
                                           'video file); empty: as in params_file.'),

@@ -26,6 +26,11 @@ def test_scenes_is_the_default_and_leaves_the_adacon_detector_as_configured():
     assert 'model_dir' not in detector(load_plan()).parameters
 
 
+def test_a_real_camera_gets_the_coco_model_unless_told_otherwise():
+    assert detector(load_plan(camera='none')) == detector(load_plan(detector_model='coco'))
+    assert detector(load_plan(camera='none', detector_model='scenes')) == detector(load_plan())
+
+
 def test_unknown_model_and_a_file_without_models_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match=r"one of \['coco', 'scenes'\], got 'yolo'"):
         load_plan(detector_model='yolo')

@@ -22,6 +22,8 @@ backs off (the delay doubles after each exit that came soon after a start).
     detector_models:            # optional: detector_model:=<name>; the first is the default
       <model name>:
         <node name>: {<name>: <value>, ...}   # parameters set over the node's own
+    detector_model_for_camera:  # optional: the default per camera choice instead
+      <sim|none>: <model name>
 
 A relative ``model_dir`` parameter names a folder under the installed package's
 share directory (``models/coco_fastestdet``), so one file serves a checkout, a pip
@@ -73,7 +75,8 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
     ``camera``: 'sim' (camera_source) or 'none' (a real camera publishes);
     ``imu``: 'sim' (imu_simulator) or 'none' (a real IMU driver publishes);
     ``perception``: 'all', 'none' or a comma-separated list of node names;
-    ``detector_model``: a name under ``detector_models:`` (default: its first);
+    ``detector_model``: a name under ``detector_models:`` (default: the one
+    ``detector_model_for_camera:`` names for ``camera``, else the first);
     ``camera_source``: what the simulated camera plays instead of its configured
     ``source`` ('generator', a folder of photos, a video file).
     Raises ValueError with the reason for a bad file or argument.
@@ -94,6 +97,8 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
             raise ValueError(f'{path}: node {name}: role must be one of {ROLES}, got {role!r}')
         specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {}),
                               **_respawn_keys(path, name, entry, role)))
+    if not detector_model:  # not given: the one the file names for this camera, if any
+        detector_model = (document.get('detector_model_for_camera') or {}).get(camera)
     specs = _with_detector_model(path, specs, document.get('detector_models') or {},
                                  detector_model)
     if camera_source:
