@@ -332,7 +332,7 @@ def _detector_eval_args(parser, either_family: bool = False) -> None:
     help_text = ("modes: static, single, multi:<threshold>, each optionally at a backbone "
                  f"width: 'single@0.5' (default: {' '.join(DEFAULT_MODES)})")
     if either_family:
-        help_text += '; for a FastestDet (COCO) folder static@<size>[:int8] (default: every graph)'
+        help_text += '; for a FastestDet (COCO) folder static@<size>[/int8] (default: every graph)'
     parser.add_argument('--modes', nargs='+', default=None if either_family else
                         list(DEFAULT_MODES), help=help_text)
     parser.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'],

@@ -131,12 +131,12 @@ def test_int8_graph_is_a_level_of_its_own_and_keeps_most_of_the_accuracy(tmp_pat
         [(224, 'int8')]
     assert len(manifest.source['int8']['calibration']) == 8
     engine = FastestDetEngine(folder)
-    assert engine.parse_mode('static@224:int8') == SizeMode(224, 'int8')
+    assert engine.parse_mode('static@224/int8') == SizeMode(224, 'int8')
     with pytest.raises(ValueError, match='not available at 352'):
-        engine.parse_mode('static@352:int8')
+        engine.parse_mode('static@352/int8')
     report = evaluate_fastestdet(folder, COCO128 / 'instances.json', COCO128 / 'images',
-                                 ['static@224', 'static@224:int8'], threads=1, limit=40)
-    fp32, int8 = (report['modes'][m]['map'] for m in ('static@224', 'static@224:int8'))
+                                 ['static@224', 'static@224/int8'], threads=1, limit=40)
+    fp32, int8 = (report['modes'][m]['map'] for m in ('static@224', 'static@224/int8'))
     assert int8 >= 0.8 * fp32 > 0
 
 
@@ -186,14 +186,14 @@ def test_factory_refuses_unknown_or_missing_folders_with_the_reason(tmp_path):
 
 @pytest.mark.parametrize('text, expected', [
     ('static', SizeMode(352)), ('static@224', SizeMode(224)), (' static@160 ', SizeMode(160)),
-    ('static@288:int8', SizeMode(288, 'int8'))])
+    ('static@288/int8', SizeMode(288, 'int8'))])
 def test_level_entries_name_a_size_and_precision(text, expected):
     assert parse_size_mode(text, [352, 288, 224, 160], {288: ['fp32', 'int8']}) == expected
     assert str(expected) == text.strip().replace('static', 'static@352', text.strip() == 'static')
 
 
 @pytest.mark.parametrize('text', ['single', 'multi:0.3', 'static@200', 'static@', 'static@x',
-                                  'static:int8', 'static@352:fp16', 'static@352:int8'])
+                                  'static/int8', 'static@352:fp16', 'static@352/int8'])
 def test_bad_level_entries_are_refused(text):
     with pytest.raises(ValueError, match='mode'):
         parse_size_mode(text, [352, 288, 224, 160], {288: ['fp32', 'int8']})

@@ -162,7 +162,7 @@ def plot_front(rows: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for mode, r in rows.items():
-        int8 = mode.endswith(':int8')
+        int8 = mode.endswith('/int8')
         axes.scatter(r['latency_p50_ms'], r['map'], marker='^' if int8 else 'o', s=50,
                      color='tab:orange' if int8 else 'tab:blue')
         axes.annotate(mode, (r['latency_p50_ms'], r['map']), textcoords='offset points',

@@ -125,7 +125,7 @@ class FastestDetEngine:
         return f'{size}:{precision}'
 
     def parse_mode(self, text: str) -> SizeMode:
-        """Parse a level entry of this model ('static@224', 'static@224:int8'); ValueError."""
+        """Parse a level entry of this model ('static@224', 'static@224/int8'); ValueError."""
         return parse_size_mode(text, self.sizes, self.precisions)
 
     @property

@@ -1,7 +1,7 @@
 """COCO evaluation of an exported FastestDet folder: the ONNX engine, scored by pycocotools.
 
 What is scored is what the node runs (``FastestDetEngine``) at every level entry
-('static@352', 'static@224:int8', ...). The report has the shape of
+('static@352', 'static@224/int8', ...). The report has the shape of
 ``detection.evaluate.evaluate``'s (no branches, no controller), so ``eval adacon``
 prints and saves either family the same way.
 """

@@ -7,8 +7,8 @@ file, MACs). Every graph takes ``image`` (1, 3, H, W) and gives ``prediction``
 (1, 5 + classes, H/16, W/16); see model.py for their meaning.
 
 Level entries in the detector's ``level_modes`` read ``static@<size>`` (e.g.
-``static@224``; plain ``static`` = the largest size), optionally ``:int8`` for the
-INT8 copy of that size's graph where the folder has one (``static@224:int8``).
+``static@224``; plain ``static`` = the largest size), optionally ``/int8`` for the
+INT8 copy of that size's graph where the folder has one (``static@224/int8``).
 FastestDet has a single head: ``static`` is its only mode kind.
 """
 
@@ -111,22 +111,22 @@ class SizeMode:
     threshold: float = 0.0
 
     def __str__(self) -> str:
-        return f'static@{self.size}' + ('' if self.precision == 'fp32' else f':{self.precision}')
+        return f'static@{self.size}' + ('' if self.precision == 'fp32' else f'/{self.precision}')
 
     __repr__ = __str__  # logs name the entry as it is written in level_modes
 
 
 def parse_size_mode(text: str, sizes: list, precisions: dict | None = None) -> SizeMode:
-    """Parse 'static', 'static@<size>' or 'static@<size>:int8' against what the model has.
+    """Parse 'static', 'static@<size>' or 'static@<size>/int8' against what the model has.
 
     ``sizes``: the model's input sizes, largest first; ``precisions``: size -> the
     precisions there are graphs for (default: fp32 only). ValueError otherwise.
     """
     text = str(text).strip()
     kind, at, rest = text.partition('@')
-    size_text, colon, precision = rest.partition(':')
+    size_text, colon, precision = rest.partition('/')
     precision = precision if colon else 'fp32'
-    expected = (f"mode {text!r}: expected 'static' or 'static@<size>[:int8]' with a size of "
+    expected = (f"mode {text!r}: expected 'static' or 'static@<size>[/int8]' with a size of "
                 f"this model ({', '.join(str(s) for s in sizes)})")
     if kind != 'static' or (at and not size_text.isdigit()) or (colon and not at):
         raise ValueError(expected)
