@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from adaptive_perception.channels.bench import (
+    CASCADE_THRESHOLDS,
+    cascade_points,
     check_targets,
     fit_latency,
     latency_models,
@@ -110,6 +112,38 @@ def test_training_a_narrow_width_moves_the_shared_weights_and_its_own_norms(slim
 def test_operating_points_cover_every_mode_at_every_width():
     assert operating_points([0.5, 1.0], ['static', 'single']) == [
         'static', 'single', 'static@0.5', 'single@0.5']
+
+
+def test_operating_points_cover_every_precision_and_the_cascades():
+    assert operating_points([1.0, 0.5], ['static'], ('fp32', 'int8')) == [
+        'static', 'static/int8', 'static@0.5', 'static@0.5/int8']
+    cascades = cascade_points([1.0, 0.5], ('fp32', 'int8'))
+    assert len(cascades) == 2 * sum(len(g) for g in CASCADE_THRESHOLDS.values())
+    assert cascades[0] == 'cascade:context=0.5:single@0.5/int8>static/int8'
+    assert cascades[-1] == 'cascade:score=0.6:single/int8>multi:0.1/int8'
+    assert cascade_points([1.0], ('fp32',))[0] == 'cascade:context=0.5:single>static'
+
+
+def test_precision_targets_and_fits_read_the_rows():
+    rows = {'static': _row(5.0, 0.640, 200e6), 'static/int8': _row(2.0, 0.635, 200e6),
+            'single@0.5/int8': _row(0.7, 0.50, 40e6), 'static@0.5': _row(3.6, 0.60, 140e6),
+            'cascade:context=0.5:single@0.5/int8>static/int8': _row(0.9, 0.53, 50e6)}
+    for row in rows.values():
+        row['latency_vs_static'] = row['latency_p50_ms'] / 5.0
+        row['overhead_p50_ms'] = 0.4
+    front = pareto_front(rows)
+    targets = check_targets(rows, {1.0: 2.0, 0.5: 1.0}, front)
+    assert targets['static_int8_latency_ratio'] == {'point': 'static/int8', 'value': 0.4,
+                                                    'met': True}
+    assert targets['static_int8_map_drop']['value'] == pytest.approx(0.005)
+    assert targets['cheapest_latency_ratio']['point'] == 'single@0.5/int8'
+    assert targets['cheapest_latency_ratio']['met'] is True  # 0.14x
+    assert targets['near_static_within_1_point']['point'] == 'static/int8'
+    assert targets['cascade_on_front']['met'] is True
+    assert targets['node_overhead_p50_ms']['met'] is True
+    models = latency_models(rows)
+    assert models['precision int8']['over'] == ['static/int8', 'single@0.5/int8']
+    assert 'cascade:context=0.5:single@0.5/int8>static/int8' not in models['all']['over']
 
 
 def test_latency_fit_recovers_a_linear_model():

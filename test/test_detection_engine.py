@@ -170,9 +170,10 @@ def test_modes_parse_and_print_back(text, mode):
                                   'cascade:0.3:single>static', 'cascade:context=1.5:single>static',
                                   'cascade:margin=0.3:single>static', 'cascade:context=0.3:single',
                                   'cascade:context=0.3:single>cascade:context=0.1:single>static',
-                                  'cascade:context=0.3:single>single', 'cascade:context=x:a>b'])
+                                  'cascade:context=0.3:single>single', 'cascade:context=x:a>b',
+                                  'cascade:context=0.3:static@0.5>static'])
 def test_bad_modes_are_refused(text):
-    with pytest.raises(ValueError, match='expected|the same'):
+    with pytest.raises(ValueError, match='expected|the same|needs a cheap mode'):
         parse_mode(text)
 
 

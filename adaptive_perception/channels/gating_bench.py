@@ -77,14 +77,17 @@ def mechanism(model, features: list, work: Path, threads: int, repeats: int) -> 
 
 
 def _gated_model_dir(model_dir: Path, width: float, gated_graph: Path, work: Path) -> Path:
-    """Copy ``model_dir``, with the gated graph as its static head at ``width``."""
+    """Copy ``model_dir``, with the gated graph as its static head at ``width``.
+
+    The copy is FP32 only: the gated graph has no calibrated INT8 copy.
+    """
     target = work / gated_graph.stem
     shutil.copytree(model_dir, target)
     shutil.copy(gated_graph, target / GATED_FILE)
     manifest = Manifest.load(target)
     widths = [replace(g, static_head=replace(g.static_head, file=GATED_FILE))
               if g.width == width else g for g in manifest.widths]
-    replace(manifest, widths=widths).save(target)
+    replace(manifest, widths=widths, int8={}).save(target)
     return target
 
 

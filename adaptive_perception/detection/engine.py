@@ -86,8 +86,9 @@ def context_margin(probabilities: np.ndarray | None) -> float:
 def score_margin(scores: np.ndarray, floor: float = 0.1) -> float:
     """Return the detections' confidence: mean |2s - 1| over the peaks above ``floor``.
 
-    1 = every candidate is clearly an object or clearly not; 0 = all sit at 0.5.
-    A frame with no candidate at all counts as decided (1).
+    The engine passes the peaks a frame decoded (those at or above the score
+    threshold, before NMS). 1 = every candidate is clearly an object; 0 = all sit
+    at 0.5. A frame with no candidate at all counts as decided (1).
     """
     scores = scores[scores >= floor]
     return float(np.abs(2 * scores - 1).mean()) if scores.size else 1.0

@@ -237,6 +237,9 @@ def parse_mode(text: str) -> Mode:
     cheap, costly = _parse_plain(cheap), _parse_plain(costly)
     if cheap == costly:
         raise ValueError(f'cascade {text!r}: the cheap and the costly mode are the same')
+    if margin == 'context' and cheap.kind == 'static':
+        raise ValueError(f'cascade {text!r}: the context margin needs a cheap mode that runs '
+                         f'the controller (multi or single), not static')
     return Mode('cascade', threshold, costly.width, costly.precision, margin, cheap, costly)
 
 
