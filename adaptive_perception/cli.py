@@ -180,7 +180,7 @@ def _bench_delivery(args) -> int:
     from adaptive_perception.ros.delivery_bench import run_bench
     profiles = {'none': [None], 'shipped': [str(fastdds_profile_file())],
                 'both': [None, str(fastdds_profile_file())]}[args.profile]
-    rows = run_bench(args.seconds, args.qos, profiles)
+    rows = run_bench(args.seconds, args.qos, profiles, depth=args.depth)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=2))
@@ -562,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
                           choices=['sensor_data', 'reliable'])
     delivery.add_argument('--profile', choices=['none', 'shipped', 'both'], default='both',
                           help='Fast DDS defaults, the shipped large-data profile, or both')
+    delivery.add_argument('--depth', type=int, default=10,
+                          help="subscriber queue (the nodes keep 1: newest frame wins)")
     delivery.add_argument('--out', default='reports/bench_delivery.json', help='JSON rows')
     delivery.set_defaults(func=_bench_delivery)
     detector = targets.add_parser('detector', help='mAP, MACs, node latency per mode')
