@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,14 @@ def test_ros2_run_with_a_standard_remap(colcon_install, probe, tmp_path):
         os.killpg(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and 'Traceback' not in output, output
+
+
+def test_launch_testing_form(colcon_install):
+    """The standard launch_testing integration test, run the way launch_test runs it."""
+    env = ros_env(colcon_install)
+    result = subprocess.run(
+        [str(VENV / 'bin' / 'launch_test'),
+         str(Path(__file__).parent / 'launch_tests' / 'launch_edge_level.py')],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert 'Ran 1 test' in result.stdout and 'OK' in result.stdout, result.stdout[-3000:]
