@@ -78,7 +78,7 @@ def _eval_adacon(args) -> int:
     from adaptive_perception.detection.evaluate import run_eval
     return run_eval(args.model_dir, args.annotations, args.images, args.modes,
                     args.providers, args.threads, Path(args.out) if args.out else None,
-                    args.limit)
+                    args.limit, allow_category_mismatch=args.allow_category_mismatch)
 
 
 def _bench_detector(args) -> int:
@@ -521,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     adacon = eval_models.add_parser('adacon', help='COCO mAP per mode, controller accuracy')
     _detector_eval_args(adacon)
     adacon.add_argument('--out', help='JSON report')
+    adacon.add_argument('--allow-category-mismatch', action='store_true',
+                        help="score a dataset whose category ids/names are not the model's "
+                             '(refused by default)')
     adacon.set_defaults(func=_eval_adacon)
     activity = eval_models.add_parser('activity', help='accuracy per sensor state, or on '
                                                        'recordings')
