@@ -109,8 +109,16 @@ def test_edge_launch_runs_answers_the_cli_and_stops_cleanly_under_load(
                  'header.frame_id', 'camera'),
                 ('/adaptive_perception/activity', 'adaptive_perception/msg/ActivityState',
                  'label', ''),
+                ('/adaptive_perception/multitask/segmentation', 'sensor_msgs/msg/Image',
+                 'encoding', 'mono8'),
                 ('/adaptive_perception/multitask/depth', 'sensor_msgs/msg/Image', 'encoding',
                  '32FC1'),
+                ('/adaptive_perception/multitask/normals', 'sensor_msgs/msg/Image', 'encoding',
+                 '32FC3'),
+                ('/adaptive_perception/multitask/saliency', 'sensor_msgs/msg/Image',
+                 'encoding', 'mono8'),
+                ('/adaptive_perception/detections/vision_msgs',
+                 'vision_msgs/msg/Detection2DArray', 'header.frame_id', 'camera'),
                 ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'header.frame_id', '')]:
             result = _echo(env, topic, msg_type, '--field', field)
             assert result.returncode == 0 and result.stdout.strip(), (topic, result.stdout)
