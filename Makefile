@@ -6,7 +6,9 @@
 # (The ROS wheels' .pth hook re-executes Python with LD_LIBRARY_PATH=.venv/lib:
 # never start the venv's python with -S.)
 #
-#   make test            venv + msgs + install, then pytest (PYTEST_ARGS=... to narrow)
+#   make test            venv + msgs + install + ros-tools, then pytest (PYTEST_ARGS=... to narrow)
+#   make ros-tools       ros2 launch / CLI / launch_testing / vision_msgs into the venv, from
+#                        ../shared/vendor/ros2 (PyPI lacks them; tests and CI use them)
 #   make demo            run the edge pipeline for DURATION seconds (default 60)
 #   make bench-budget    benchmark the budget manager
 #   make colcon          colcon build into build/colcon_ws, the venv as underlay
@@ -47,7 +49,7 @@ INSTALL_STAMP := $(VENV)/.stamp-install
 PY_SOURCES := $(shell find adaptive_perception config launch models \
                 -not -path '*/__pycache__*' -not -name '*.pyc' 2>/dev/null)
 
-.PHONY: venv msgs install test demo bench-budget colcon lint lock clean distclean
+.PHONY: venv msgs install ros-tools test demo bench-budget colcon lint lock clean distclean
 
 venv: $(VENV_STAMP)
 msgs: $(MSGS_STAMP)
@@ -79,8 +81,17 @@ $(INSTALL_STAMP): $(MSGS_STAMP) setup.py package.xml resource/adaptive_perceptio
 	$(PIP) install $(PIP_FLAGS) --no-deps --no-build-isolation .
 	touch $@
 
+# 4. Upstream ROS 2 tools for the tests (ros2 launch, ros2 topic/param, launch_testing,
+#    vision_msgs), where ../shared/vendor/ros2 exists; the product does not need them.
+#    Its install.sh is idempotent (a stamp in the venv). Without it the launch tests
+#    skip and say why.
+ROS_VENDOR ?= ../shared/vendor/ros2
+ros-tools: install
+	@if [ -x $(ROS_VENDOR)/install.sh ]; then $(ROS_VENDOR)/install.sh $(VENV); \
+	else echo "no $(ROS_VENDOR): the launch-stack tests will skip"; fi
+
 # pytest.ini sets testpaths = test; PYTEST_ARGS can name files, -k, -m "not slow", ...
-test: install
+test: install ros-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install

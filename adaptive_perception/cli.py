@@ -124,7 +124,8 @@ def _eval_adacon(args) -> int:
                                        args.limit)
         from adaptive_perception.detection.evaluate import run_eval
         return run_eval(args.model_dir, args.annotations, args.images, _adacon_modes(args),
-                        args.providers, args.threads, out, args.limit)
+                        args.providers, args.threads, out, args.limit,
+                        allow_category_mismatch=args.allow_category_mismatch)
     except ValueError as error:
         raise SystemExit(f'eval adacon: {error}') from None
 
@@ -289,7 +290,7 @@ def _bench_delivery(args) -> int:
     from adaptive_perception.ros.delivery_bench import run_bench
     profiles = {'none': [None], 'shipped': [str(fastdds_profile_file())],
                 'both': [None, str(fastdds_profile_file())]}[args.profile]
-    rows = run_bench(args.seconds, args.qos, profiles)
+    rows = run_bench(args.seconds, args.qos, profiles, depth=args.depth)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=2))
@@ -689,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    '(either detector family)')
     _detector_eval_args(adacon, either_family=True)
     adacon.add_argument('--out', help='JSON report')
+    adacon.add_argument('--allow-category-mismatch', action='store_true',
+                        help="score a dataset whose category ids/names are not the model's "
+                             '(refused by default)')
     adacon.set_defaults(func=_eval_adacon)
     activity = eval_models.add_parser('activity', help='accuracy per sensor state, or on '
                                                        'recordings')
@@ -736,6 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
                           choices=['sensor_data', 'reliable'])
     delivery.add_argument('--profile', choices=['none', 'shipped', 'both'], default='both',
                           help='Fast DDS defaults, the shipped large-data profile, or both')
+    delivery.add_argument('--depth', type=int, default=10,
+                          help="subscriber queue (the nodes keep 1: newest frame wins)")
     delivery.add_argument('--out', default='reports/bench_delivery.json', help='JSON rows')
     delivery.set_defaults(func=_bench_delivery)
     detector = targets.add_parser('detector', help='mAP, MACs, node latency per mode')

@@ -78,6 +78,7 @@ def ros_env(install: Path, **extra) -> dict:
         AMENT_PREFIX_PATH=os.pathsep.join([str(install), str(VENV)]),
         ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
         PYTHONUNBUFFERED='1',
+        PYTHONFAULTHANDLER='1',  # a node that crashes says where, in the launch log
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -128,3 +128,22 @@ def test_frame_sources_without_ros(tmp_path):
     with pytest.raises(ValueError, match="expected 'generator'"):
         open_source(str(tmp_path / 'nothing'))
     assert open_source('generator', seed=1, image_size=128).read().shape == (128, 128, 3)
+
+
+@pytest.mark.parametrize('source, named', [('/dev/video99', "camera '/dev/video99'"),
+                                           ('7', 'camera 7')])
+def test_a_camera_device_that_cannot_be_opened_is_one_clear_error(source, named):
+    """source:=/dev/videoN or an index (typed as an integer) opens V4L2 through OpenCV."""
+    import os
+    import subprocess
+    import sys
+
+    from ros_harness import node_env
+    proc = subprocess.run(
+        [sys.executable, '-m', 'adaptive_perception.sources.camera_node', '--ros-args',
+         '-p', f'source:={source}'], env={**os.environ, **node_env()}, capture_output=True,
+        text=True, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert f'cannot start: {named} cannot be opened (V4L2 through OpenCV)' in output, output
+    assert 'Traceback' not in output, output

@@ -72,3 +72,32 @@ def test_bench_measures_every_mode_side_by_side(dataset, tmp_path, capsys):
     head = macs['controller'] + (macs['branches'][0] + macs['branches'][1]) / 2
     assert single['head_macs_vs_static'] == pytest.approx(head / macs['static'])
     assert '| single |' in capsys.readouterr().out
+
+
+def test_per_class_ap_is_printed_with_class_names(dataset, capsys):
+    report = evaluate(*dataset, modes=['static'])
+    per_class = report['modes']['static']['per_class']
+    assert per_class == {'car': pytest.approx(1.0), 'cup': pytest.approx(1.0)}
+    assert run_eval(*dataset, modes=['static', 'single']) == 0
+    printed = capsys.readouterr().out
+    assert '| class | static | single |' in printed and '| car | 1.000 |' in printed
+
+
+def test_a_dataset_with_other_categories_is_refused_or_scored_with_a_warning(
+        dataset, tmp_path, capsys):
+    model_dir, annotations, images_dir = dataset
+    document = json.loads(annotations.read_text())
+    for category in document['categories']:
+        if category['id'] == 2:
+            category['name'] = 'truck'          # same id, another name
+    document['categories'].append({'id': 90, 'name': 'toothbrush'})  # not the model's
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps(document))
+    assert run_eval(model_dir, other, images_dir, modes=['static']) == 2
+    err = capsys.readouterr().err
+    assert "category 2 is 'truck' in the dataset but 'car' in the model" in err
+    assert "dataset category 90 ('toothbrush') is not a class of the model" in err
+    assert run_eval(model_dir, other, images_dir, modes=['static'],
+                    allow_category_mismatch=True) == 0
+    captured = capsys.readouterr()
+    assert 'WARNING: categories differ' in captured.err and '| static |' in captured.out

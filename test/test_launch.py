@@ -1,10 +1,5 @@
 """One source of truth: config/edge.yaml feeds both ros2 launch and the pip-world launcher."""
 
-import os
-import runpy
-import signal
-import sys
-import types
 
 import pytest
 import yaml
@@ -12,13 +7,9 @@ import yaml
 from adaptive_perception.budget.manager_node import NODE_PARAMS, POLICY_PARAMS
 from adaptive_perception.cli import build_parser
 from adaptive_perception.launcher.plan import (
-    CAMERA_CHOICES,
-    IMU_CHOICES,
-    default_params_file,
     load_plan,
     share_dir,
 )
-from ros_harness import REPO
 
 
 def test_plan_selects_power_source_and_perception_nodes(tmp_path):
@@ -142,78 +133,6 @@ def test_activity_report_section_counts_states_current_and_accuracy():
     assert 'accuracy: - (no /imu/activity_truth' in activity_section(
         activity_summary(states, []))
     assert 'no ActivityState arrived' in activity_section(activity_summary([], truth))
-
-
-def _fake_launch_modules(monkeypatch, share_dir):
-    """Minimal stand-ins for launch / launch_ros (not installable here) that record calls."""
-    def module(name, **attrs):
-        mod = types.ModuleType(name)
-        mod.__dict__.update(attrs)
-        monkeypatch.setitem(sys.modules, name, mod)
-
-    class Recorder:
-        def __init__(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-    class LaunchConfiguration:
-        values = {}
-
-        def __init__(self, name):
-            self.name = name
-
-        def perform(self, context):
-            return context[self.name]
-
-    module('launch', LaunchDescription=Recorder)
-    module('launch.actions', DeclareLaunchArgument=Recorder, OpaqueFunction=Recorder)
-    module('launch.substitutions', LaunchConfiguration=LaunchConfiguration)
-    module('launch_ros')
-    module('launch_ros.actions', Node=Recorder)
-    module('ament_index_python')
-    module('ament_index_python.packages', get_package_share_directory=lambda pkg: share_dir)
-
-
-def test_launch_file_starts_what_the_plan_says(monkeypatch):
-    _fake_launch_modules(monkeypatch, str(REPO))
-    launch_file = runpy.run_path(str(REPO / 'launch' / 'edge.launch.py'))
-    description = launch_file['generate_launch_description']()
-    [actions] = description.args
-    arguments = {a.args[0]: a.kwargs['default_value'] for a in actions[:-1]}
-    assert arguments == {'params_file': str(default_params_file()), 'power': 'sim',
-                         'camera': 'sim', 'imu': 'sim', 'perception': 'all',
-                         'detector_model': '', 'camera_source': ''}
-    choices = {a.args[0]: a.kwargs.get('choices') for a in actions[:-1]}
-    assert sorted(choices['imu']) == sorted(IMU_CHOICES) == ['none', 'sim']
-    assert sorted(choices['camera']) == sorted(CAMERA_CHOICES)
-    opaque = actions[-1]
-    # The launch file guards SIGTERM / SIGINT of the launch process: not of pytest.
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        nodes = opaque.kwargs['function'](arguments)
-        assert signal.getsignal(signal.SIGTERM) is not saved[signal.SIGTERM]
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-    plan = load_plan(arguments['params_file'])
-    assert [(n.kwargs['executable'], n.kwargs['name'], n.kwargs['parameters'])
-            for n in nodes] == [(s.executable, s.name, [s.parameters]) for s in plan]
-    assert all(n.kwargs['package'] == 'adaptive_perception' for n in nodes)
-    # Respawn rules from the YAML file, and the launch process's pid for parent_watch.
-    assert [(n.kwargs['respawn'], n.kwargs['respawn_delay'], n.kwargs['respawn_max_retries'])
-            for n in nodes] == [(s.respawn, s.respawn_delay, s.respawn_max_per_minute)
-                                for s in plan]
-    assert all(n.kwargs['additional_env'] == {
-        'ADAPTIVE_PERCEPTION_LAUNCHER_PID': str(os.getpid())} for n in nodes)
-    try:
-        without_imu = opaque.kwargs['function']({**arguments, 'imu': 'none'})
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-    assert [n.kwargs['name'] for n in without_imu] == [
-        s.name for s in plan if s.name != 'imu_simulator']
-    coco = opaque.kwargs['function']({**arguments, 'detector_model': 'coco'})
-    assert [n.kwargs['parameters'] for n in coco] == [
-        [s.parameters] for s in load_plan(arguments['params_file'], detector_model='coco')]
 
 
 def test_cli_parses_the_documented_commands():

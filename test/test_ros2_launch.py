@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,8 +109,16 @@ def test_edge_launch_runs_answers_the_cli_and_stops_cleanly_under_load(
                  'header.frame_id', 'camera'),
                 ('/adaptive_perception/activity', 'adaptive_perception/msg/ActivityState',
                  'label', ''),
+                ('/adaptive_perception/multitask/segmentation', 'sensor_msgs/msg/Image',
+                 'encoding', 'mono8'),
                 ('/adaptive_perception/multitask/depth', 'sensor_msgs/msg/Image', 'encoding',
                  '32FC1'),
+                ('/adaptive_perception/multitask/normals', 'sensor_msgs/msg/Image', 'encoding',
+                 '32FC3'),
+                ('/adaptive_perception/multitask/saliency', 'sensor_msgs/msg/Image',
+                 'encoding', 'mono8'),
+                ('/adaptive_perception/detections/vision_msgs',
+                 'vision_msgs/msg/Detection2DArray', 'header.frame_id', 'camera'),
                 ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'header.frame_id', '')]:
             result = _echo(env, topic, msg_type, '--field', field)
             assert result.returncode == 0 and result.stdout.strip(), (topic, result.stdout)
@@ -249,3 +258,14 @@ def test_ros2_run_with_a_standard_remap(colcon_install, probe, tmp_path):
         os.killpg(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and 'Traceback' not in output, output
+
+
+def test_launch_testing_form(colcon_install):
+    """The standard launch_testing integration test, run the way launch_test runs it."""
+    env = ros_env(colcon_install)
+    result = subprocess.run(
+        [str(VENV / 'bin' / 'launch_test'),
+         str(Path(__file__).parent / 'launch_tests' / 'launch_edge_level.py')],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert 'Ran 1 test' in result.stdout and 'OK' in result.stdout, result.stdout[-3000:]

@@ -150,8 +150,8 @@ class BudgetManager(Node):
         policy_values = declare(self, POLICY_PARAMS)
         self.settings = declare(self, NODE_PARAMS)
         # Resolved (e.g. /robot1/thermal/temperature): the names the reasons quote.
-        self._temperature_topics = [self.resolve_topic_name(t)
-                                    for t in self.settings['temperature_topics']]
+        resolve = getattr(self, 'resolve_topic_name', str)  # rclpy >= Jazzy
+        self._temperature_topics = [resolve(t) for t in self.settings['temperature_topics']]
         self.policy = BudgetPolicy(policy_config(policy_values), time.monotonic(),
                                    temperature_sources=self._temperature_topics)
         on_change(self, policy_values.keys(), lambda c: policy_config(c).validate(),

@@ -27,6 +27,7 @@ from adaptive_perception.ros.interfaces import DETECTIONS_TOPIC, OUTPUT_QOS, OVE
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import Param, declare, on_change, onnx_model_params
 from adaptive_perception.ros.run import run_node
+from adaptive_perception.ros.vision_twin import VisionTwin
 from adaptive_perception.runtime.images import rgb_to_image_fields
 
 LEVEL_MODES = list(DEFAULT_MODES)
@@ -86,6 +87,7 @@ class AdaConDetector(Node):
         self._detections_pub = self.create_publisher(DetectionArray, DETECTIONS_TOPIC,
                                                      OUTPUT_QOS)
         self._overlay_pub = self.create_publisher(Image, OVERLAY_TOPIC, OUTPUT_QOS)
+        self.vision = VisionTwin(self)
         self.camera.start()
         self.get_logger().info(
             f'model {self.engine.model_dir} ({len(self.engine.branch_names)} branches), '
@@ -133,6 +135,7 @@ class AdaConDetector(Node):
         """Worker thread: detect, publish; (end, latency, branches, macs, overlay drawn)."""
         out, result = self._detect(msg, rgb, start)
         self._detections_pub.publish(out)
+        self.vision.publish(out)
         overlay = self._overlay_pub.get_subscription_count() > 0
         if overlay:
             image = draw_overlay(rgb, out.detections)
@@ -170,6 +173,7 @@ class AdaConDetector(Node):
             'macs_mean': self._macs_total / frames if frames else 0.0,
             **self.camera.values(),
             'overlay_frames': self.overlay_frames,
+            'vision_msgs': self.vision.status(),
             'providers': ','.join(self.engine.providers),
             'model_dir': str(self.engine.model_dir),
         }

@@ -9,6 +9,7 @@ context cluster (the branch holding most of its non-common ground-truth objects)
 import contextlib
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -40,33 +41,71 @@ def dominant_branches(category_ids: Sequence[int], manifest) -> set:
     return set(np.flatnonzero(counts == counts.max()).tolist())
 
 
+class CategoryMismatch(ValueError):
+    """The dataset's categories are not the model's: its scores would mean nothing."""
+
+
+def category_mismatches(coco: COCO, classes: dict) -> list:
+    """Where the dataset's category ids/names differ from the model's ``classes``.
+
+    Ids are what is scored: a model trained with other ids (or the same ids for
+    other names) scores near zero on a good detector, or well on a wrong one.
+    """
+    problems = []
+    for category in coco.loadCats(coco.getCatIds()):
+        name = classes.get(category['id'])
+        if name is None:
+            problems.append(f"dataset category {category['id']} ({category['name']!r}) is "
+                            'not a class of the model')
+        elif name != category['name']:
+            problems.append(f"category {category['id']} is {category['name']!r} in the "
+                            f'dataset but {name!r} in the model')
+    return problems
+
+
 def coco_scores(coco: COCO, results: list, image_ids: list) -> dict:
-    """mAP@[.5:.95], AP50 and AP75 of ``results`` (COCO result dicts) over ``image_ids``."""
+    """mAP@[.5:.95], AP50, AP75 and AP per class (by name) of ``results`` over ``image_ids``."""
+    names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
     if not results:
-        return {'map': 0.0, 'ap50': 0.0, 'ap75': 0.0}
+        return {'map': 0.0, 'ap50': 0.0, 'ap75': 0.0, 'per_class': dict.fromkeys(
+            names.values(), 0.0)}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         evaluation = COCOeval(coco, coco.loadRes(results), 'bbox')
         evaluation.params.imgIds = image_ids
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
+    # precision[T, R, K, A, M]: all IoUs and recalls, class k, area 'all', most detections
+    precision = evaluation.eval['precision']
+    per_class = {}
+    for k, category_id in enumerate(evaluation.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]  # -1: no ground truth of that class
+        if values.size:
+            per_class[names[category_id]] = float(values.mean())
     return {'map': float(evaluation.stats[0]), 'ap50': float(evaluation.stats[1]),
-            'ap75': float(evaluation.stats[2])}
+            'ap75': float(evaluation.stats[2]), 'per_class': per_class}
 
 
 def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_MODES,
              providers: Sequence[str] = (CPU,), threads: int | None = None,
              score_threshold: float = EVAL_SCORE_THRESHOLD, nms_iou: float = 0.5,
-             max_detections: int = 100, limit: int | None = None) -> dict:
+             max_detections: int = 100, limit: int | None = None,
+             allow_category_mismatch: bool = False) -> dict:
     """Run the engine over a COCO set in every mode; return the scores as a dict.
 
     ``limit`` evaluates only the first images (sorted by id). Each image is read
-    once and run in every mode.
+    once and run in every mode. A dataset whose categories differ from the model's
+    raises CategoryMismatch, unless ``allow_category_mismatch`` (then the report
+    lists the differences under ``category_mismatches``).
     """
     parsed = [parse_mode(m) for m in modes]
     engine = AdaConEngine(model_dir, providers, threads)
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(annotations))
+    mismatches = category_mismatches(coco, engine.manifest.classes)
+    if mismatches and not allow_category_mismatch:
+        raise CategoryMismatch('; '.join(mismatches))
     image_ids = sorted(coco.getImgIds())[:limit]
     results = {str(m): [] for m in parsed}
     branches = {str(m): 0 for m in parsed}
@@ -98,6 +137,7 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
         'model_dir': str(model_dir), 'annotations': str(annotations),
         'images': len(image_ids), 'providers': engine.providers,
         'score_threshold': score_threshold, 'nms_iou': nms_iou,
+        'category_mismatches': mismatches,
         'controller': {
             'top1_accuracy': controller_hits / controller_images if controller_images else None,
             'images': controller_images},
@@ -119,6 +159,15 @@ def format_table(report: dict) -> str:
     for name, row in report['modes'].items():
         lines.append(f'| {name} | {row["map"]:.3f} | {row["ap50"]:.3f} | {row["ap75"]:.3f} | '
                      f'{row["mean_branches"]:.2f} | {row["mean_macs"] / 1e6:.1f} |')
+    modes = list(report['modes'])
+    classes = sorted({c for row in report['modes'].values() for c in row.get('per_class', {})})
+    if classes:
+        lines += ['', 'AP@[.5:.95] per class:', '',
+                  '| class | ' + ' | '.join(modes) + ' |', '| --- |' + ' --- |' * len(modes)]
+        for name in classes:
+            cells = [report['modes'][m].get('per_class', {}).get(name) for m in modes]
+            lines.append(f'| {name} | ' + ' | '.join(
+                '-' if c is None else f'{c:.3f}' for c in cells) + ' |')
     controller = report['controller']
     if controller['top1_accuracy'] is not None:
         lines += ['', f'controller top-1 branch = dominant cluster: '
@@ -128,10 +177,23 @@ def format_table(report: dict) -> str:
 
 def run_eval(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_MODES,
              providers: Sequence[str] = (CPU,), threads: int | None = None,
-             out: Path | None = None, limit: int | None = None) -> int:
-    """Evaluate, print the table, write the JSON to ``out`` if given; exit code 0."""
-    report = evaluate(model_dir, annotations, images_dir, modes, providers, threads,
-                      limit=limit)
+             out: Path | None = None, limit: int | None = None,
+             allow_category_mismatch: bool = False) -> int:
+    """Evaluate, print the table, write the JSON to ``out`` if given; exit code 0.
+
+    Exit code 2, with the differences, for a dataset whose categories are not the
+    model's; ``allow_category_mismatch`` scores it anyway, with a warning first.
+    """
+    try:
+        report = evaluate(model_dir, annotations, images_dir, modes, providers, threads,
+                          limit=limit, allow_category_mismatch=allow_category_mismatch)
+    except CategoryMismatch as error:
+        print(f'error: the dataset\'s categories are not the model\'s: {error}\n'
+              '(--allow-category-mismatch scores it anyway)', file=sys.stderr)
+        return 2
+    if report['category_mismatches']:
+        print('WARNING: categories differ from the model\'s, scores are not comparable: '
+              + '; '.join(report['category_mismatches']), file=sys.stderr)
     print(format_table(report))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

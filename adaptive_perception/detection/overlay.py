@@ -14,11 +14,12 @@ def _colour(class_id: int) -> tuple:
 def draw_overlay(rgb: np.ndarray, detections) -> np.ndarray:
     """Draw each detection's box, class name and score on a copy of ``rgb``.
 
-    ``detections``: objects with class_id, class_name, score, x_min .. y_max.
+    ``detections``: objects with class_id, class_name, score, x_min .. y_max. Drawn
+    from the lowest score up, so where labels overlap the more confident one is on top.
     """
     out = np.ascontiguousarray(rgb).copy()
     scale = max(0.35, min(out.shape[:2]) / 800)
-    for d in detections:
+    for d in sorted(detections, key=lambda d: d.score):
         colour = _colour(d.class_id)
         top_left = (int(round(d.x_min)), int(round(d.y_min)))
         cv2.rectangle(out, top_left, (int(round(d.x_max)), int(round(d.y_max))), colour, 1)

@@ -6,6 +6,12 @@ host, on a private DDS domain. Per frame size, rate and QoS it prints frames
 delivered / published, with Fast DDS's defaults and with the shipped profile
 (``config/fastdds_large_data.xml``, what both launchers give every node).
 
+The subscriber keeps a queue of ``--depth`` frames (default 10): it measures what the
+middleware delivers to a reader that keeps up. The nodes themselves keep only the
+newest frame (depth 1) and count the ones they had no time for as dropped in their
+diagnostics; ``--depth 1`` measures that case (on a loaded machine a reader that
+was off the CPU for a frame interval then loses frames that did arrive).
+
     adaptive-perception bench delivery                 # 640x480@30, 1280x720@15, 4 s each
     adaptive-perception bench delivery --seconds 10 --qos sensor_data
 """
@@ -72,7 +78,9 @@ def _subscribe(args) -> int:
         seen.add(msg.header.frame_id)
         last[0] = time.monotonic()
 
-    node.create_subscription(Image, args.topic, on_frame, camera_qos(args.qos))
+    qos = camera_qos(args.qos)
+    qos.depth = args.depth
+    node.create_subscription(Image, args.topic, on_frame, qos)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
@@ -85,7 +93,7 @@ def _subscribe(args) -> int:
 
 
 def measure(width: int, height: int, hz: float, qos: str, seconds: float,
-            profile: str | None) -> dict:
+            profile: str | None, depth: int = 10) -> dict:
     """One publisher/subscriber pair; ``profile`` None = Fast DDS defaults."""
     frames = max(2, int(round(seconds * hz)))
     env = {k: v for k, v in os.environ.items() if k != 'FASTDDS_DEFAULT_PROFILES_FILE'}
@@ -95,7 +103,7 @@ def measure(width: int, height: int, hz: float, qos: str, seconds: float,
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     base = [sys.executable, '-m', __name__]
     common = ['--topic', 'bench_image', '--qos', qos]
-    sub = subprocess.Popen([*base, 'sub', *common, '--timeout',
+    sub = subprocess.Popen([*base, 'sub', *common, '--depth', str(depth), '--timeout',
                             str(MATCH_TIMEOUT_S + seconds + 30)],
                            env=env, stdout=subprocess.PIPE, text=True)
     pub = subprocess.Popen([*base, 'pub', *common, '--width', str(width), '--height',
@@ -103,20 +111,20 @@ def measure(width: int, height: int, hz: float, qos: str, seconds: float,
                            env=env, stdout=subprocess.PIPE, text=True)
     pub_out, _ = pub.communicate(timeout=MATCH_TIMEOUT_S + seconds + 60)
     sub_out, _ = sub.communicate(timeout=MATCH_TIMEOUT_S + seconds + 60)
-    result = {'size': f'{width}x{height}', 'hz': hz, 'qos': qos,
+    result = {'size': f'{width}x{height}', 'hz': hz, 'qos': qos, 'depth': depth,
               'profile': Path(profile).name if profile else 'Fast DDS defaults'}
     result.update(json.loads(pub_out.strip().splitlines()[-1]))
     result.update(json.loads(sub_out.strip().splitlines()[-1]))
     return result
 
 
-def run_bench(seconds: float, qos_names, profiles, sizes=SIZES) -> list:
+def run_bench(seconds: float, qos_names, profiles, sizes=SIZES, depth: int = 10) -> list:
     """Measure every (profile, size, QoS); print one line each; return the rows."""
     rows = []
     for profile in profiles:
         for width, height, hz in sizes:
             for qos in qos_names:
-                row = measure(width, height, hz, qos, seconds, profile)
+                row = measure(width, height, hz, qos, seconds, profile, depth)
                 share = row['delivered'] / row['published'] if row['published'] else 0.0
                 row['share'] = share
                 print(f"{row['profile']:<26} {row['size']:>9} @{hz:g} Hz  {qos:<11} "
@@ -137,6 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument('--hz', type=float, default=30.0)
     parser.add_argument('--frames', type=int, default=120)
     parser.add_argument('--timeout', type=float, default=60.0)
+    parser.add_argument('--depth', type=int, default=10)
     args = parser.parse_args(argv)
     return _publish(args) if args.role == 'pub' else _subscribe(args)
 

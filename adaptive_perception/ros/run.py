@@ -50,9 +50,9 @@ class _Signals:
         self.received.append(signum)
         for other in SHUTDOWN_SIGNALS:
             signal.signal(other, signal.SIG_IGN)
-        # rclpy's handler already shut the context down; if rclpy was not initialised
-        # yet (or no longer), do its job: stop the context so that nothing waits forever.
-        rclpy.try_shutdown()
+        # Nothing else: rclpy's handler (it ran first) shuts the context down from its
+        # own thread; a second shutdown from here could race it. A signal that came
+        # before rclpy.init is seen by run_node, which then does not start the node.
 
     def restore(self) -> None:
         """Put the old handlers back, unless a signal is ending the process."""

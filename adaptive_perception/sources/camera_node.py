@@ -25,7 +25,8 @@ class CameraSource(Node):
         values = declare(self, [
             Param('source', 'generator',
                   "'generator' (seeded context scenes), a folder of .png/.jpg images "
-                  '(sorted by name) or a video file.', read_only=True),
+                  '(sorted by name), a video file, or a V4L2 camera: /dev/videoN or an '
+                  'index (0).', read_only=True, integer_as_text=True),
             Param('seed', 0, 'Seed of the scene generator.', read_only=True),
             Param('image_size', 128, 'Side (px) of generated scenes.', 16, 4096,
                   read_only=True),

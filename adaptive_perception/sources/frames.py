@@ -1,4 +1,4 @@
-"""Where camera frames come from (pure, no rclpy): generated scenes, an image folder, a video.
+"""Where camera frames come from (pure, no rclpy): scenes, an image folder, a video, a camera.
 
 Every source has ``read() -> RGB uint8 (H, W, 3)``, or None once a finite source
 is over (folder and video restart instead while ``loop`` is true), and ``close()``.
@@ -87,14 +87,46 @@ class VideoFrames:
         self._capture.release()
 
 
+class CameraDeviceFrames:
+    """A V4L2 camera (``/dev/video0`` or an index such as ``0``), through OpenCV."""
+
+    def __init__(self, device: str | int):
+        self.device = device
+        self.loop = True
+        self._capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
+        if not self._capture.isOpened():
+            self._capture.release()
+            raise ValueError(f'camera {device!r} cannot be opened (V4L2 through OpenCV): '
+                             f'no such device, busy, or no permission (video group?)')
+
+    def read(self) -> np.ndarray:
+        """Grab the next frame; ValueError when the camera gives none (unplugged)."""
+        ok, bgr = self._capture.read()
+        if not ok:
+            raise ValueError(f'camera {self.device!r} gave no frame')
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        """Release the device."""
+        self._capture.release()
+
+
 def open_source(source: str, seed: int = 0, image_size: int = 128, loop: bool = True):
-    """Open 'generator', a folder of images or a video file; ValueError if it is none."""
+    """Open 'generator', a folder of images, a video file or a camera device.
+
+    A camera is a V4L2 device path (``/dev/video0``) or an integer index (``0``).
+    ValueError says what was expected or why the device did not open.
+    """
     if source == 'generator':
         return GeneratorFrames(seed, image_size)
+    if source.strip().isdigit():
+        return CameraDeviceFrames(int(source))
+    if source.startswith('/dev/'):
+        return CameraDeviceFrames(source)
     path = Path(source).expanduser()
     if path.is_dir():
         return FolderFrames(path, loop)
     if path.is_file():
         return VideoFrames(path, loop)
-    raise ValueError(f"source {source!r}: expected 'generator', a folder of images or a "
-                     f'video file')
+    raise ValueError(f"source {source!r}: expected 'generator', a folder of images, a "
+                     f'video file or a camera (/dev/videoN or an index)')
