@@ -279,6 +279,60 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+# Run as a separate process that is a child subreaper (prctl PR_SET_CHILD_SUBREAPER):
+# the orphaned nodes become its children, so their exit status can be read.
+SUBREAPER = """
+import ctypes, json, os, signal, subprocess, sys, time
+ctypes.CDLL('libc.so.6', use_errno=True).prctl(36, 1, 0, 0, 0)
+sys.path.insert(0, sys.argv[1])
+from test_faults import _children
+launcher = subprocess.Popen(sys.argv[3:], stdout=open(sys.argv[2], 'w'),
+                            stderr=subprocess.STDOUT)
+deadline = time.monotonic() + 60
+while len(_children(launcher.pid)) < 3 and time.monotonic() < deadline:
+    time.sleep(0.1)
+nodes = _children(launcher.pid)
+logs = os.path.join(os.path.dirname(sys.argv[2]), 'report', 'logs')
+def up():
+    read = lambda n: open(os.path.join(logs, n + '.log')).read()
+    return 'following budget_manager' in read('power_simulator') and \
+        'publishing' in read('camera_source')
+while not up() and time.monotonic() < deadline:
+    time.sleep(0.1)
+time.sleep(2.0)  # the manager's first level change: its log has a line before ours
+launcher.kill()
+start = time.monotonic()
+launcher.wait()  # from now on its orphans are ours
+codes = {}
+for pid in nodes:
+    _, status = os.waitpid(pid, 0)
+    codes[pid] = os.waitstatus_to_exitcode(status)
+print(json.dumps({'launcher': launcher.pid, 'codes': codes,
+                  'gone_after_s': time.monotonic() - start}))
+"""
+
+
+def test_nodes_end_cleanly_when_the_launcher_is_killed(tmp_path):
+    """SIGKILL to the launcher: every node logs why and exits 0 (a clean ROS shutdown)."""
+    params = _plan_file(tmp_path)
+    command = [sys.executable, '-m', 'adaptive_perception.cli', 'launch', 'edge',
+               '--params-file', str(params), '--report-dir', str(tmp_path / 'report'),
+               '--perception', 'none', '--imu', 'none']
+    run = subprocess.run([sys.executable, '-c', SUBREAPER, str(REPO / 'test'),
+                          str(tmp_path / 'launcher.out'), *command],
+                         env={**os.environ, **node_env()}, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f'SIGKILL: nodes gone after {result["gone_after_s"]:.2f} s, exit codes '
+          f'{sorted(result["codes"].values())}')
+    assert len(result['codes']) == 3 and set(result['codes'].values()) == {0}, result
+    assert result['gone_after_s'] < 3.0
+    for name in ('budget_manager', 'power_simulator', 'camera_source'):
+        log = (tmp_path / 'report' / 'logs' / f'{name}.log').read_text()
+        assert f'[{name}]: launcher (pid {result["launcher"]}) is gone: shutting down' in log
+
+
 @pytest.mark.parametrize('signum, ignore_sigint', [
     (signal.SIGKILL, False), (signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_no_node_outlives_the_launcher(tmp_path, signum, ignore_sigint):

@@ -7,12 +7,17 @@ Both launchers of this package therefore put their own pid into the environment 
 every node they start (``LAUNCHER_PID_ENV``). A node whose parent process is that
 pid watches it:
 
-* on Linux, ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` makes the kernel send SIGTERM the
-  moment the parent exits, even if the node's Python code is busy; rclpy handles
-  SIGTERM as a shutdown request, so the node still ends cleanly;
-* a daemon thread also polls ``os.getppid()`` (five times a second): it logs why the
-  node is stopping and, where ``prctl`` is missing, sends the node SIGTERM itself.
-  SIGTERM is what a supervisor sends too, so the shutdown path is the usual one.
+* on Linux, ``prctl(PR_SET_PDEATHSIG, SIGUSR1)`` makes the kernel signal the node
+  the moment its parent exits;
+* a daemon thread also polls ``os.getppid()`` (five times a second), for systems
+  without ``prctl`` and for a parent that died before the node could call it.
+
+Whichever notices first logs why the node stops and sends the node SIGTERM, once:
+SIGTERM is what a supervisor sends too, and rclpy turns it into a clean shutdown.
+The kernel's signal is not SIGTERM itself because it can come more than once: a
+multi-threaded parent's children are handed to its other threads as they exit, and
+each hand-over sends the signal again - a second SIGTERM, arriving after rclpy
+restored the default action, would kill the node mid-shutdown.
 
 A node started by hand from a shell has no such variable (or a different parent),
 so closing the launcher of something else never stops it.
@@ -25,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 LAUNCHER_PID_ENV = 'ADAPTIVE_PERCEPTION_LAUNCHER_PID'
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -81,6 +87,9 @@ def _set_parent_death_signal(signum: int) -> bool:
         return False
 
 
+PARENT_DEATH_SIGNAL = signal.SIGUSR1
+
+
 class ParentWatch:
     """Call ``on_gone(pid, act)`` once the launcher that started this process is gone."""
 
@@ -89,12 +98,15 @@ class ParentWatch:
         self._on_gone = on_gone
         self._poll_s = poll_s
         self._stop = threading.Event()
+        self._lock = threading.RLock()  # the signal handler may interrupt a holder
         self.gone = False
         self.node_name = 'parent_watch'
-        self.pdeathsig = _set_parent_death_signal(signal.SIGTERM)
-        # The parent may have died before prctl (the node was still starting): then no
-        # signal will come, and the poll must act.
-        self.missed = os.getppid() != launcher_pid
+        self.pdeathsig = False
+        try:  # the handler first: the signal's default action would kill the node
+            signal.signal(PARENT_DEATH_SIGNAL, lambda signum, frame: self.check())
+            self.pdeathsig = _set_parent_death_signal(PARENT_DEATH_SIGNAL)
+        except ValueError:  # not the main thread: the poll alone
+            pass
         self._thread = threading.Thread(target=self._run, name='parent_watch', daemon=True)
         self._thread.start()
 
@@ -108,13 +120,15 @@ class ParentWatch:
 
         ``act=False``: only report, the shutdown is already under way.
         """
-        if self.gone:
+        # One report: the exit path waits for a poll that is reporting right now.
+        with self._lock:
+            if self.gone:
+                return True
+            if os.getppid() == self.launcher_pid:
+                return False
+            self.gone = True
+            self._on_gone(self.launcher_pid, act)
             return True
-        if os.getppid() == self.launcher_pid:
-            return False
-        self.gone = True
-        self._on_gone(self.launcher_pid, act)
-        return True
 
     def close(self) -> None:
         """Stop polling (the node is shutting down anyway)."""
@@ -124,11 +138,11 @@ class ParentWatch:
 def watch_launcher(context=None):
     """Start watching the launcher when this process was started by one; return the watch.
 
-    Called right after ``rclpy.init``. When the launcher goes away the node logs
-    ``launcher (pid N) is gone: shutting down`` and gets SIGTERM (from the kernel, or
-    from the watch where ``prctl`` is missing), which ends ``rclpy.spin`` as Ctrl-C
-    does. Set ``watch.node_name`` once the node exists so the log line carries its
-    name. Returns None for a node started any other way.
+    Called right after ``rclpy.init``, from the main thread. When the launcher goes
+    away the node logs ``launcher (pid N) is gone: shutting down`` and sends itself
+    SIGTERM, which ends ``rclpy.spin`` as Ctrl-C does. Set ``watch.node_name`` once the
+    node exists so the log line carries its name. Returns None for a node started any
+    other way.
     """
     launcher = expected_launcher()
     if launcher is None:
@@ -141,16 +155,15 @@ def watch_launcher(context=None):
 
     def gone(pid, act):
         text = f'launcher (pid {pid}) is gone: shutting down'
-        try:
+        if act:
             get_logger(watch.node_name).warning(text)
-        except Exception:  # logging already finalised at exit
-            print(f'[WARN] [{watch.node_name}]: {text}', file=sys.stderr, flush=True)
-        if act and (watch.missed or not watch.pdeathsig):
             os.kill(os.getpid(), signal.SIGTERM)
+        else:  # at shutdown or exit, where ROS logging may already be finalised
+            print(f'[WARN] [{time.time():.9f}] [{watch.node_name}]: {text}', file=sys.stderr,
+                  flush=True)
 
     watch = ParentWatch(launcher, gone)
-    # The kernel's SIGTERM may win the race against the poll (rclpy's signal handler
-    # then shuts down without on_shutdown callbacks): log it on the way out.
+    # Should the node stop for another reason meanwhile, say so on the way out.
     context.on_shutdown(lambda: (watch.check(act=False), watch.close()))
     atexit.register(watch.check, act=False)
     return watch
