@@ -49,13 +49,20 @@ def test_level_sensing_entries():
 
 
 def test_walking_steps_the_driver_down_through_every_state(launch, probe):
-    """SPOT with threshold 2 on a steady walk: the simulator ends at the cheapest state."""
+    """SPOT with threshold 2 on a steady walk: the simulator ends at the cheapest state.
+
+    The thesis's SPOT (margin_threshold 0): margin SPOT may step up again on one
+    unclear window, so the cheapest state would not be held for the rate check.
+    """
     states = probe.subscribe(ActivityState, ACTIVITY_TOPIC, OUTPUT_QOS)
     imu = probe.subscribe(Imu, '/imu/data_raw', RELIABLE)
     launch('activity_recognizer', params={'model_dir': MODEL, 'stability_threshold': 2,
-                                          'qos': 'reliable', 'level_override': 0})
+                                          'qos': 'reliable', 'level_override': 0,
+                                          'margin_threshold': 0.0})
     probe.wait_for_publishers(ACTIVITY_TOPIC)  # the first state must not be missed
-    launch('imu_simulator', params={'activity': 'walk', 'subject': 1000, 'seed': 3,
+    # wearer 1005: a typical walk (wearer 1000's is called upstairs in a third of its
+    # windows at the cheap states, so SPOT keeps jumping back: the model card's limits)
+    launch('imu_simulator', params={'activity': 'walk', 'subject': 1005, 'seed': 3,
                                     'qos': 'reliable'})
     model_states = ActivityManifest.load(MODEL).states
     cheapest = model_states[-1]
