@@ -843,7 +843,13 @@ def test_margin_spot_steps_up_one_when_unsure_of_the_same_activity():
     assert machine.state == 2
     step = machine.update_margin('walk', 0.1)
     assert (step.condition, step.state, step.counter) == (spot.UP, 1, 0)
+    # still unclear one state up: climbing did not help, so it counts towards going down
+    step = machine.update_margin('walk', 0.1)
+    assert (step.condition, step.state) == (C2, 2)
+    machine.update_margin('walk', 0.9)                     # a clear window re-arms the climb
+    assert machine.update_margin('walk', 0.1).condition == spot.UP
     machine.set_top(1)
+    machine.update_margin('walk', 0.9)
     assert machine.update_margin('walk', 0.1).state == 1   # never above the cap
 
 

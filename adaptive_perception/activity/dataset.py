@@ -9,9 +9,11 @@ subjects, so validation measures how the classifier does on a new wearer.
 Training also uses *switching* windows, whose two seconds come from two sensor
 states, because that is what the recognizer sees right after SPOT changes state.
 
-Recordings (``recordings.py``) are used at their own rate, and also decimated to
-each requested configuration slower than that rate, with the sensor model's noise
-for its averaging window added: what a recording can show of a cheaper state.
+Recordings (``recordings.py``) are used at each requested configuration their
+rate allows: a configuration at about the recording's rate is the recording as
+it is, a slower one is decimated with the sensor model's noise for its averaging
+window added (what a recording can show of a cheaper state), a faster one cannot
+be made and is left out (the callers say so).
 """
 
 from dataclasses import dataclass

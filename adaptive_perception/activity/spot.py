@@ -47,6 +47,7 @@ class Spot:
         self.top = self._check_top(top)
         self.state = self.top
         self.counter = 0
+        self.climbed = False      # margin SPOT: stepped up for an unclear window already
         self.last_label = None
 
     def configure(self, stability_threshold: int, confidence_threshold: float | None) -> None:
@@ -74,7 +75,7 @@ class Spot:
 
     def reset(self) -> None:
         """Forget the history (e.g. after a gap in the data): back to the top state."""
-        self.state, self.counter, self.last_label = self.top, 0, None
+        self.state, self.counter, self.last_label, self.climbed = self.top, 0, None, False
 
     def update_with_margin(self, label, margin: float, margin_threshold: float) -> Step:
         """Feed one prediction with its margin under the margin SPOT rule (``MarginSpot``)."""
@@ -83,12 +84,15 @@ class Spot:
             return Step(FIRST, self.state, self.counter)
         sure = margin >= margin_threshold
         if label != self.last_label:
-            self.last_label = label
+            self.last_label, self.climbed = label, False
             self.state, self.counter = max(self.top, self.state - 1), 0
             return Step(UP, self.state, self.counter)
-        if not sure:
+        if not sure and not self.climbed:
             self.state, self.counter = max(self.top, self.state - 1), 0
+            self.climbed = True
             return Step(UP, self.state, self.counter)
+        if sure:
+            self.climbed = False
         if self.state == self.num_states - 1:
             return Step(C4, self.state, self.counter)
         self.counter += 1
@@ -130,7 +134,9 @@ class MarginSpot(Spot):
       already told it apart, and the next windows say whether more is needed;
     * the same activity with a margin below ``margin_threshold`` steps one more
       state up (the cheap state is not clear enough for what the wearer does now),
-      so an unclear stretch still climbs to the top within a few seconds;
+      once: if the window is still unclear one state up, more sensing is not what
+      it lacks (e.g. a posture before the wearer's upright direction is known), so
+      it counts towards stepping down again instead of climbing to the top;
     * the same activity with a margin at or above it counts towards stepping down
       (C1, C2; C4 in the cheapest state).
 

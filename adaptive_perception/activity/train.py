@@ -182,7 +182,9 @@ def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
     class_names = [class_names[i] for i in present]
     data = Windows(data.features, np.searchsorted(present, data.labels), tuple(class_names))
     pipeline = fit_mlp(data, hidden, seed, max_iter=20 if smoke else 300)
-    assert list(pipeline.classes_) == list(range(len(class_names)))
+    if list(pipeline.classes_) != list(range(len(class_names))):   # never: one list above
+        raise RuntimeError(f'the classifier learned classes {list(pipeline.classes_)}, '
+                           f'expected 0..{len(class_names) - 1}')
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
