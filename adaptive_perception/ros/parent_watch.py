@@ -163,7 +163,13 @@ def watch_launcher(context=None):
                   flush=True)
 
     watch = ParentWatch(launcher, gone)
-    # Should the node stop for another reason meanwhile, say so on the way out.
-    context.on_shutdown(lambda: (watch.check(act=False), watch.close()))
+    # Should the node stop for another reason meanwhile, say so on the way out. A plain
+    # function returning None: rclpy's Context calls a non-method callback while it
+    # looks for a weak reference, and then calls whatever that returned.
+    def on_shutdown() -> None:
+        watch.check(act=False)
+        watch.close()
+
+    context.on_shutdown(on_shutdown)
     atexit.register(watch.check, act=False)
     return watch
