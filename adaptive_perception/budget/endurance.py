@@ -2,8 +2,10 @@
 
 The real nodes of ``config/edge.yaml`` run in closed loop on the simulated battery:
 ``power_simulator`` takes its load from what the perception nodes measure they
-spend (``load_source: measured``: their process CPU time through a device model),
-in accelerated time. For each scenario three policies run one after the other:
+spend (``load_source: measured``: their process CPU time through a device model;
+the camera nodes' CPU time per frame times the scenario's camera rate, because on
+this shared host the camera itself falls behind), in accelerated time. For each
+scenario three policies run one after the other:
 
 * static: level 0 forever (``override_level: 0``);
 * threshold: today's battery and heat thresholds;
