@@ -301,6 +301,11 @@ class BudgetManager(Node):
             severity = max(severity, d.mission.severity)
             if d.mission.severity:
                 message += f' | {d.mission.text}'
+            problem = self.policy.mission.estimator.problem
+            scale = self.policy.config.mission_time_scale
+            if problem is not None and (now * scale - problem[2]) / scale <= hold:
+                severity = max(severity, problem[0])
+                message += f' | battery for the mission: {problem[1]}'
         values.update({f'rejected_{s}': n for s, n in self._rejected.items()})
         name = self.get_fully_qualified_name()
         self._diag_pub.publish(diagnostics.array(self, [

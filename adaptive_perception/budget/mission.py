@@ -21,7 +21,8 @@ Three parts:
 * ``Mission`` re-plans as the estimate improves, with a hysteresis band so that
   noise does not make it oscillate: a cheaper level is taken at once, a costlier
   one only if it still fits with every drain estimate ``margin`` (a share, 0.1 =
-  10%) higher, and after ``dwell_s`` mission seconds at the current one.
+  10%) higher and 2% more battery left (reading noise), and after ``dwell_s``
+  mission seconds at the current one.
 
 Mission time is wall time times ``time_scale`` (1 on a real robot; a simulated
 battery in accelerated time gives its own scale).
@@ -44,6 +45,10 @@ _BACKWARDS_TOLERANCE = 0.005  # a fraction may rise this much (gauge noise) whil
 # in steps lands a switch up to one step late, which must not read as a failed mission.
 _FEASIBLE_TOLERANCE = 0.002
 _EDGE = 0.01  # a predicted shortfall up to this is within the noise: WARN, not ERROR
+_STALL_FRACTION = 0.02  # a reading frozen while the estimate says this much was drawn
+# Going costlier also needs this much battery above the reserve: the reading itself is
+# noisy (gauges jitter by a percent or two), which the margin on the drains does not cover.
+_READING_BAND = 0.02
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,9 @@ class DrainEstimator:
         self._window = deque()  # (t, fraction) at the current level
         self._last = None  # (t, fraction) of the last accepted reading
         self._updated_t = None
+        self._still = None  # (t, fraction) since the reading last moved
+        self._reckoned = None  # while the reading is frozen: fraction by the drain estimate
+        self._reckoned_t = None
 
     def set_prior(self, watts_by_level: dict) -> None:
         """Take prior powers (W) for some levels; non-finite or <= 0 entries are ignored."""
@@ -126,7 +134,7 @@ class DrainEstimator:
             self._window.clear()
             self._level = None if charging else level
         if charging:
-            self._last = None
+            self._last = self._still = self._reckoned = None
             return
         if self._last is not None:
             dt, df = t - self._last[0], fraction - self._last[1]
@@ -142,6 +150,7 @@ class DrainEstimator:
                                  'while discharging: reading ignored', t)
                 return
         self._last = (t, fraction)
+        self._track_stall(t, fraction, level)
         self._window.append((t, fraction))
         while self._window and t - self._window[0][0] > self.window_s:
             self._window.popleft()
@@ -151,7 +160,7 @@ class DrainEstimator:
             self._observe(level, -current_a * voltage_v / (energy_wh * 3600.0), t, 'current')
             return
         rate = self._slope_rate()
-        if rate is None:
+        if rate is None or self._reckoned is not None:
             return
         expected = self.rates()[level]
         span = self._window[-1][0] - self._window[0][0]
@@ -161,6 +170,29 @@ class DrainEstimator:
                                  'while draining: estimate kept', t)
             return
         self._observe(level, rate, t, 'slope')
+
+    def _track_stall(self, t, fraction, level):
+        """Dead-reckon the fraction while the reading stays frozen although it should move."""
+        if self._still is None or fraction != self._still[1]:
+            self._still, self._reckoned = (t, fraction), None
+            return
+        rate = self.rates()[level]
+        if rate is None:
+            return
+        if self._reckoned is None:
+            if rate * (t - self._still[0]) >= _STALL_FRACTION:
+                self._reckoned = self._still[1] - rate * (t - self._still[0])
+                self._reckoned_t = t
+                self._note(WARN, f'battery reading stalled at {fraction:.3f} for '
+                                 f'{t - self._still[0]:.0f} s while draining: planning with '
+                                 f'{self._reckoned:.3f} from the drain estimate', t)
+            return
+        self._reckoned -= rate * (t - self._reckoned_t)
+        self._reckoned_t = t
+
+    def plan_fraction(self, fraction: float) -> float:
+        """Return the fraction to plan with: the reading, or less while it is frozen."""
+        return fraction if self._reckoned is None else min(fraction, max(self._reckoned, 0.0))
 
     def _slope_rate(self):
         """Least-squares drain over the window; None until the fit is precise enough.
@@ -394,12 +426,13 @@ class Mission:
             self._level = None
             return MissionState(True, None, WARN, 'mission: no drain estimate yet '
                                 f'({clock_text(remaining)} left)', **common)
+        fraction = self.estimator.plan_fraction(fraction)
         plan = plan_mission(rates, fraction, remaining, cfg.reserve, battery_thresholds)
         level = plan.level
         if self._level is not None and level < self._level:
             # costlier only if it fits with drains ``margin`` higher, after ``dwell_s`` here
             strict = plan_mission([r * (1.0 + cfg.margin) for r in rates], fraction,
-                                  remaining, cfg.reserve, battery_thresholds)
+                                  remaining, cfg.reserve + _READING_BAND, battery_thresholds)
             held = t - self._level_since
             level = self._level if held < cfg.dwell_s else min(self._level,
                                                                 max(level, strict.level))
