@@ -460,3 +460,18 @@ class Mission:
         rate = rates[-1]
         lasts = (fraction - reserve) / rate if rate > 0 else math.inf
         return f'it lasts {clock_text(lasts)} of the {clock_text(remaining)} left'
+
+
+def diagnostic_values(state: MissionState, estimator: DrainEstimator) -> dict:
+    """Key/values for ``/diagnostics``: the plan, the drain per level and what it rests on."""
+    values = {'mission_active': state.active, 'mission_plan': state.text,
+              'mission_elapsed_s': state.elapsed_s, 'mission_remaining_s': state.remaining_s,
+              'mission_end_fraction': state.end_fraction,
+              'mission_estimate_source': estimator.source}
+    for level, rate in enumerate(state.rates):
+        values[f'mission_drain_per_h_level_{level}'] = rate * 3600.0
+    for level, watts in sorted(estimator.prior_w.items()):
+        values[f'mission_prior_w_level_{level}'] = watts
+    if estimator.problem is not None:
+        values['mission_input_problem'] = estimator.problem[1]
+    return values
