@@ -117,6 +117,7 @@ class DrainEstimator:
         self._window = deque()  # (t, fraction) at the current level
         self._last = None  # (t, fraction) of the last accepted reading
         self._updated_t = None
+        self._fitted = None  # the window's least-squares fraction now (a noisy gauge smoothed)
         self._still = None  # (t, fraction) since the reading last moved
         self._reckoned = None  # while the reading is frozen: fraction by the drain estimate
         self._reckoned_t = None
@@ -134,7 +135,7 @@ class DrainEstimator:
             self._window.clear()
             self._level = None if charging else level
         if charging:
-            self._last = self._still = self._reckoned = None
+            self._last = self._still = self._reckoned = self._fitted = None
             return
         if self._last is not None:
             dt, df = t - self._last[0], fraction - self._last[1]
@@ -154,6 +155,7 @@ class DrainEstimator:
         self._window.append((t, fraction))
         while self._window and t - self._window[0][0] > self.window_s:
             self._window.popleft()
+        self._fitted = self._fit_now(t, fraction)
         energy_wh = capacity_ah * voltage_v
         if math.isfinite(current_a) and math.isfinite(energy_wh) and energy_wh > 0 \
                 and current_a < 0:
@@ -190,8 +192,24 @@ class DrainEstimator:
         self._reckoned -= rate * (t - self._reckoned_t)
         self._reckoned_t = t
 
+    def _fit_now(self, t, fraction):
+        if len(self._window) < _MIN_SLOPE_READINGS:
+            return fraction
+        ts = np.fromiter((p[0] for p in self._window), float)
+        fs = np.fromiter((p[1] for p in self._window), float)
+        if np.ptp(ts) == 0 or np.ptp(fs) == 0:
+            return fraction
+        fit = linregress(ts - ts[0], fs)
+        return float(fit.intercept + fit.slope * (t - ts[0]))
+
     def plan_fraction(self, fraction: float) -> float:
-        """Return the fraction to plan with: the reading, or less while it is frozen."""
+        """Return the fraction to plan with: the reading smoothed, or less while frozen.
+
+        The least-squares line through the window at the current level damps a noisy
+        gauge (a percent of jitter would otherwise flip the plan near its edges).
+        """
+        if self._fitted is not None and math.isfinite(self._fitted):
+            fraction = min(max(self._fitted, 0.0), 1.0)
         return fraction if self._reckoned is None else min(fraction, max(self._reckoned, 0.0))
 
     def _slope_rate(self):
