@@ -46,3 +46,22 @@ def test_smoke_run_of_the_closed_loop(tmp_path):
     assert entry['runs']['mission']['mission_s'] > 0
     assert (tmp_path / 'bench_endurance.png').stat().st_size > 0
     assert 'perception share of device power' in run.stdout
+
+
+def test_edge_report_energy_section_per_node_and_level():
+    from adaptive_perception.launcher.report import energy_rows, energy_section
+    statuses = {
+        'adacon_detector': {'cpu_s_per_s_level_0': '0.2', 'cpu_demand_s_per_s_level_0': '0.25',
+                            'cpu_ms_per_frame_level_0': '7.0', 'ort_cpu_s_per_s_level_0': '0.1',
+                            'knob_level_0': 'static', 'cpu_s_per_s_level_3': '0.1'},
+        'power_simulator': {'cpu_s_per_s_level_0': '0.01', 'sim_time_s': '5'},
+    }
+    rows = energy_rows(statuses, 'laptop_cpu')
+    assert [(r['node'], r['level']) for r in rows] == [('adacon_detector', 0),
+                                                       ('adacon_detector', 3)]
+    from adaptive_perception.power.device import device
+    assert rows[0]['watts'] == pytest.approx(device('laptop_cpu').load_w(0.25))
+    assert rows[0]['watts'] > rows[1]['watts'] > 0
+    text = energy_section(statuses)
+    assert '| adacon_detector | 0 | static | 0.2 | 0.25 | 7 | 0.1 |' in text
+    assert 'no node reported' in energy_section({})

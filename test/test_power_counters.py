@@ -140,3 +140,12 @@ def test_cpu_meter_demand_counts_dropped_inputs_at_the_cost_per_frame():
     assert values['cpu_demand_s_per_s'] == pytest.approx(1.0)
     assert values['cpu_demand_s_per_s_level_0'] == pytest.approx(1.0)
     assert level_costs(values) == {0: pytest.approx(1.0)}
+
+
+def test_simulator_frame_rates_parse_and_reject():
+    from adaptive_perception.power.simulator_node import frame_rates
+    assert frame_rates(['', 'adacon_detector=30', '/adamtl_multitask=10.5']) == {
+        '/adacon_detector': 30.0, '/adamtl_multitask': 10.5}
+    for bad in (['adacon_detector'], ['=3'], ['a=0'], ['a=x']):
+        with pytest.raises(ValueError, match='frame_rates_hz'):
+            frame_rates(bad)

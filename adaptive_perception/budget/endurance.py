@@ -2,8 +2,10 @@
 
 The real nodes of ``config/edge.yaml`` run in closed loop on the simulated battery:
 ``power_simulator`` takes its load from what the perception nodes measure they
-spend (``load_source: measured``: their process CPU time through a device model),
-in accelerated time. For each scenario three policies run one after the other:
+spend (``load_source: measured``: their process CPU time through a device model;
+the camera nodes' CPU time per frame times the scenario's camera rate, because on
+this shared host the camera itself falls behind), in accelerated time. For each
+scenario three policies run one after the other:
 
 * static: level 0 forever (``override_level: 0``);
 * threshold: today's battery and heat thresholds;
@@ -35,6 +37,9 @@ from adaptive_perception.power.device import device
 from adaptive_perception.ros.interfaces import EXECUTION_LEVEL_QOS, MISSION_START_TOPIC
 
 PERCEPTION = ('adacon_detector', 'adamtl_multitask', 'activity_recognizer')
+# Their load is CPU time per frame x the camera rate: on this shared host the camera
+# itself falls behind, and fewer frames must not read as a cheaper level.
+CAMERA_NODES = ('adacon_detector', 'adamtl_multitask')
 # Quality per level of config/edge.yaml's profiles, from the model cards:
 # detector mAP (models/adacon/README.md: static, multi:0.03, multi:0.03@0.5, single@0.5),
 # AdaMTL 1 + delta_m/100 vs static (models/adamtl/README.md: static, low_agnostic,
@@ -109,7 +114,8 @@ class _Run:
                 p.update(load_source='measured', device_preset=cfg['device'],
                          base_power_w=self.model.idle_w, capacity_wh=cfg['capacity_wh'],
                          initial_fraction=1.0, time_scale=0.0,
-                         measured_nodes=[f'/{n}' for n in PERCEPTION])
+                         measured_nodes=[f'/{n}' for n in PERCEPTION],
+                         frame_rates_hz=[f'{n}={cfg["camera_hz"]:g}' for n in CAMERA_NODES])
             elif spec.name == 'camera_source':
                 p['rate_hz'] = cfg['camera_hz']
             elif spec.name == 'budget_manager':
@@ -186,8 +192,8 @@ def _num(text) -> float:
         return math.nan
 
 
-def node_power(statuses: dict, model) -> dict:
-    """Per node: CPU s/s and W by level (what each measured), and the device total."""
+def node_power(statuses: dict, model, camera_hz: float) -> dict:
+    """Per node and level: what it measured, and its W as ``power_simulator`` counts it."""
     out = {}
     for name in PERCEPTION:
         values = statuses.get(name, {})
@@ -196,10 +202,12 @@ def node_power(statuses: dict, model) -> dict:
             if key.startswith('cpu_demand_s_per_s_level_'):
                 level = key.rsplit('_', 1)[1]
                 demand = _num(value)
+                per_frame = _num(values.get(f'cpu_ms_per_frame_level_{level}'))
+                load = per_frame * camera_hz / 1e3 if name in CAMERA_NODES else demand
                 levels[level] = {
-                    'cpu_demand_s_per_s': demand, 'watts': model.load_w(demand),
+                    'cpu_demand_s_per_s': demand, 'watts': model.load_w(load),
                     'cpu_s_per_s': _num(values.get(f'cpu_s_per_s_level_{level}')),
-                    'cpu_ms_per_frame': _num(values.get(f'cpu_ms_per_frame_level_{level}')),
+                    'cpu_ms_per_frame': per_frame,
                     'ort_cpu_s_per_s': _num(values.get(f'ort_cpu_s_per_s_level_{level}')),
                     'knob': values.get(f'knob_level_{level}')}
         out[name] = levels
@@ -244,7 +252,8 @@ def run_endurance(out_dir: Path, scenarios=('heavy', 'light'), static_wall_s: fl
                 metrics = summarise(samples, quality, thresholds_c, horizon)
                 sim = statuses.get('power_simulator', {})
                 perception_w = model.load_w(_num(sim.get('measured_cpu_s_per_s')))
-                metrics.update(samples=samples, node_power=node_power(statuses, model),
+                metrics.update(samples=samples,
+                               node_power=node_power(statuses, model, cfg['camera_hz']),
                                last_load_w=_num(sim.get('load_w')),
                                perception_share_last=perception_w / (perception_w
                                                                     + model.idle_w))

@@ -26,6 +26,7 @@ from std_msgs.msg import Float64, Header
 
 from adaptive_perception.budget import inputs
 from adaptive_perception.budget.levels import DEFAULT_LEVEL_NAMES, MAX_LEVELS
+from adaptive_perception.budget.mission import diagnostic_values as mission_diagnostics
 from adaptive_perception.budget.policy import BudgetPolicy, PolicyConfig
 from adaptive_perception.msg import ExecutionLevel
 from adaptive_perception.power.device import PRESETS, device
@@ -334,6 +335,11 @@ class BudgetManager(Node):
             severity = max(severity, d.mission.severity)
             if d.mission.severity:
                 message += f' | {d.mission.text}'
+            problem = self.policy.mission.estimator.problem
+            scale = self.policy.config.mission_time_scale
+            if problem is not None and (now * scale - problem[2]) / scale <= hold:
+                severity = max(severity, problem[0])
+                message += f' | battery for the mission: {problem[1]}'
         values.update({f'rejected_{s}': n for s, n in self._rejected.items()})
         values.update(followers=','.join(sorted(self._followers)),
                       followers_gone=','.join(sorted(self._gone)),
@@ -343,22 +349,9 @@ class BudgetManager(Node):
             diagnostics.status(name, name, severity, message, values)]))
 
     def _mission_values(self, d) -> dict:
-        mission = d.mission
-        if mission is None:
+        if d.mission is None:
             return {}
-        estimator = self.policy.mission.estimator
-        values = {'mission_active': mission.active, 'mission_plan': mission.text,
-                  'mission_elapsed_s': mission.elapsed_s,
-                  'mission_remaining_s': mission.remaining_s,
-                  'mission_end_fraction': mission.end_fraction,
-                  'mission_estimate_source': estimator.source}
-        for level, rate in enumerate(mission.rates):
-            values[f'mission_drain_per_h_level_{level}'] = rate * 3600.0
-        for level, watts in sorted(estimator.prior_w.items()):
-            values[f'mission_prior_w_level_{level}'] = watts
-        if estimator.problem is not None:
-            values['mission_input_problem'] = estimator.problem[1]
-        return values
+        return mission_diagnostics(d.mission, self.policy.mission.estimator)
 
     # -- parameters -----------------------------------------------------------
     def _on_policy_params(self, candidate: dict) -> None:

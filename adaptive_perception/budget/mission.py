@@ -21,7 +21,8 @@ Three parts:
 * ``Mission`` re-plans as the estimate improves, with a hysteresis band so that
   noise does not make it oscillate: a cheaper level is taken at once, a costlier
   one only if it still fits with every drain estimate ``margin`` (a share, 0.1 =
-  10%) higher, and after ``dwell_s`` mission seconds at the current one.
+  10%) higher and 2% more battery left (reading noise), and after ``dwell_s``
+  mission seconds at the current one.
 
 Mission time is wall time times ``time_scale`` (1 on a real robot; a simulated
 battery in accelerated time gives its own scale).
@@ -44,6 +45,10 @@ _BACKWARDS_TOLERANCE = 0.005  # a fraction may rise this much (gauge noise) whil
 # in steps lands a switch up to one step late, which must not read as a failed mission.
 _FEASIBLE_TOLERANCE = 0.002
 _EDGE = 0.01  # a predicted shortfall up to this is within the noise: WARN, not ERROR
+_STALL_FRACTION = 0.02  # a reading frozen while the estimate says this much was drawn
+# Going costlier also needs this much battery above the reserve: the reading itself is
+# noisy (gauges jitter by a percent or two), which the margin on the drains does not cover.
+_READING_BAND = 0.02
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,10 @@ class DrainEstimator:
         self._window = deque()  # (t, fraction) at the current level
         self._last = None  # (t, fraction) of the last accepted reading
         self._updated_t = None
+        self._fitted = None  # the window's least-squares fraction now (a noisy gauge smoothed)
+        self._still = None  # (t, fraction) since the reading last moved
+        self._reckoned = None  # while the reading is frozen: fraction by the drain estimate
+        self._reckoned_t = None
 
     def set_prior(self, watts_by_level: dict) -> None:
         """Take prior powers (W) for some levels; non-finite or <= 0 entries are ignored."""
@@ -126,7 +135,7 @@ class DrainEstimator:
             self._window.clear()
             self._level = None if charging else level
         if charging:
-            self._last = None
+            self._last = self._still = self._reckoned = self._fitted = None
             return
         if self._last is not None:
             dt, df = t - self._last[0], fraction - self._last[1]
@@ -142,16 +151,18 @@ class DrainEstimator:
                                  'while discharging: reading ignored', t)
                 return
         self._last = (t, fraction)
+        self._track_stall(t, fraction, level)
         self._window.append((t, fraction))
         while self._window and t - self._window[0][0] > self.window_s:
             self._window.popleft()
+        self._fitted = self._fit_now(t, fraction)
         energy_wh = capacity_ah * voltage_v
         if math.isfinite(current_a) and math.isfinite(energy_wh) and energy_wh > 0 \
                 and current_a < 0:
             self._observe(level, -current_a * voltage_v / (energy_wh * 3600.0), t, 'current')
             return
         rate = self._slope_rate()
-        if rate is None:
+        if rate is None or self._reckoned is not None:
             return
         expected = self.rates()[level]
         span = self._window[-1][0] - self._window[0][0]
@@ -161,6 +172,45 @@ class DrainEstimator:
                                  'while draining: estimate kept', t)
             return
         self._observe(level, rate, t, 'slope')
+
+    def _track_stall(self, t, fraction, level):
+        """Dead-reckon the fraction while the reading stays frozen although it should move."""
+        if self._still is None or fraction != self._still[1]:
+            self._still, self._reckoned = (t, fraction), None
+            return
+        rate = self.rates()[level]
+        if rate is None:
+            return
+        if self._reckoned is None:
+            if rate * (t - self._still[0]) >= _STALL_FRACTION:
+                self._reckoned = self._still[1] - rate * (t - self._still[0])
+                self._reckoned_t = t
+                self._note(WARN, f'battery reading stalled at {fraction:.3f} for '
+                                 f'{t - self._still[0]:.0f} s while draining: planning with '
+                                 f'{self._reckoned:.3f} from the drain estimate', t)
+            return
+        self._reckoned -= rate * (t - self._reckoned_t)
+        self._reckoned_t = t
+
+    def _fit_now(self, t, fraction):
+        if len(self._window) < _MIN_SLOPE_READINGS:
+            return fraction
+        ts = np.fromiter((p[0] for p in self._window), float)
+        fs = np.fromiter((p[1] for p in self._window), float)
+        if np.ptp(ts) == 0 or np.ptp(fs) == 0:
+            return fraction
+        fit = linregress(ts - ts[0], fs)
+        return float(fit.intercept + fit.slope * (t - ts[0]))
+
+    def plan_fraction(self, fraction: float) -> float:
+        """Return the fraction to plan with: the reading smoothed, or less while frozen.
+
+        The least-squares line through the window at the current level damps a noisy
+        gauge (a percent of jitter would otherwise flip the plan near its edges).
+        """
+        if self._fitted is not None and math.isfinite(self._fitted):
+            fraction = min(max(self._fitted, 0.0), 1.0)
+        return fraction if self._reckoned is None else min(fraction, max(self._reckoned, 0.0))
 
     def _slope_rate(self):
         """Least-squares drain over the window; None until the fit is precise enough.
@@ -394,12 +444,13 @@ class Mission:
             self._level = None
             return MissionState(True, None, WARN, 'mission: no drain estimate yet '
                                 f'({clock_text(remaining)} left)', **common)
+        fraction = self.estimator.plan_fraction(fraction)
         plan = plan_mission(rates, fraction, remaining, cfg.reserve, battery_thresholds)
         level = plan.level
         if self._level is not None and level < self._level:
             # costlier only if it fits with drains ``margin`` higher, after ``dwell_s`` here
             strict = plan_mission([r * (1.0 + cfg.margin) for r in rates], fraction,
-                                  remaining, cfg.reserve, battery_thresholds)
+                                  remaining, cfg.reserve + _READING_BAND, battery_thresholds)
             held = t - self._level_since
             level = self._level if held < cfg.dwell_s else min(self._level,
                                                                 max(level, strict.level))
@@ -427,3 +478,18 @@ class Mission:
         rate = rates[-1]
         lasts = (fraction - reserve) / rate if rate > 0 else math.inf
         return f'it lasts {clock_text(lasts)} of the {clock_text(remaining)} left'
+
+
+def diagnostic_values(state: MissionState, estimator: DrainEstimator) -> dict:
+    """Key/values for ``/diagnostics``: the plan, the drain per level and what it rests on."""
+    values = {'mission_active': state.active, 'mission_plan': state.text,
+              'mission_elapsed_s': state.elapsed_s, 'mission_remaining_s': state.remaining_s,
+              'mission_end_fraction': state.end_fraction,
+              'mission_estimate_source': estimator.source}
+    for level, rate in enumerate(state.rates):
+        values[f'mission_drain_per_h_level_{level}'] = rate * 3600.0
+    for level, watts in sorted(estimator.prior_w.items()):
+        values[f'mission_prior_w_level_{level}'] = watts
+    if estimator.problem is not None:
+        values['mission_input_problem'] = estimator.problem[1]
+    return values

@@ -11,8 +11,10 @@ a change that ``PowerConfig.validate`` rejects keeps the old values.
 With ``load_source: measured`` the load is instead what the perception nodes
 really spend: the sum of the ``cpu_demand_s_per_s`` each reports in ``/diagnostics``
 (process CPU time per second, counting the inputs a saturated node dropped at its
-cost per frame; ``runtime.stats.CpuMeter``), turned into watts by a device model
-(``power.device``: ``device_preset``, ``cpu_time_scale``). A knob that really
+cost per frame; ``runtime.stats.CpuMeter``), or, for the nodes listed in
+``frame_rates_hz``, their CPU time per frame times the rate their input runs at on
+the device (on a shared host the camera itself may fall behind), turned into watts
+by a device model (``power.device``: ``device_preset``, ``cpu_time_scale``). A knob that really
 computes less then drains the battery more slowly, and one that does not, does not.
 
 For the statistics in ``/diagnostics`` a "frame" is one simulation step (advance
@@ -47,8 +49,27 @@ CONFIG_FIELDS = [f.name for f in fields(PowerConfig)]
 LOAD_SOURCES = ('levels', 'measured')
 
 
+def frame_rates(entries) -> dict:
+    """Parse ``frame_rates_hz`` entries ``'<node>=<Hz>'``; '' entries are ignored."""
+    rates = {}
+    for entry in entries:
+        if not entry.strip():
+            continue
+        name, eq, hz = entry.partition('=')
+        try:
+            rate = float(hz)
+        except ValueError:
+            rate = math.nan
+        if not eq or not name.strip() or not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"frame_rates_hz entry {entry!r}: expected '<node>=<Hz>' with "
+                             'Hz > 0')
+        rates['/' + name.strip().lstrip('/')] = rate
+    return rates
+
+
 def _check_load(values: dict):
     """Validate the load settings; return the device model (None for level_power_w)."""
+    frame_rates(values['frame_rates_hz'])
     if values['load_source'] not in LOAD_SOURCES:
         raise ValueError(f'load_source must be one of {LOAD_SOURCES}, got '
                          f'{values["load_source"]!r}')
@@ -120,6 +141,10 @@ class PowerSimulator(Node):
             Param('measured_nodes', [''],
                   'Nodes whose CPU time counts (fully qualified names); [\'\'] = every node '
                   'that reports it, except this one.'),
+            Param('frame_rates_hz', [''],
+                  "'<node>=<Hz>' entries: that node's load is its CPU time per frame x Hz "
+                  '(the rate its input runs at on the device) instead of its CPU time per '
+                  'second.'),
             Param('measured_timeout_s', 5.0,
                   'A node silent this long no longer counts.', 0.1, 3600.0),
         ])
@@ -157,8 +182,12 @@ class PowerSimulator(Node):
             if status.name == me or (wanted and status.name not in wanted):
                 continue
             values = diagnostics.values_of(status)
-            cpu = diagnostics.as_float(values.get('cpu_demand_s_per_s',
-                                                  values.get('cpu_s_per_s')))
+            rate = frame_rates(self._load['frame_rates_hz']).get(status.name)
+            if rate is not None:
+                cpu = diagnostics.as_float(values.get('cpu_ms_per_frame')) * rate / 1e3
+            else:
+                cpu = diagnostics.as_float(values.get('cpu_demand_s_per_s',
+                                                      values.get('cpu_s_per_s')))
             if math.isfinite(cpu):
                 self._node_cpu[status.name] = (time.monotonic(), cpu)
 
