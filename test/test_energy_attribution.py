@@ -64,7 +64,9 @@ def test_detector_levels_cost_cpu_in_the_order_of_bench_channels(images):
     models = share_dir() / 'models' / 'adacon'
     engine = AdaConEngine(models, threads=1)
     modes = profile('adacon_detector', 'level_modes')
-    card = json.loads((models / 'card.json').read_text())['channels']['points']
+    # the newest bench channels run: every width x mode x precision and the cascades
+    card = json.loads((models / 'card.json').read_text())['precision_and_exits'][
+        'bench_channels']['points']
     bench = {level: card[mode]['latency_p50_ms'] for level, mode in enumerate(modes)}
     parsed = [parse_mode(mode) for mode in modes]
     runs = {level: (lambda image, m=m: engine.detect(image, m)) for level, m in enumerate(parsed)}

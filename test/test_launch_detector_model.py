@@ -31,6 +31,20 @@ def test_a_real_camera_gets_the_coco_model_unless_told_otherwise():
     assert detector(load_plan(camera='none', detector_model='scenes')) == detector(load_plan())
 
 
+def test_a_model_dir_pinned_in_the_file_is_kept_unless_a_model_is_asked_for(tmp_path):
+    import yaml
+
+    from adaptive_perception.paths import default_params_file
+    document = yaml.safe_load(default_params_file().read_text())
+    document['nodes']['adacon_detector']['parameters']['model_dir'] = str(tmp_path / 'mine')
+    path = tmp_path / 'edge.yaml'
+    path.write_text(yaml.safe_dump(document))
+    assert detector(load_plan(path, camera='none')).parameters['model_dir'] == \
+        str(tmp_path / 'mine')
+    assert detector(load_plan(path, camera='none', detector_model='coco')).parameters[
+        'model_dir'] == str(share_dir() / 'models' / 'coco_fastestdet')
+
+
 def test_unknown_model_and_a_file_without_models_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match=r"one of \['coco', 'scenes'\], got 'yolo'"):
         load_plan(detector_model='yolo')

@@ -138,9 +138,14 @@ def format_table(rows: dict) -> str:
             f'| {mode} | {r["map"]:.3f} | {r["ap50"]:.3f} | {r["mean_branches"]:.2f} | '
             f'{r["macs_per_frame"] / 1e6:.1f} | {r["macs_vs_static"]:.2f} | '
             f'{r["head_macs_vs_static"]:.2f} | {r["latency_p50_ms"]:.2f} | '
-            f'{r["latency_p95_ms"]:.2f} | {r["model_p50_ms"]:.2f} | '
-            f'{r["overhead_p50_ms"]:.2f} | {r["frames_per_s"]:.1f} | {versus} |')
+            f'{r["latency_p95_ms"]:.2f} | {_ms(r, "model_p50_ms")} | '
+            f'{_ms(r, "overhead_p50_ms")} | {r["frames_per_s"]:.1f} | {versus} |')
     return '\n'.join(lines)
+
+
+def _ms(row: dict, key: str) -> str:
+    """Format a time column; '-' where the bench did not split it out (FastestDet's)."""
+    return '-' if row.get(key) is None else f'{row[key]:.2f}'
 
 
 def pareto_front(rows: dict) -> list:

@@ -97,10 +97,11 @@ def load_plan(params_file=None, power: str = 'sim', perception: str = 'all',
             raise ValueError(f'{path}: node {name}: role must be one of {ROLES}, got {role!r}')
         specs.append(NodeSpec(name, executable, role, dict(entry.get('parameters') or {}),
                               **_respawn_keys(path, name, entry, role)))
-    if not detector_model:  # not given: the one the file names for this camera, if any
+    implicit = not detector_model
+    if implicit:  # not given: the one the file names for this camera, if any
         detector_model = (document.get('detector_model_for_camera') or {}).get(camera)
     specs = _with_detector_model(path, specs, document.get('detector_models') or {},
-                                 detector_model)
+                                 detector_model, implicit)
     if camera_source:
         specs = [replace(s, parameters={**s.parameters, 'source': camera_source})
                  if s.role == 'camera_sim' else s for s in specs]
@@ -128,8 +129,13 @@ def _respawn_keys(path, name, entry: dict, role: str) -> dict:
         raise ValueError(f'{path}: node {name}: respawn_max_per_minute must be an integer '
                          f'>= 1, got {limit!r}')
     return {'respawn': respawn, 'respawn_delay': float(delay), 'respawn_max_per_minute': limit}
-def _with_detector_model(path: Path, specs: list, models: dict, choice: str | None) -> list:
-    """Apply the chosen detector model's parameters; relative model_dir under share_dir()."""
+def _with_detector_model(path: Path, specs: list, models: dict, choice: str | None,
+                         implicit: bool = False) -> list:
+    """Apply the chosen detector model's parameters; relative model_dir under share_dir().
+
+    A choice made only by the camera (``implicit``) leaves a node whose own entry names
+    a ``model_dir`` alone: a model pinned in the file is not swapped behind its back.
+    """
     choice = choice or None  # '' = not given (a launch argument's default)
     if choice is not None and not models:
         raise ValueError(f'detector_model {choice!r}: {path} has no detector_models section')
@@ -144,7 +150,10 @@ def _with_detector_model(path: Path, specs: list, models: dict, choice: str | No
                          f'{sorted(unknown)}')
     result = []
     for spec in specs:
-        parameters = {**spec.parameters, **(overrides.get(spec.name) or {})}
+        own = overrides.get(spec.name) or {}
+        if implicit and 'model_dir' in spec.parameters:
+            own = {}
+        parameters = {**spec.parameters, **own}
         model_dir = parameters.get('model_dir')
         if isinstance(model_dir, str) and model_dir and not Path(model_dir).is_absolute():
             parameters['model_dir'] = str(share_dir() / model_dir)
