@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -33,16 +34,13 @@ from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.runtime.onnx_sessions import CPU
 
 
-def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], repeats: int,
-                 warmup: int, providers: Sequence[str] = (CPU,), threads: int = 1,
-                 model_seconds: dict | None = None) -> dict:
-    """Seconds per ``AdaConDetector.process`` call, per mode: {mode: [s, ...]}.
+@contextmanager
+def bench_node(model_dir, modes: Sequence[str], providers: Sequence[str] = (CPU,),
+               threads: int = 1):
+    """Yield an ``AdaConDetector`` on ``modes`` in a context of its own; destroyed after.
 
-    The node is built in its own context and never spun (its input topic is a
-    private one); each frame is run in every mode in turn, in an order that rotates
-    from frame to frame (as ``runtime/timing.py`` does). ``model_seconds``, if
-    given, receives per mode the seconds of each call spent inside ONNX Runtime
-    (the rest is the node's own work).
+    Never spun (its input topic is a private one), logging at WARN (no line per mode
+    switch), level 0 to start; a level change is a ``level_override`` set, as in service.
     """
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -55,9 +53,32 @@ def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], 
             Parameter('image_topic', value='/adaptive_perception/bench/unused'),
             Parameter('level_modes', value=list(modes)),
             Parameter('level_override', value=0)])
-        node.get_logger().set_level(LoggingSeverity.WARN)  # no line per mode switch
-        messages = [Image(header=Header(frame_id='bench'), **rgb_to_image_fields(rgb))
-                    for rgb in images]
+        node.get_logger().set_level(LoggingSeverity.WARN)
+        yield node
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def image_messages(images: Sequence[np.ndarray]) -> list:
+    """``sensor_msgs/Image`` messages of RGB frames, as a camera driver would send them."""
+    return [Image(header=Header(frame_id='bench'), **rgb_to_image_fields(rgb)) for rgb in images]
+
+
+def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], repeats: int,
+                 warmup: int, providers: Sequence[str] = (CPU,), threads: int = 1,
+                 model_seconds: dict | None = None) -> dict:
+    """Seconds per ``AdaConDetector.process`` call, per mode: {mode: [s, ...]}.
+
+    The node is built in its own context and never spun (its input topic is a
+    private one); each frame is run in every mode in turn, in an order that rotates
+    from frame to frame (as ``runtime/timing.py`` does). ``model_seconds``, if
+    given, receives per mode the seconds of each call spent inside ONNX Runtime
+    (the rest is the node's own work).
+    """
+    with bench_node(model_dir, modes, providers, threads) as node:
+        messages = image_messages(images)
 
         def switch(level: int, mode: str) -> None:
             node.set_parameters([Parameter('level_override', value=level)])
@@ -86,10 +107,6 @@ def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], 
         if model_seconds is not None:
             model_seconds.update(inside)
         return samples
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
 
 
 def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> dict:

@@ -24,13 +24,17 @@ import onnxruntime as ort
 import rclpy
 from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
-from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from adaptive_perception.detection.bench import format_table, pareto_front, save_accuracy_latency
-from adaptive_perception.detection.detector_node import AdaConDetector
+from adaptive_perception.detection.bench import (
+    bench_node,
+    format_table,
+    image_messages,
+    pareto_front,
+    save_accuracy_latency,
+)
 from adaptive_perception.detection.evaluate import format_table as format_eval_table
 from adaptive_perception.detection.evaluate import load_rgb
 from adaptive_perception.detection.fastestdet.engine import FastestDetEngine
@@ -52,20 +56,8 @@ def node_latency_ms(model_dir, images: Sequence[np.ndarray], modes: Sequence[str
     The node is built in its own context and never spun (its input topic is a
     private one); a level change is a ``level_override`` set, as in service.
     """
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = None
-    try:
-        node = AdaConDetector(context=context, parameter_overrides=[
-            Parameter('model_dir', value=str(model_dir)),
-            Parameter('providers', value=list(providers)),
-            Parameter('threads', value=int(threads)),
-            Parameter('image_topic', value='/adaptive_perception/bench/unused'),
-            Parameter('level_modes', value=list(modes)),
-            Parameter('level_override', value=0)])
-        node.get_logger().set_level(LoggingSeverity.WARN)  # no line per level switch
-        messages = [Image(header=Header(frame_id='bench'), **rgb_to_image_fields(rgb))
-                    for rgb in images]
+    with bench_node(model_dir, modes, providers, threads) as node:
+        messages = image_messages(images)
         current = [0]
 
         def run_at(level: int):
@@ -84,10 +76,6 @@ def node_latency_ms(model_dir, images: Sequence[np.ndarray], modes: Sequence[str
                             frames_per_turn=frames_per_turn,
                             on_result=lambda mode, _, out: samples[mode].append(out.latency_ms))
         return samples
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
 
 
 def graph_latency_ms(engine: FastestDetEngine, images: Sequence[np.ndarray],
