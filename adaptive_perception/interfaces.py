@@ -1,4 +1,4 @@
-"""The package's public ROS 2 interface (DESIGN.md): topic names and QoS, as plain data.
+"""The package's public ROS 2 interface: topic names and QoS, as plain data.
 
 One place for every name a user, a launch file or a test relies on. Nothing here
 imports rclpy, so launchers, benches and pure tests read it as well;

@@ -21,6 +21,23 @@ REPO = Path(__file__).resolve().parents[1]
 RETRY_S = 2.0  # a parameter request unanswered this long is sent again
 
 
+def child_processes(pid: int) -> dict:
+    """Return the running (not zombie) children of ``pid`` from /proc: child pid -> argv."""
+    found = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != 'Z':
+                with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                    found[int(entry)] = [a.decode() for a in f.read().split(b'\0') if a]
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return found
+
+
 def node_env() -> dict:
     """Environment for node processes: the source tree first on the import path."""
     return {'PYTHONPATH': os.pathsep.join(p for p in [str(REPO), os.environ.get('PYTHONPATH')]

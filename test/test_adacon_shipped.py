@@ -51,7 +51,7 @@ def test_frugal_modes_spend_less(report):
     assert modes['single']['mean_branches'] == 1.0
     assert modes['single']['mean_macs'] <= 0.65 * modes['static']['mean_macs']
     assert modes['single@0.5']['mean_macs'] <= 0.3 * modes['static']['mean_macs']
-    for graphs in Manifest.load(MODEL_DIR).widths:  # issue 3: a branch, half the head or less
+    for graphs in Manifest.load(MODEL_DIR).widths:  # a branch costs half the head or less
         assert all(b.macs <= 0.5 * graphs.static_head.macs for b in graphs.branches)
     assert modes['static@0.5']['mean_macs'] < modes['static@0.75']['mean_macs'] < \
         modes['static']['mean_macs']

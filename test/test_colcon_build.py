@@ -179,21 +179,12 @@ def _ros2_launch(colcon_install, tmp_path, ignore_sigint=False):
 
 def _launched_nodes(launch_pid) -> dict:
     """Return node name -> pid of the package's running nodes started by ``launch_pid``."""
-    from adaptive_perception.ros.parent_watch import process_alive
+    from ros_harness import child_processes
     nodes = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat') as f:
-                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-            with open(f'/proc/{entry}/cmdline', 'rb') as f:
-                argv = f.read().split(b'\0')
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            continue
-        script = next((a.decode() for a in argv if f'lib/{PACKAGE}/'.encode() in a), None)
-        if ppid == launch_pid and script and process_alive(int(entry)):
-            nodes[Path(script).name] = int(entry)
+    for child, argv in child_processes(launch_pid).items():
+        script = next((a for a in argv if f'lib/{PACKAGE}/' in a), None)
+        if script:
+            nodes[Path(script).name] = child
     return nodes
 
 

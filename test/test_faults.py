@@ -26,7 +26,7 @@ from adaptive_perception.launcher.ros_launch import node_options, stop_pids
 from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS
 from adaptive_perception.ros.parent_watch import LAUNCHER_PID_ENV, expected_launcher
 from adaptive_perception.ros.parent_watch import process_alive as _alive
-from ros_harness import REPO, node_env
+from ros_harness import REPO, child_processes, node_env
 
 
 # -- pure parts ----------------------------------------------------------------------
@@ -134,19 +134,7 @@ def test_stop_pids_escalates_to_sigkill_for_a_process_that_ignores_sigint_and_si
 # -- the launcher with real nodes ---------------------------------------------------------
 def _children(pid: int) -> dict:
     """Return the running child processes of ``pid``: child pid -> command line."""
-    found = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat') as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != 'Z':
-                with open(f'/proc/{entry}/cmdline', 'rb') as f:
-                    found[int(entry)] = f.read().replace(b'\0', b' ').decode()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-    return found
+    return {child: ' '.join(argv) for child, argv in child_processes(pid).items()}
 
 
 def _wait(condition, timeout_s, what):

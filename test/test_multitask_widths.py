@@ -1,4 +1,4 @@
-"""bench multitask-widths: narrower AdaMTL encoders trained, scored and timed (issue 6)."""
+"""bench multitask-widths: narrower AdaMTL encoders trained, scored and timed."""
 
 import json
 from dataclasses import replace

@@ -93,6 +93,10 @@ class Spot:
             return Step(UP, self.state, self.counter)
         if sure:
             self.climbed = False
+        return self._stable()
+
+    def _stable(self) -> Step:
+        """Count the same label again; one state cheaper after enough of them (C1, C2, C4)."""
         if self.state == self.num_states - 1:
             return Step(C4, self.state, self.counter)
         self.counter += 1
@@ -113,13 +117,7 @@ class Spot:
             self.last_label = label
             self.state, self.counter = self.top, 0
             return Step(C3, self.state, self.counter)
-        if self.state == self.num_states - 1:
-            return Step(C4, self.state, self.counter)
-        self.counter += 1
-        if self.counter < self.stability_threshold:
-            return Step(C1, self.state, self.counter)
-        self.state, self.counter = self.state + 1, 0
-        return Step(C2, self.state, self.counter)
+        return self._stable()
 
 
 class MarginSpot(Spot):

@@ -8,7 +8,7 @@ level-change latency. A ``power_simulator`` process (outputs remapped so they do
 not disturb the manager) follows the same levels, and its measured apply cost is
 read from ``/diagnostics`` next to this process's own follower.
 
-Targets (issue 2): median latency under 50 ms; apply cost under 1 ms per node.
+Targets: median latency under 50 ms; apply cost under 1 ms per node.
 """
 
 import json

@@ -16,7 +16,7 @@ matches)? The area under the ROC curve of each margin for "the cheap answer is a
 good" says how well it separates the frames (0.5 = no better than chance).
 
 From the points it fits the per-knob latency model ``latency = a * MACs + c``
-(001_9c60bc5df7d71ac1.txt ch. 5): one fit per knob, holding the other fixed (width
+(the EDLAB thesis, ch. 5): one fit per knob, holding the other fixed (width
 at static mode, mode at full width) and one over all points, so that the budget
 manager and the docs can predict a level's cost from its MACs. It draws the Pareto
 front of accuracy against latency and proposes the detector's level profile from it:

@@ -1,4 +1,4 @@
-"""Per-input channel skipping (ACS, 004_59deee29d6e233fe.txt) on the static detection head.
+"""Per-input channel skipping (ACS, adaptive channel skipping) on the static detection head.
 
 A small gating network reads the pooled backbone features and decides, per input,
 which hidden channels of the head's two 3x3 layers to compute. Unlike the released

@@ -1,7 +1,7 @@
 """Nested channel sets: one AdaCon whose backbone runs at several widths on shared weights.
 
 Slimmable networks (Yu et al.; the nested, droppable channel sets of
-000_f54e5efa1d0fb1e1.txt): width ``w`` uses the first ``round(w x C)`` channels of
+the self-adaptive MSc thesis): width ``w`` uses the first ``round(w x C)`` channels of
 every backbone layer, so the narrower sets are nested in the wider ones and one set
 of convolution weights serves every width. Batch-norm statistics differ per width, so
 each width keeps its own batch norms ("switchable" batch norm), in the backbone and in

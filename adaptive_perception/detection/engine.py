@@ -29,6 +29,7 @@ from PIL import Image
 
 from adaptive_perception.detection.manifest import HeadSpec, Manifest, Mode
 from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
+from adaptive_perception.runtime.timing import stage_timer
 
 GRAPH_IO = {  # graph -> (input names, output names), as manifest.py defines them
     'backbone': (['image'], ['features']),
@@ -337,9 +338,9 @@ class AdaConEngine:
             raise ValueError(f'unknown mode {mode}')
         self.check_mode(mode)
         timings = {}
-        clock = time.perf_counter()
+        lap = stage_timer(timings)
         image, scale = self._preprocess(rgb)
-        timings['letterbox'] = (time.perf_counter() - clock) * 1e3
+        lap('letterbox')
         if mode.kind != 'cascade':
             result = self._run(rgb, image, scale, mode, score_threshold, nms_iou,
                                max_detections, timings, {})
@@ -376,13 +377,7 @@ class AdaConEngine:
         m = self.manifest
         graphs = m.graphs(mode.width)
         precision = mode.precision
-        clock = time.perf_counter()
-
-        def lap(stage):
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = (now - clock) * 1e3
-            clock = now
+        lap = stage_timer(timings)
 
         def name(part):
             return _session_name(mode.width, part, precision)

@@ -1,8 +1,8 @@
 """What ``launch/edge.launch.py`` adds to ``ros2 launch`` so that no node is orphaned.
 
-Upstream ``launch`` ends on SIGTERM without stopping its processes (ros2/launch
-issue 666), and a launch started in the background by a non-interactive shell
-inherits SIGINT as ignored, so SIGINT does nothing. Both leave this package's nodes
+Upstream ``launch`` ends on SIGTERM without stopping its processes, and a launch
+started in the background by a non-interactive shell inherits SIGINT as ignored, so
+SIGINT does nothing. Both leave this package's nodes
 running. The launch file therefore, from inside the launch process:
 
 * gives every node the respawn rules of the plan and the launch process's pid

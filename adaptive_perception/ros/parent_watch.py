@@ -1,7 +1,7 @@
 """A node started by a launcher ends itself when that launcher is gone.
 
 ``ros2 launch`` leaves its nodes running when it is stopped with SIGTERM or SIGKILL
-(upstream ros2/launch issue 666), and so would any launcher that is killed: the
+(upstream launch behaviour), and so would any launcher that is killed: the
 nodes, reparented to init, would go on holding the camera and draining the battery.
 Both launchers of this package therefore put their own pid into the environment of
 every node they start (``LAUNCHER_PID_ENV``). A node whose parent process is that

@@ -45,3 +45,15 @@ def interleaved_seconds(runs: dict[str, Callable], inputs: Sequence, repeats: in
                         on_result(name, x, result)
             turn += 1
     return samples
+
+
+def stage_timer(timings: dict) -> Callable[[str], None]:
+    """Return ``lap(stage)``: it stores the ms since the previous lap (or now) in ``timings``."""
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = (now - clock) * 1e3
+        clock = now
+    return lap

@@ -12,7 +12,6 @@ score = obj^0.6 * cls^0.4 -> threshold -> class-aware NMS -> boxes in the input
 image's pixels.
 """
 
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +25,7 @@ from adaptive_perception.detection.fastestdet.manifest import (
     parse_size_mode,
 )
 from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
+from adaptive_perception.runtime.timing import stage_timer
 
 INPUT, OUTPUT = 'image', 'prediction'
 
@@ -167,13 +167,7 @@ class FastestDetEngine:
             raise ValueError(f'mode {mode!r} is not a FastestDet level entry')
         m = self.manifest
         timings = {}
-        clock = time.perf_counter()
-
-        def lap(stage):
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = (now - clock) * 1e3
-            clock = now
+        lap = stage_timer(timings)
 
         image = self.preprocess(rgb, mode.size)
         lap('resize')
