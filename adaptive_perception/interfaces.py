@@ -2,7 +2,7 @@
 
 One place for every name a user, a launch file or a test relies on. Nothing here
 imports rclpy, so launchers, benches and pure tests read it as well;
-``adaptive_perception.ros.qos`` turns the QoS descriptions into ``QoSProfile`` objects.
+``adaptive_perception.ros.interfaces`` turns the QoS descriptions into ``QoSProfile`` objects.
 
 Topic names are relative: they resolve against the node's namespace, so in the root
 namespace they are the documented ``/camera/image_raw``, ``/adaptive_perception/...``
@@ -19,6 +19,9 @@ IMU_TOPIC = 'imu/data_raw'                   # sensor_msgs/Imu
 BATTERY_TOPIC = 'battery_state'              # sensor_msgs/BatteryState
 TEMPERATURE_TOPIC = 'thermal/temperature'    # sensor_msgs/Temperature
 ACTIVITY_TRUTH_TOPIC = 'imu/activity_truth'  # std_msgs/String (the IMU simulator's truth)
+
+# sensor_msgs/BatteryState.power_supply_status values, as publishers and the manager use them
+STATUS_UNKNOWN, STATUS_CHARGING, STATUS_DISCHARGING, STATUS_NOT_CHARGING, STATUS_FULL = range(5)
 
 # -- outputs -----------------------------------------------------------------------
 NAMESPACE = 'adaptive_perception'

@@ -9,12 +9,12 @@ import torch
 
 from adaptive_perception.channels.bench import run_bench_channels
 from adaptive_perception.channels.gating_bench import run_bench_gating
-from adaptive_perception.channels.slimmable import SlimmableAdaCon
 from adaptive_perception.detection import scenes
 from adaptive_perception.detection.coco_data import CocoDetection, encode_targets
 from adaptive_perception.detection.export import count_macs, export_adacon, load_checkpoint
 from adaptive_perception.detection.manifest import Manifest
 from adaptive_perception.detection.model import AdaCon, DecodedHead, branch_width
+from adaptive_perception.detection.slimmable import SlimmableAdaCon
 from adaptive_perception.detection.train import (
     controller_loss,
     head_loss,

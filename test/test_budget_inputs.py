@@ -4,20 +4,21 @@ import math
 
 import pytest
 
+from adaptive_perception import interfaces
 from adaptive_perception.budget import inputs
 
 
 @pytest.mark.parametrize('percentage, status, severity, value, charging', [
-    (0.55, inputs.STATUS_DISCHARGING, inputs.OK, 0.55, False),
-    (1.0, inputs.STATUS_FULL, inputs.OK, 1.0, True),
-    (55.0, inputs.STATUS_DISCHARGING, inputs.WARN, 0.55, False),
-    (0.4, inputs.STATUS_CHARGING, inputs.OK, 0.4, True),
-    (0.4, inputs.STATUS_UNKNOWN, inputs.WARN, 0.4, False),
+    (0.55, interfaces.STATUS_DISCHARGING, inputs.OK, 0.55, False),
+    (1.0, interfaces.STATUS_FULL, inputs.OK, 1.0, True),
+    (55.0, interfaces.STATUS_DISCHARGING, inputs.WARN, 0.55, False),
+    (0.4, interfaces.STATUS_CHARGING, inputs.OK, 0.4, True),
+    (0.4, interfaces.STATUS_UNKNOWN, inputs.WARN, 0.4, False),
     (0.4, 17, inputs.WARN, 0.4, False),
-    (150.0, inputs.STATUS_DISCHARGING, inputs.ERROR, None, False),
-    (-0.2, inputs.STATUS_DISCHARGING, inputs.ERROR, None, False),
-    (math.nan, inputs.STATUS_DISCHARGING, inputs.ERROR, None, False),
-    (math.inf, inputs.STATUS_DISCHARGING, inputs.ERROR, None, False),
+    (150.0, interfaces.STATUS_DISCHARGING, inputs.ERROR, None, False),
+    (-0.2, interfaces.STATUS_DISCHARGING, inputs.ERROR, None, False),
+    (math.nan, interfaces.STATUS_DISCHARGING, inputs.ERROR, None, False),
+    (math.inf, interfaces.STATUS_DISCHARGING, inputs.ERROR, None, False),
 ])
 def test_battery_checks(percentage, status, severity, value, charging):
     checked = inputs.check_battery(percentage, status)
@@ -28,7 +29,8 @@ def test_battery_checks(percentage, status, severity, value, charging):
 
 
 def test_battery_nan_percentage_uses_charge_over_capacity():
-    checked = inputs.check_battery(math.nan, inputs.STATUS_DISCHARGING, charge=1.5, capacity=3.0)
+    checked = inputs.check_battery(math.nan, interfaces.STATUS_DISCHARGING, charge=1.5,
+                                   capacity=3.0)
     assert checked.value == pytest.approx(0.5)
     assert 'charge/capacity' in checked.reason
 

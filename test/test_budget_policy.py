@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adaptive_perception import interfaces
 from adaptive_perception.budget import inputs
 from adaptive_perception.budget.policy import BudgetPolicy, PolicyConfig, config_with
 
@@ -147,7 +148,7 @@ def test_noise_inside_a_band_never_oscillates(threshold, offset, noise):
 events = st.lists(st.tuples(
     st.floats(0.0, 8.0),                                     # time step
     st.one_of(st.none(), st.just(math.nan), st.floats(-1.0, 120.0)),  # raw battery percentage
-    st.sampled_from([inputs.STATUS_DISCHARGING, inputs.STATUS_CHARGING, 9]),
+    st.sampled_from([interfaces.STATUS_DISCHARGING, interfaces.STATUS_CHARGING, 9]),
     st.one_of(st.none(), st.just(math.nan), st.floats(-100.0, 200.0)),  # raw temperature
     st.one_of(st.none(), st.floats(0.0, 400.0)),             # a node's p95 latency
 ), max_size=80)

@@ -16,9 +16,9 @@ from adaptive_perception.channels.bench import (
     propose_profile,
 )
 from adaptive_perception.channels.gating import GatedHead
-from adaptive_perception.channels.slimmable import SlimmableAdaCon, scaled_widths, width_key
 from adaptive_perception.detection.bench import pareto_front
 from adaptive_perception.detection.model import CenterHead
+from adaptive_perception.detection.slimmable import SlimmableAdaCon, scaled_widths, width_key
 
 CONFIG = {'num_classes': 6, 'branch_classes': [[0, 1, 5], [2, 3, 4, 5]], 'head_width': 24}
 WIDTHS = (1.0, 0.75, 0.5)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from adaptive_perception.budget.levels import clamp_level, profile_entry, validate_level_names
+from adaptive_perception.levels import clamp_level, profile_entry, validate_level_names
 from adaptive_perception.runtime.level_follower import LevelFollower
 from adaptive_perception.runtime.stats import FrameStats
 

@@ -11,9 +11,9 @@ from adaptive_perception.channels.encoder_widths import (
     run_bench_multitask_widths,
 )
 from adaptive_perception.multitask.dataset import describe_generated, generate_dataset_arrays
-from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig
 from adaptive_perception.multitask.train import Schedule, train_adamtl
+from adaptive_perception.multitask.validate import score_model
 
 CONFIG = ModelConfig(dims=(16, 32, 64), depths=(1, 1, 1), head_dim=16, decoder_dim=8)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adaptive_perception.budget.inputs import STATUS_CHARGING, STATUS_DISCHARGING, STATUS_FULL
+from adaptive_perception.interfaces import STATUS_CHARGING, STATUS_DISCHARGING, STATUS_FULL
 from adaptive_perception.power.model import PowerConfig, PowerModel
 
 CONFIG = PowerConfig(capacity_wh=20.0, base_power_w=2.0, level_power_w=(7.0, 4.0, 2.0, 1.0),

@@ -26,7 +26,12 @@ from sensor_msgs.msg import BatteryState
 from adaptive_perception.launcher.plan import NodeSpec
 from adaptive_perception.launcher.processes import NodeProcess, stop_all
 from adaptive_perception.ros import diagnostics
-from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, POWER_QOS
+from adaptive_perception.ros.interfaces import (
+    BATTERY_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    POWER_QOS,
+)
 from adaptive_perception.ros.level_following import LevelFollowing
 
 LATENCY_TARGET_MS = 50.0
@@ -50,9 +55,9 @@ class _Harness:
             parse_entry=str, apply=lambda knob, a: self.applied.append((time.perf_counter(),
                                                                          a.level)),
             fallback_level=0, level_timeout_s=60.0)
-        self.battery = self.node.create_publisher(BatteryState, '/battery_state', POWER_QOS)
+        self.battery = self.node.create_publisher(BatteryState, BATTERY_TOPIC, POWER_QOS)
         self.statuses = {}  # node name -> (monotonic arrival time, values)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag,
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diag,
                                       DIAGNOSTICS_QOS)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)

@@ -9,10 +9,15 @@ readings count as missing, so a source that only sends garbage goes stale.
 import math
 from dataclasses import dataclass
 
+from adaptive_perception.interfaces import (
+    STATUS_CHARGING,
+    STATUS_DISCHARGING,
+    STATUS_FULL,
+    STATUS_NOT_CHARGING,
+)
+
 OK, WARN, ERROR = 0, 1, 2  # same order as diagnostic_msgs/DiagnosticStatus levels
 
-# sensor_msgs/BatteryState.power_supply_status values
-STATUS_UNKNOWN, STATUS_CHARGING, STATUS_DISCHARGING, STATUS_NOT_CHARGING, STATUS_FULL = range(5)
 # 'Not charging' is external power held at a charge limit: the battery is not draining.
 _PLUGGED_IN = {STATUS_CHARGING, STATUS_NOT_CHARGING, STATUS_FULL}
 _KNOWN_STATUS = {STATUS_CHARGING, STATUS_DISCHARGING, STATUS_NOT_CHARGING, STATUS_FULL}

@@ -25,9 +25,9 @@ from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float64, Header
 
 from adaptive_perception.budget import inputs
-from adaptive_perception.budget.levels import DEFAULT_LEVEL_NAMES, MAX_LEVELS
 from adaptive_perception.budget.mission import diagnostic_values as mission_diagnostics
 from adaptive_perception.budget.policy import BudgetPolicy, PolicyConfig
+from adaptive_perception.levels import DEFAULT_LEVEL_NAMES, MAX_LEVELS
 from adaptive_perception.msg import ExecutionLevel
 from adaptive_perception.power.device import PRESETS, device
 from adaptive_perception.ros import diagnostics

@@ -28,8 +28,9 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 
-from adaptive_perception.budget.levels import DEFAULT_LEVEL_NAMES, validate_level_names
 from adaptive_perception.budget.mission import Mission, MissionConfig, MissionState
+from adaptive_perception.interfaces import TEMPERATURE_TOPIC, resolved
+from adaptive_perception.levels import DEFAULT_LEVEL_NAMES, validate_level_names
 
 BATTERY = 'battery'
 
@@ -152,11 +153,15 @@ class _LatencyTrack:
     under_since: float | None = None
 
 
+# The documented temperature topic, as the manager subscribes to it in the root namespace.
+DEFAULT_TEMPERATURE_SOURCES = (resolved(TEMPERATURE_TOPIC),)
+
+
 class BudgetPolicy:
     """Stateful policy: feed it readings, call ``decide`` to get the level."""
 
     def __init__(self, config: PolicyConfig, now_s: float,
-                 temperature_sources=('/thermal/temperature',)):
+                 temperature_sources=DEFAULT_TEMPERATURE_SOURCES):
         config.validate()
         self.config = config
         self._start_s = now_s

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
-from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.export import DecodersGraph, EncoderGraph, count_flops
 from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import read_checkpoint, train_static
-from adaptive_perception.runtime.onnx_export import export_graph
+from adaptive_perception.multitask.validate import score_model
 from adaptive_perception.runtime.onnx_sessions import create_sessions
 from adaptive_perception.runtime.timing import interleaved_seconds
+from adaptive_perception.training.onnx_export import export_graph
 
 PAYS_WITHIN = -2.0  # delta_m points against full width, as AdaMTL's low-budget target
 

@@ -33,9 +33,9 @@ from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.export import load_checkpoint
 from adaptive_perception.detection.manifest import Manifest, Mode
 from adaptive_perception.detection.model import DecodedHead
-from adaptive_perception.runtime.onnx_export import export_graph
 from adaptive_perception.runtime.onnx_sessions import create_sessions
 from adaptive_perception.runtime.timing import interleaved_seconds
+from adaptive_perception.training.onnx_export import export_graph
 
 TARGET_LATENCY_REDUCTION = 0.15
 FORCED_KEEP = (1.0, 0.75, 0.5, 0.25)

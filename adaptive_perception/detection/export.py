@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from adaptive_perception.channels.slimmable import SlimmableAdaCon, width_key
 from adaptive_perception.detection.manifest import HeadSpec, Manifest, WidthGraphs
 from adaptive_perception.detection.model import DecodedHead
+from adaptive_perception.detection.slimmable import SlimmableAdaCon, width_key
 from adaptive_perception.detection.train import CHECKPOINT_FORMAT
-from adaptive_perception.runtime.onnx_export import export_graph
 from adaptive_perception.runtime.quantize import int8_file, quantize_graph
+from adaptive_perception.training.onnx_export import export_graph
 
 CALIBRATION_FRAMES = 256
 

@@ -2,7 +2,7 @@
 
 ``export adacon`` writes one ONNX graph per part - backbone, branch controller,
 static head, one head per context branch - for every backbone width (nested channel
-set, see channels/slimmable.py), and ``manifest.json`` describing them. The runtime
+set, see detection/slimmable.py), and ``manifest.json`` describing them. The runtime
 reads only this: it never imports torch.
 
 Graph inputs and outputs (batch size 1, float32, NCHW):

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from adaptive_perception.channels.slimmable import SlimmableAdaCon
 from adaptive_perception.detection import clustering
 from adaptive_perception.detection.coco_data import CocoDetection
 from adaptive_perception.detection.model import AdaCon
+from adaptive_perception.detection.slimmable import SlimmableAdaCon
 
 CHECKPOINT = 'adacon.pt'
 CHECKPOINT_FORMAT = 'adacon-checkpoint/2'

@@ -20,19 +20,20 @@ from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Image, Temperature
 from std_msgs.msg import String
 
-from adaptive_perception.activity.recognizer_node import ACTIVITY_TOPIC, OUTPUT_QOS
-from adaptive_perception.activity.simulator_node import ACTIVITY_TRUTH_QOS, ACTIVITY_TRUTH_TOPIC
 from adaptive_perception.msg import ActivityState, ExecutionLevel
-from adaptive_perception.multitask.node import OUTPUT_QOS as MULTITASK_QOS
-from adaptive_perception.multitask.node import TASK_TOPICS
 from adaptive_perception.ros import diagnostics
 from adaptive_perception.ros.interfaces import (
+    ACTIVITY_TOPIC,
+    ACTIVITY_TRUTH_QOS,
+    ACTIVITY_TRUTH_TOPIC,
     BATTERY_TOPIC,
     DIAGNOSTICS_QOS,
     DIAGNOSTICS_TOPIC,
     EXECUTION_LEVEL_QOS,
     EXECUTION_LEVEL_TOPIC,
+    OUTPUT_QOS,
     POWER_QOS,
+    TASK_TOPICS,
     TEMPERATURE_TOPIC,
 )
 
@@ -111,7 +112,7 @@ class EdgeMonitor(Node):
                                  ACTIVITY_TRUTH_QOS)
         for task, topic in TASK_TOPICS.items():
             self.create_subscription(Image, topic, lambda msg, task=task: self._on_task_output(
-                task, msg), MULTITASK_QOS)
+                task, msg), OUTPUT_QOS)
         self.create_timer(sample_period_s, self._sample)
 
     def elapsed(self) -> float:

@@ -4,17 +4,18 @@ Metrics (``metrics.TaskScores``): segmentation mIoU, depth RMSE (m), normals mea
 angular error (degrees), saliency max-F. The multi-task delta (``delta_m``, %) is
 taken against the static model on the same data and, where the manifest's
 single-task references were measured on the same data, against single-task models.
+
+ONNX Runtime only, as the node: scoring the PyTorch model during training is
+``multitask.validate``.
 """
 
 import time
 
 import numpy as np
-import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine
 from adaptive_perception.multitask.metrics import TaskScores, multitask_delta
-from adaptive_perception.multitask.model import AdaMTL, normalise, postprocess
 
 
 def prediction_to_score(task: str, answer: np.ndarray) -> np.ndarray:
@@ -22,23 +23,6 @@ def prediction_to_score(task: str, answer: np.ndarray) -> np.ndarray:
     if task == 'saliency':
         return answer.astype(np.float32) / 255.0
     return answer
-
-
-def score_model(model: AdaMTL, data: DenseArrays, policy: str | None = None,
-                batch_size: int = 64) -> dict:
-    """PyTorch masked pass with deterministic decisions -> scores per task."""
-    model.eval()
-    scores = TaskScores(len(data.class_names))
-    tasks = [t for t in model.config.tasks if t in data.tasks]
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            rows = slice(start, min(len(data), start + batch_size))
-            images = normalise(data.images[rows]).to(next(model.parameters()).device)
-            outputs, _ = model(images, policy, tasks)
-            for task, raw in outputs.items():
-                scores.add(task, postprocess(task, raw).cpu().numpy(),
-                           getattr(data, task)[rows])
-    return scores.result()
 
 
 def evaluate_engine(engine: MultiTaskEngine, data: DenseArrays, policy=STATIC,

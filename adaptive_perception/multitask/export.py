@@ -51,7 +51,7 @@ from adaptive_perception.multitask.model import (
     tokens_to_map,
 )
 from adaptive_perception.multitask.train import read_checkpoint
-from adaptive_perception.runtime.onnx_export import export_graph
+from adaptive_perception.training.onnx_export import export_graph
 
 
 def load_checkpoint(path) -> tuple:

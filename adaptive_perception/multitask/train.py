@@ -29,7 +29,6 @@ import torch.nn.functional as F
 
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
 from adaptive_perception.multitask.engine import read_manifest, write_manifest
-from adaptive_perception.multitask.evaluate import score_model
 from adaptive_perception.multitask.model import (
     DEFAULT_POLICIES,
     AdaMTL,
@@ -40,6 +39,7 @@ from adaptive_perception.multitask.model import (
     decide,
     normalise,
 )
+from adaptive_perception.multitask.validate import score_model
 
 CHECKPOINT_FORMAT = 'adaptive_perception.adamtl/1'
 # Loss weights per task, in the spirit of Vandenhende et al.'s (normals and saliency

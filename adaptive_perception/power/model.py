@@ -16,8 +16,8 @@ check its physics directly.
 import math
 from dataclasses import dataclass
 
-from adaptive_perception.budget.inputs import STATUS_CHARGING, STATUS_DISCHARGING, STATUS_FULL
-from adaptive_perception.budget.levels import profile_entry
+from adaptive_perception.interfaces import STATUS_CHARGING, STATUS_DISCHARGING, STATUS_FULL
+from adaptive_perception.levels import profile_entry
 
 
 @dataclass(frozen=True)

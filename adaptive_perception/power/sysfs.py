@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from adaptive_perception.budget.inputs import (
+from adaptive_perception.interfaces import (
     STATUS_CHARGING,
     STATUS_DISCHARGING,
     STATUS_FULL,

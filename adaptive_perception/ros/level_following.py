@@ -21,7 +21,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from adaptive_perception.budget.levels import MAX_LEVELS, profile_entry
+from adaptive_perception.levels import MAX_LEVELS, profile_entry
 from adaptive_perception.msg import ExecutionLevel
 from adaptive_perception.ros import diagnostics
 from adaptive_perception.ros.interfaces import (

@@ -257,10 +257,10 @@ def stream_levels(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
 
-    from adaptive_perception.detection.detector_node import DETECTIONS_TOPIC, OUTPUT_QOS
     from adaptive_perception.launcher.plan import NodeSpec
     from adaptive_perception.launcher.processes import NodeProcess
     from adaptive_perception.msg import DetectionArray
+    from adaptive_perception.ros.interfaces import DETECTIONS_TOPIC, OUTPUT_QOS
 
     topic = '/adaptive_perception/bench/stream'
     fields = [rgb_to_image_fields(rgb) for rgb in images]

@@ -2,7 +2,7 @@
 
 The vendored ``.pth`` (upstream's state dict) is the source: it is loaded into the
 project's own module (model.py), checked, and written by the project's exporter
-(``runtime.onnx_export.export_graph``) once per size, so every level is a plain,
+(``training.onnx_export.export_graph``) once per size, so every level is a plain,
 resident graph of its own. Class ids and names come from a COCO annotation file
 (the graph's 80 class channels are COCO's 80 categories in ascending id order).
 MACs per graph are counted by PyTorch's FLOP counter on what is exported.
@@ -22,7 +22,7 @@ from adaptive_perception.detection.export import count_macs
 from adaptive_perception.detection.fastestdet.engine import INPUT, OUTPUT
 from adaptive_perception.detection.fastestdet.manifest import FastestDetManifest, LevelGraph
 from adaptive_perception.detection.fastestdet.model import STRIDE, load_fastestdet
-from adaptive_perception.runtime.onnx_export import export_graph
+from adaptive_perception.training.onnx_export import export_graph
 
 DEFAULT_SIZES = (352, 288, 224, 160)
 UPSTREAM = 'dog-qiuqiu/FastestDet at 50473cd1 (BSD-3-Clause)'

@@ -1,4 +1,4 @@
-"""Writing PyTorch modules as checked ONNX graphs (training side of the ONNX runtime).
+"""Writing PyTorch modules as checked ONNX graphs: the export side, apart from the runtime.
 
 Every exported model (detector, multi-task) goes through one function, so the
 exporter settings the runtimes rely on - one self-contained file, the dynamo

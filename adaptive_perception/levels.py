@@ -1,4 +1,4 @@
-"""What an execution level is: the one module that defines level semantics.
+"""What an execution level is: the one module that defines level semantics (the contract).
 
 Levels are integers ``0 .. N-1``; level 0 is full quality and every higher level
 spends less. Each adaptive node maps a level to its own knob setting through a

@@ -1,0 +1,1 @@
+"""Helpers shared by the families' training and export code (PyTorch; never the runtime)."""
