@@ -7,8 +7,8 @@ from PIL import Image as PilImage
 from sensor_msgs.msg import Image
 
 from adaptive_perception.detection.scenes import SceneGenerator
+from adaptive_perception.ros.interfaces import CAMERA_TOPIC, camera_qos
 from adaptive_perception.runtime.images import image_to_rgb
-from adaptive_perception.sources.camera_node import CAMERA_TOPIC, camera_qos
 from adaptive_perception.sources.frames import FolderFrames, VideoFrames, open_source
 
 TIMEOUT_S = 15.0

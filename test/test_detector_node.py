@@ -12,14 +12,15 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 import fake_adacon as fake
-from adaptive_perception.detection.detector_node import (
+from adaptive_perception.msg import DetectionArray
+from adaptive_perception.ros.diagnostics import as_float, values_of
+from adaptive_perception.ros.interfaces import (
     DETECTIONS_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
     OUTPUT_QOS,
     OVERLAY_TOPIC,
 )
-from adaptive_perception.msg import DetectionArray
-from adaptive_perception.ros.diagnostics import as_float, values_of
-from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from bad_images import bad_camera_frames
 from ros_harness import start_node

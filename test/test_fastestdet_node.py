@@ -11,12 +11,16 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from adaptive_perception.detection.detector_node import DETECTIONS_TOPIC, OUTPUT_QOS
 from adaptive_perception.detection.evaluate import load_rgb
 from adaptive_perception.detection.fastestdet.manifest import FastestDetManifest
 from adaptive_perception.msg import DetectionArray
 from adaptive_perception.ros.diagnostics import values_of
-from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
+from adaptive_perception.ros.interfaces import (
+    DETECTIONS_TOPIC,
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    OUTPUT_QOS,
+)
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from ros_harness import start_node
 from test_fastestdet import COCO128, MODEL_DIR, needs_shared

@@ -12,10 +12,15 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from adaptive_perception.multitask.node import OUTPUT_QOS, TASK_ENCODINGS, TASK_TOPICS
+from adaptive_perception.multitask.node import TASK_ENCODINGS
 from adaptive_perception.multitask.scenes import CLASS_NAMES, TASKS
 from adaptive_perception.ros.diagnostics import as_float, values_of
-from adaptive_perception.ros.interfaces import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
+from adaptive_perception.ros.interfaces import (
+    DIAGNOSTICS_QOS,
+    DIAGNOSTICS_TOPIC,
+    OUTPUT_QOS,
+    TASK_TOPICS,
+)
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from bad_images import bad_camera_frames
 from ros_harness import start_node

@@ -2,7 +2,7 @@
 
 import pytest
 
-from adaptive_perception.budget.inputs import (
+from adaptive_perception.interfaces import (
     STATUS_CHARGING,
     STATUS_DISCHARGING,
     STATUS_FULL,
