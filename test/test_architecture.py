@@ -35,6 +35,7 @@ BENCH_MAY_IMPORT = {'launcher'}
 
 # Modules where torch may be imported (the training/export side of each family).
 TORCH_SIDE_NAMES = {'model', 'train', 'export'}
+TORCH_FAMILIES = {'detection', 'multitask', 'activity'}
 TORCH_SIDE = {
     f'{PACKAGE}.detection.slimmable',       # the nested-width detector (a model)
     f'{PACKAGE}.detection.coco_data',       # the training data set (torch Dataset)
@@ -111,8 +112,17 @@ def is_bench(module: str) -> bool:
 
 
 def is_torch_side(module: str) -> bool:
-    return (module in TORCH_SIDE or module.rsplit('.', 1)[-1] in TORCH_SIDE_NAMES
-            and family(module) is not None or layer(module) == 'training')
+    """Return whether ``module`` may import torch (where it may, it need not)."""
+    named = (family(module) in TORCH_FAMILIES
+             and module.rsplit('.', 1)[-1] in TORCH_SIDE_NAMES)
+    return module in TORCH_SIDE or named or layer(module) == 'training'
+
+
+def test_torch_side_is_only_what_the_table_names():
+    """power.model (a battery model, no torch) stays on the runtime side."""
+    assert not is_torch_side(f'{PACKAGE}.power.model')
+    assert is_torch_side(f'{PACKAGE}.detection.fastestdet.model')
+    assert not is_torch_side(f'{PACKAGE}.multitask.evaluate')
 
 
 def _own(name: str) -> bool:
