@@ -14,7 +14,6 @@ therefore prices the channel set. A width counts as paying when it is faster and
 within 2 points of delta_m, the accuracy bar AdaMTL's own targets use.
 """
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import read_checkpoint, train_static
 from adaptive_perception.runtime.onnx_export import export_graph
 from adaptive_perception.runtime.onnx_sessions import create_sessions
+from adaptive_perception.runtime.report_io import markdown_table, write_json
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 PAYS_WITHIN = -2.0  # delta_m points against full width, as AdaMTL's low-budget target
@@ -137,7 +137,7 @@ def run_bench_multitask_widths(checkpoint, out_dir, widths=(0.75, 0.5),
               'epochs': epochs, 'frames': len(val.images[:frames]), 'threads': threads,
               'pays_within': PAYS_WITHIN, 'widths': rows,
               'kept': any(row['pays'] for width, row in rows.items() if width != '1')}
-    (out_dir / 'bench_multitask_widths.json').write_text(json.dumps(report, indent=1))
+    write_json(out_dir / 'bench_multitask_widths.json', report)
     log(format_table(rows))
     log(f'channel sets on the multi-task encoder pay: {"yes" if report["kept"] else "no"} '
         f'(a width pays when faster and within {-PAYS_WITHIN:g} points of delta_m)')
@@ -147,15 +147,12 @@ def run_bench_multitask_widths(checkpoint, out_dir, widths=(0.75, 0.5),
 def format_table(rows: dict) -> str:
     """Markdown table: width, channels, FLOPs, latency, delta_m and the task scores."""
     tasks = list(next(iter(rows.values()))['scores'])
-    lines = ['| width | channels | MFLOPs | vs full | p50 ms | p95 ms | vs full | delta_m | '
-             + ' | '.join(tasks) + ' | pays |',
-             '| --- ' * (9 + len(tasks)) + '|']
-    for width, row in rows.items():
-        lines.append(
-            f'| {width} | {"/".join(map(str, row["dims"]))} | {row["flops"] / 1e6:.1f} | '
-            f'{row["flops_vs_full"]:.2f} | {row["latency_p50_ms"]:.3f} | '
-            f'{row["latency_p95_ms"]:.3f} | {row["latency_vs_full"]:.2f} | '
-            f'{row["delta_m"]:+.2f} | '
-            + ' | '.join(f'{row["scores"][t]:.4g}' for t in tasks)
-            + f' | {"-" if width == "1" else "yes" if row["pays"] else "no"} |')
-    return '\n'.join(lines)
+    return markdown_table(
+        ('width', 'channels', 'MFLOPs', 'vs full', 'p50 ms', 'p95 ms', 'vs full', 'delta_m',
+         *tasks, 'pays'),
+        ((width, '/'.join(map(str, row['dims'])), f'{row["flops"] / 1e6:.1f}',
+          f'{row["flops_vs_full"]:.2f}', f'{row["latency_p50_ms"]:.3f}',
+          f'{row["latency_p95_ms"]:.3f}', f'{row["latency_vs_full"]:.2f}',
+          f'{row["delta_m"]:+.2f}', *(f'{row["scores"][t]:.4g}' for t in tasks),
+          '-' if width == '1' else 'yes' if row['pays'] else 'no')
+         for width, row in rows.items()))

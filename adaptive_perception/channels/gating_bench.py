@@ -35,6 +35,7 @@ from adaptive_perception.detection.manifest import Manifest, Mode
 from adaptive_perception.detection.model import DecodedHead
 from adaptive_perception.runtime.onnx_export import export_graph
 from adaptive_perception.runtime.onnx_sessions import create_sessions
+from adaptive_perception.runtime.report_io import markdown_table, write_json
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGET_LATENCY_REDUCTION = 0.15
@@ -146,21 +147,20 @@ def run_bench_gating(checkpoint, model_dir, train_annotations, train_images, ann
                         and gate['map_vs_dense'] >= 0)
     result['kept_in_detector'] = any(g['pays'] for g in result['gates'].values())
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'bench_gating.json').write_text(json.dumps(result, indent=1))
+    write_json(out_dir / 'bench_gating.json', result)
     print('mechanism (static head alone, both layers forced to keep a share):')
     for name, row in result['mechanism'].items():
         print(f'  {name}: {row["ms"]:.3f} ms ({row["vs_dense"]:.2f}x dense)')
-    print(f'\n| detector at width {width:g}, static | mAP | vs dense | channels kept '
-          '(layer 1, layer 2) | p50 ms | vs dense | pays |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
-    print(f'| dense | {baseline:.3f} | - | all | {ms["dense"]:.2f} | 1.00 | - |')
+    rows = [('dense', f'{baseline:.3f}', '-', 'all', f'{ms["dense"]:.2f}', '1.00', '-')]
     for name, g in result['gates'].items():
         kept = ', '.join(f'{m:.0f} ({lo}-{hi}) of {g["width"]}' for m, lo, hi in
                          zip(g['kept_mean'], g['kept_min'], g['kept_max'], strict=True))
-        print(f'| {name} | {g["map"]:.3f} | {100 * g["map_vs_dense"]:+.1f} | {kept} | '
-              f'{g["latency_p50_ms"]:.2f} | {g["latency_vs_dense"]:.2f} | '
-              f'{"yes" if g["pays"] else "no"} |')
+        rows.append((name, f'{g["map"]:.3f}', f'{100 * g["map_vs_dense"]:+.1f}', kept,
+                     f'{g["latency_p50_ms"]:.2f}', f'{g["latency_vs_dense"]:.2f}',
+                     'yes' if g['pays'] else 'no'))
+    print('\n' + markdown_table((f'detector at width {width:g}, static', 'mAP', 'vs dense',
+                                 'channels kept (layer 1, layer 2)', 'p50 ms', 'vs dense',
+                                 'pays'), rows))
     print(f'\ngating kept in the detector: {"yes" if result["kept_in_detector"] else "no"}')
     print(f'written {out_dir / "bench_gating.json"}')
     return 0

@@ -8,7 +8,6 @@ context cluster (the branch holding most of its non-common ground-truth objects)
 
 import contextlib
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ from pycocotools.cocoeval import COCOeval
 from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.manifest import DEFAULT_MODES, parse_mode
 from adaptive_perception.runtime.onnx_sessions import CPU
+from adaptive_perception.runtime.report_io import cell, markdown_table, write_json
 
 EVAL_SCORE_THRESHOLD = 0.05  # mAP integrates over scores: keep the low ones too
 
@@ -154,20 +154,18 @@ def format_table(report: dict) -> str:
     """Format an evaluation report as a markdown table."""
     lines = [f'{report["images"]} images, {report["model_dir"]}, providers '
              f'{", ".join(report["providers"])}', '',
-             '| mode | mAP | AP50 | AP75 | branches / image | MMACs / image |',
-             '| --- | --- | --- | --- | --- | --- |']
-    for name, row in report['modes'].items():
-        lines.append(f'| {name} | {row["map"]:.3f} | {row["ap50"]:.3f} | {row["ap75"]:.3f} | '
-                     f'{row["mean_branches"]:.2f} | {row["mean_macs"] / 1e6:.1f} |')
+             markdown_table(
+                 ('mode', 'mAP', 'AP50', 'AP75', 'branches / image', 'MMACs / image'),
+                 ((name, f'{row["map"]:.3f}', f'{row["ap50"]:.3f}', f'{row["ap75"]:.3f}',
+                   f'{row["mean_branches"]:.2f}', f'{row["mean_macs"] / 1e6:.1f}')
+                  for name, row in report['modes'].items()))]
     modes = list(report['modes'])
     classes = sorted({c for row in report['modes'].values() for c in row.get('per_class', {})})
     if classes:
-        lines += ['', 'AP@[.5:.95] per class:', '',
-                  '| class | ' + ' | '.join(modes) + ' |', '| --- |' + ' --- |' * len(modes)]
-        for name in classes:
-            cells = [report['modes'][m].get('per_class', {}).get(name) for m in modes]
-            lines.append(f'| {name} | ' + ' | '.join(
-                '-' if c is None else f'{c:.3f}' for c in cells) + ' |')
+        lines += ['', 'AP@[.5:.95] per class:', '', markdown_table(
+            ('class', *modes),
+            ((name, *(cell(report['modes'][m].get('per_class', {}).get(name), '.3f')
+                      for m in modes)) for name in classes))]
     controller = report['controller']
     if controller['top1_accuracy'] is not None:
         lines += ['', f'controller top-1 branch = dominant cluster: '
@@ -196,7 +194,6 @@ def run_eval(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
               + '; '.join(report['category_mismatches']), file=sys.stderr)
     print(format_table(report))
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_json(out, report)
         print(f'wrote {out}')
     return 0

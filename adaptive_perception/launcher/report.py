@@ -1,6 +1,5 @@
 """The report a bounded edge run leaves behind: a plot, a node table and the raw series."""
 
-import json
 import math
 import statistics
 from collections import Counter
@@ -13,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 from adaptive_perception.activity.features import HOP_S, WINDOW_S  # noqa: E402
 from adaptive_perception.multitask.scenes import TASKS  # noqa: E402
+from adaptive_perception.runtime.report_io import save_figure, write_json  # noqa: E402
 
 TABLE_COLUMNS = [  # (diagnostics key, header)
     ('severity', 'status'), ('applied_level', 'level'), ('level_source', 'source'),
@@ -309,7 +309,7 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
     if tasks is not None:
         data['multitask'] = {'summary': tasks, 'outputs': multitask['outputs']}
     data['energy'] = energy_rows(statuses)
-    paths['data'].write_text(json.dumps(data, indent=1, default=str))
+    write_json(paths['data'], data)
     return paths
 
 
@@ -339,9 +339,7 @@ def _plot(path, samples, level_events, battery_thresholds, temperature_threshold
     axes[-1].set_xlabel('time since start (s)')
     ax_b.set_title('adaptive_perception edge run: power state, execution level'
                    + (' and IMU sensor state' if activity_states else ''))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _plot_activity(ax, states):

@@ -15,13 +15,14 @@ the targets:
 Writes ``soak.json`` (every sample, the fits, the targets) and ``soak.png``.
 """
 
-import json
 import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+
+from adaptive_perception.runtime.report_io import markdown_table, pyplot, save_figure, write_json
 
 CAMERA_FED = ('adacon_detector', 'adamtl_multitask')  # executables that take every frame
 PAGE_MB = os.sysconf('SC_PAGE_SIZE') / 2 ** 20 if hasattr(os, 'sysconf') else 4096 / 2 ** 20
@@ -200,7 +201,7 @@ def run_soak(minutes: float, out_dir: Path, sample_s: float = 60.0,
               'stopped_by': signal.Signals(stop.signal).name if stop.signal else None,
               'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
               'final_exit_codes': codes, 'summary': summary, 'samples': samples}
-    (out_dir / 'soak.json').write_text(json.dumps(result, indent=1, default=str))
+    write_json(out_dir / 'soak.json', result)
     _plot(out_dir / 'soak.png', samples, summary)
     print(soak_table(summary))
     met = summary['targets']
@@ -228,20 +229,16 @@ def _sample_line(sample: dict) -> str:
 
 def soak_table(summary: dict) -> str:
     """Markdown table: memory fit, CPU, rates, latency, drops and exits per node."""
-    rows = ['| node | RSS first MB | RSS last MB | slope MB/min (after warm-up) | CPU % | '
-            'rate min-max Hz | p95 max ms | dropped | exits |',
-            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for name, n in summary['nodes'].items():
-        fit = n['memory']
-        rows.append(
-            f'| {name} | {n["rss_first_mb"]:.1f} | {n["rss_last_mb"]:.1f} | '
-            f'{fit["slope_mb_per_min"]:+.3f} ± {fit["stderr"]:.3f}'
-            f'{"" if n["slope_ok"] else " (over)"} | {n["cpu_percent"]:.1f} | '
-            f'{_range(n["rate_min_hz"], n["rate_max_hz"])}'
-            f'{" (below)" if n.get("rate_ok") is False else ""} | '
-            f'{_fmt(n["latency_p95_max_ms"])} | {_fmt(n["frames_dropped_last"])} | '
-            f'{len(n["exits"])} |')
-    return '\n'.join(rows)
+    return markdown_table(
+        ('node', 'RSS first MB', 'RSS last MB', 'slope MB/min (after warm-up)', 'CPU %',
+         'rate min-max Hz', 'p95 max ms', 'dropped', 'exits'),
+        ((name, f'{n["rss_first_mb"]:.1f}', f'{n["rss_last_mb"]:.1f}',
+          f'{n["memory"]["slope_mb_per_min"]:+.3f} ± {n["memory"]["stderr"]:.3f}'
+          + ('' if n['slope_ok'] else ' (over)'), f'{n["cpu_percent"]:.1f}',
+          _range(n['rate_min_hz'], n['rate_max_hz'])
+          + (' (below)' if n.get('rate_ok') is False else ''),
+          _fmt(n['latency_p95_max_ms']), _fmt(n['frames_dropped_last']), len(n['exits']))
+         for name, n in summary['nodes'].items()))
 
 
 def _range(low, high) -> str:
@@ -253,10 +250,7 @@ def _fmt(value) -> str:
 
 
 def _plot(path, samples, summary):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(4, 1, sharex=True, figsize=(9, 10))
     t = [s['t_s'] / 60 for s in samples]
     for name in summary['nodes']:
@@ -283,6 +277,4 @@ def _plot(path, samples, summary):
     axes[3].set_ylabel('latency p95 ms')
     axes[3].set_xlabel('minutes since start (dotted: end of warm-up)')
     axes[0].set_title('adaptive_perception soak: memory, CPU, rate, latency per node')
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)

@@ -36,6 +36,7 @@ from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, Random
 from adaptive_perception.multitask.evaluate import deltas, evaluate_engine, prediction_to_score
 from adaptive_perception.multitask.metrics import TaskScores
 from adaptive_perception.runtime.onnx_sessions import BoundGraph
+from adaptive_perception.runtime.report_io import pyplot, save_figure, target, write_json
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
@@ -212,10 +213,7 @@ def format_table(rows: dict) -> str:
 
 def plot_histogram(measured: dict, path: Path) -> None:
     """Per-frame FLOPs of each adaptive configuration, as a share of static."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     static = float(np.mean(measured[STATIC]['flops']))
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, m in measured.items():
@@ -226,9 +224,7 @@ def plot_histogram(measured: dict, path: Path) -> None:
     axis.set_ylabel('frames')
     axis.set_title('AdaMTL: compute per frame depends on the input')
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
 
 
 def check_targets(rows: dict) -> dict:
@@ -238,25 +234,36 @@ def check_targets(rows: dict) -> dict:
         row = rows.get(name)
         if row is None:
             continue
-        flops, latency = 1 - row['flops_vs_static'], 1 - row['latency_p50_vs_static']
-        checked[name] = {
-            'flops_reduction': flops,
-            'flops_reduction_met': flops >= TARGETS['flops_reduction'],
-            'latency_reduction': latency,
-            'latency_reduction_met': latency >= TARGETS['latency_reduction'],
-            'delta_m_static': row['delta_m_static'],
-            'delta_m_met': row['delta_m_static'] >= TARGETS['delta_m_static'],
-        }
+        checked[name] = _flat(
+            flops_reduction=target(1 - row['flops_vs_static'], TARGETS['flops_reduction'],
+                                   at_most=False),
+            latency_reduction=target(1 - row['latency_p50_vs_static'],
+                                     TARGETS['latency_reduction'], at_most=False),
+            delta_m=target(row['delta_m_static'], TARGETS['delta_m_static'], at_most=False),
+            value_names={'delta_m': 'delta_m_static'})
     for name, (latency, delta) in INT8_TARGETS.items():
         row = rows.get(name)
         if row is None:
             continue
-        checked[name] = {
-            'latency_vs_static': row['latency_p50_vs_static'],
-            'latency_met': row['latency_p50_vs_static'] <= latency,
-            'delta_m_static': row['delta_m_static'],
-            'delta_m_met': row['delta_m_static'] >= delta}
+        checked[name] = _flat(
+            latency=target(row['latency_p50_vs_static'], latency),
+            delta_m=target(row['delta_m_static'], delta, at_most=False),
+            value_names={'latency': 'latency_vs_static', 'delta_m': 'delta_m_static'})
     return checked
+
+
+def _flat(value_names: dict | None = None, **checks: dict) -> dict:
+    """Lay checked targets out as the report's flat keys: ``<name>`` (value), ``<name>_met``.
+
+    ``value_names`` renames a value's key where the report names it after what it
+    compares to (``delta_m`` is against static: ``delta_m_static``).
+    """
+    names = value_names or {}
+    flat = {}
+    for name, check in checks.items():
+        flat[names.get(name, name)] = check['value']
+        flat[f'{name}_met'] = check['met']
+    return flat
 
 
 def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out_dir,
@@ -282,7 +289,7 @@ def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_histogram(measured, out_dir / 'bench_multitask_flops.png')
-    (out_dir / 'bench_multitask.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_json(out_dir / 'bench_multitask.json', report)
     print(format_table(rows))
     print(json.dumps({'targets': report['targets'], 'encoder_only': report['encoder_only'],
                       'runtime_comparison': report.get('runtime_comparison')}, indent=1))
