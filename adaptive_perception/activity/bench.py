@@ -27,6 +27,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -112,7 +113,17 @@ def replay(stream: ActivityStream, outputs: list, states, classifier: ActivityCl
             'state_seconds': np.bincount(state_of_second, minlength=len(states)).tolist()}
 
 
-def _summarise(counts: list, states) -> dict:
+class StreamSummary(TypedDict):
+    """A controller over a stream: accuracy, mean sensor current, switching, time per state."""
+
+    accuracy: float
+    current_ua: float
+    switches_per_hour: float
+    time_per_state: dict[str, float]
+    windows: int
+
+
+def _summarise(counts: list, states) -> StreamSummary:
     total = {key: sum(c[key] for c in counts) for key in
              ('windows', 'correct', 'switches', 'seconds', 'charge_ua_s')}
     state_seconds = np.sum([c['state_seconds'] for c in counts], axis=0)

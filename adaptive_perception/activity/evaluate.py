@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -35,13 +36,25 @@ OWN_RATE = 'own rate'
 ORIENTATION_SUBJECTS = 6   # 26 orientations x 6 wearers x 8 min: minutes on 2 cores
 
 
-def score(classifier: ActivityClassifier, windows) -> dict:
+class Scores(TypedDict):
+    """One set of predictions scored: windows, accuracy, recall per class, confusion matrix.
+
+    ``accuracy`` and a class's recall are None where there was nothing to score.
+    """
+
+    windows: int
+    accuracy: float | None
+    recall: dict[str, float | None]
+    confusion: list[list[int]]
+
+
+def score(classifier: ActivityClassifier, windows) -> Scores:
     """Accuracy, per-class recall and confusion matrix of ``windows``."""
     predicted = classifier.predict(windows.features) if len(windows.labels) else np.zeros(0, int)
     return scored(classifier.class_names, windows.labels, predicted)
 
 
-def scored(names, truth, predicted) -> dict:
+def scored(names, truth, predicted) -> Scores:
     """Report one set of predictions: windows, accuracy, recall, confusion."""
     from sklearn.metrics import confusion_matrix
     matrix = confusion_matrix(truth, predicted, labels=range(len(names))) if len(truth) else \
@@ -49,7 +62,7 @@ def scored(names, truth, predicted) -> dict:
     return from_confusion(names, matrix)
 
 
-def from_confusion(names, matrix) -> dict:
+def from_confusion(names, matrix) -> Scores:
     """Accuracy and recall from a confusion matrix (rows = truth)."""
     matrix = np.asarray(matrix, dtype=np.int64)
     totals = matrix.sum(axis=1)
@@ -61,7 +74,7 @@ def from_confusion(names, matrix) -> dict:
             'confusion': matrix.tolist()}
 
 
-def summed(names, results) -> dict:
+def summed(names, results) -> Scores:
     """One report over several: the confusion matrices added, accuracy and recall from that."""
     total = np.zeros((len(names), len(names)), np.int64)
     for result in results:

@@ -29,11 +29,12 @@ import contextlib
 import io
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 
 from adaptive_perception.detection.bench import (
+    DetectorRow,
     overhead_columns,
     pareto_front,
     save_accuracy_latency,
@@ -51,7 +52,7 @@ from adaptive_perception.runtime.report_io import (
     target,
     write_json,
 )
-from adaptive_perception.runtime.timing import interleaved_seconds
+from adaptive_perception.runtime.timing import Latency, interleaved_seconds
 
 TARGETS = {'half_width_backbone_latency_reduction': 0.40, 'half_width_map_drop': 0.05,
            'cheapest_latency_reduction': 0.60, 'near_static_map_drop': 0.02,
@@ -89,8 +90,18 @@ def cascade_points(widths: Sequence[float], precisions: Sequence[str]) -> list:
             for d in grid]
 
 
+class LatencyFit(TypedDict, total=False):
+    """``latency = a * MACs + c`` fitted over some points (``over``, where named)."""
+
+    a_ms_per_gmac: float | None
+    c_ms: float
+    r2: float | None
+    points: int
+    over: list[str]
+
+
 def time_backbones(engine: AdaConEngine, images: Sequence[np.ndarray], repeats: int,
-                   warmup: int) -> dict:
+                   warmup: int) -> dict[float, list[float]]:
     """Seconds per backbone graph run, per width, widths taking turns on every frame."""
     inputs = [engine.preprocess(rgb)[0] for rgb in images]
     runs = {width: (lambda image, width=width: engine.features(image, width))
@@ -98,7 +109,7 @@ def time_backbones(engine: AdaConEngine, images: Sequence[np.ndarray], repeats: 
     return interleaved_seconds(runs, inputs, repeats, warmup)
 
 
-def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> dict:
+def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> LatencyFit:
     """Least-squares ``latency = a * MACs + c``: a in ms per GMAC, c in ms, and R^2."""
     x = np.asarray(macs, np.float64) / 1e9
     y = np.asarray(latency_ms, np.float64)
@@ -112,7 +123,7 @@ def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> dict:
             'points': len(x)}
 
 
-def propose_profile(rows: dict, front: list, levels: int) -> list:
+def propose_profile(rows: dict, front: list, levels: int) -> list[str]:
     """Pick, per level, the most accurate front point within the level's latency budget.
 
     The ``levels`` budgets are evenly spaced from the front's costliest point to its
@@ -124,18 +135,16 @@ def propose_profile(rows: dict, front: list, levels: int) -> list:
                 key=lambda p: rows[p]['map']) for budget in budgets]
 
 
-def _rows(report: dict, samples: dict, static_point: str, model: dict | None = None) -> dict:
+def _rows(report: dict, samples: dict, static_point: str,
+          model: dict | None = None) -> dict[str, DetectorRow]:
     rows = {}
     for point, seconds in samples.items():
-        ms = np.asarray(seconds) * 1e3
         scores = report['modes'][point]
         rows[point] = {'map': scores['map'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
                        'mean_branches': scores['mean_branches'],
                        'macs_per_frame': scores['mean_macs'],
                        'exit_rate': scores.get('exit_rate'),
-                       'latency_p50_ms': float(np.percentile(ms, 50)),
-                       'latency_p95_ms': float(np.percentile(ms, 95)),
-                       'frames_per_s': float(1e3 / ms.mean()), 'samples': int(ms.size)}
+                       **Latency.of_seconds(seconds).columns()}
         if model is not None:
             rows[point].update(overhead_columns(seconds, model[point]))
     static = rows[static_point]
@@ -146,7 +155,7 @@ def _rows(report: dict, samples: dict, static_point: str, model: dict | None = N
     return rows
 
 
-def latency_models(rows: dict) -> dict:
+def latency_models(rows: dict) -> dict[str, LatencyFit]:
     """Fit the latency model per knob.
 
     Width (static FP32), mode (full-width FP32), each precision (all its plain

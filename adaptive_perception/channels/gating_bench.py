@@ -54,7 +54,7 @@ def _forced(head, in_channels: int, keep: float) -> GatedHead:
     return gated
 
 
-def _interleaved(runs: dict, inputs: list, repeats: int, warmup: int) -> dict:
+def _interleaved(runs: dict, inputs: list, repeats: int, warmup: int) -> dict[str, float]:
     """Median ms of each callable on every input, the callables taking turns."""
     samples = interleaved_seconds(runs, inputs, repeats, warmup)
     return {name: float(np.median(s) * 1e3) for name, s in samples.items()}

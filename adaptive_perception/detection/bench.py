@@ -14,7 +14,7 @@ Ratios between modes are the result; absolute times belong to this machine.
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 
@@ -30,7 +30,41 @@ from adaptive_perception.runtime.report_io import (
     save_figure,
     write_json,
 )
-from adaptive_perception.runtime.timing import Latency, interleaved_seconds
+from adaptive_perception.runtime.timing import Latency, LatencyColumns, interleaved_seconds
+
+
+class OverheadColumns(TypedDict):
+    """Of ``process``: the time inside ONNX Runtime and the node's own (the rest), ms."""
+
+    model_p50_ms: float
+    overhead_p50_ms: float
+    overhead_p95_ms: float
+
+
+class DetectorRow(LatencyColumns, total=False):
+    """One mode's row of ``bench detector`` (and of ``bench channels``, one per point).
+
+    A TypedDict, not a dataclass: the rows are the bench's JSON, read back by the
+    model cards and the tests by key. FastestDet's rows have no overhead split
+    (its node times itself) but a ``graph_p50_ms``; ratios are to the reference point.
+    """
+
+    map: float
+    ap50: float
+    ap75: float
+    mean_branches: float
+    macs_per_frame: float
+    macs_vs_static: float
+    head_macs_per_frame: float
+    head_macs_vs_static: float
+    latency_vs_static: float | None
+    map_vs_static: float | None
+    exit_rate: float | None
+    model_p50_ms: float
+    overhead_p50_ms: float
+    overhead_p95_ms: float
+    graph_p50_ms: float
+    graph_vs_static: float
 
 
 @contextmanager
@@ -131,7 +165,7 @@ def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], 
         return samples
 
 
-def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> dict:
+def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> OverheadColumns:
     """Model time and the node's own time (the rest of ``process``), p50 in ms."""
     total, model = np.asarray(seconds) * 1e3, np.asarray(model) * 1e3
     return {'model_p50_ms': float(np.percentile(model, 50)),
@@ -139,7 +173,8 @@ def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> dict:
             'overhead_p95_ms': float(np.percentile(total - model, 95))}
 
 
-def _rows(report: dict, samples: dict, manifest: Manifest, model: dict) -> dict:
+def _rows(report: dict, samples: dict, manifest: Manifest,
+          model: dict) -> dict[str, DetectorRow]:
     """One row per mode: accuracy, cost in MACs and time, and ratios to static."""
     full = manifest.graphs(1.0)
     static_head = full.static_head.macs
@@ -177,7 +212,7 @@ def format_table(rows: dict) -> str:
          cell(r['latency_vs_static'])) for mode, r in rows.items()))
 
 
-def pareto_front(rows: dict) -> list:
+def pareto_front(rows: dict) -> list[str]:
     """Points no other point beats in both latency and mAP, most accurate first."""
     order = sorted(rows, key=lambda p: (rows[p]['latency_p50_ms'], -rows[p]['map']))
     front, best = [], -1.0

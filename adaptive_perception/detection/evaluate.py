@@ -10,7 +10,7 @@ import contextlib
 import io
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -63,7 +63,50 @@ def category_mismatches(coco: COCO, classes: dict) -> list:
     return problems
 
 
-def coco_scores(coco: COCO, results: list, image_ids: list) -> dict:
+class CocoScores(TypedDict):
+    """pycocotools' bbox scores of one mode: mAP@[.5:.95], AP50, AP75, AP per class name."""
+
+    map: float
+    ap50: float
+    ap75: float
+    per_class: dict[str, float]
+
+
+class ModeScores(CocoScores, total=False):
+    """One mode's scores and cost per image (``exit_rate`` for a cascade, else None)."""
+
+    mean_branches: float
+    mean_macs: float
+    exit_rate: float | None
+    detections_per_image: float
+
+
+class ControllerScore(TypedDict):
+    """How often the controller's top branch is the frame's dominant cluster."""
+
+    top1_accuracy: float | None
+    images: int
+
+
+class EvalReport(TypedDict, total=False):
+    """``eval``'s report (AdaCon's and FastestDet's): what was scored and, per mode, how.
+
+    FastestDet's adds ``family``; AdaCon's has ``category_mismatches``.
+    """
+
+    model_dir: str
+    annotations: str
+    family: str
+    images: int
+    providers: list[str]
+    score_threshold: float
+    nms_iou: float
+    category_mismatches: list[str]
+    controller: ControllerScore
+    modes: dict[str, ModeScores]
+
+
+def coco_scores(coco: COCO, results: list, image_ids: list) -> CocoScores:
     """mAP@[.5:.95], AP50, AP75 and AP per class (by name) of ``results`` over ``image_ids``."""
     names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
     if not results:
@@ -91,7 +134,7 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
              providers: Sequence[str] = (CPU,), threads: int | None = None,
              score_threshold: float = EVAL_SCORE_THRESHOLD, nms_iou: float = 0.5,
              max_detections: int = 100, limit: int | None = None,
-             allow_category_mismatch: bool = False) -> dict:
+             allow_category_mismatch: bool = False) -> EvalReport:
     """Run the engine over a COCO set in every mode; return the scores as a dict.
 
     ``limit`` evaluates only the first images (sorted by id). Each image is read
@@ -150,7 +193,7 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
     }
 
 
-def format_table(report: dict) -> str:
+def format_table(report: EvalReport) -> str:
     """Format an evaluation report as a markdown table."""
     lines = [f'{report["images"]} images, {report["model_dir"]}, providers '
              f'{", ".join(report["providers"])}', '',

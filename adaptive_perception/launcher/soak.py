@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from adaptive_perception.runtime.report_io import markdown_table, pyplot, save_figure, write_json
 
@@ -52,7 +53,21 @@ def _number(value) -> float:
         return math.nan
 
 
-def sample_nodes(processes, statuses: dict) -> dict:
+class NodeSample(TypedDict):
+    """One node at one sampling instant (NaN where the process or its diagnostics lack it)."""
+
+    pid: int | None
+    state: str
+    restarts: int
+    rss_mb: float
+    cpu_s: float
+    rate_hz: float
+    latency_p95_ms: float
+    frames_dropped: float
+    severity: str
+
+
+def sample_nodes(processes, statuses: dict) -> dict[str, NodeSample]:
     """One sample: node -> rss_mb, cpu_s, rate_hz, latency_p95_ms, frames_dropped, pid."""
     sample = {}
     for p in processes:
@@ -69,7 +84,17 @@ def sample_nodes(processes, statuses: dict) -> dict:
     return sample
 
 
-def memory_fit(times_s, rss_mb, warmup_s: float) -> dict:
+class MemoryFit(TypedDict):
+    """Resident memory's trend after warm-up: slope and its standard error, first and last."""
+
+    points: int
+    slope_mb_per_min: float
+    stderr: float
+    start_mb: float
+    end_mb: float
+
+
+def memory_fit(times_s, rss_mb, warmup_s: float) -> MemoryFit:
     """Slope (MB/minute) of resident memory after ``warmup_s``, with its standard error."""
     from scipy.stats import linregress
     points = [(t / 60.0, m) for t, m in zip(times_s, rss_mb, strict=True)

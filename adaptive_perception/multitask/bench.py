@@ -27,6 +27,7 @@ and scattered back, and with each policy deciding (``encoder_only``).
 import json
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -45,6 +46,43 @@ INT8_TARGETS = {'static/int8': (0.6, -1.0), 'low_agnostic/int8': (0.5, -2.5)}
 TASK_DROP = ('low', ('segmentation', 'depth'))
 FRAMES_PER_TURN = 20
 LOW_BUDGET = ('low', 'low_agnostic')
+
+
+class Measured(TypedDict):
+    """What ``measure`` collected of one configuration, per frame in data order."""
+
+    scores: dict[str, float]
+    seconds: list[float]
+    flops: list[float]
+    blocks: list[float]
+    tokens: list[float]
+
+
+class MultiTaskRow(TypedDict, total=False):
+    """One configuration's row of ``bench multitask`` (its JSON, read by key).
+
+    ``delta_m_single_task`` only where single-task references apply to the data;
+    ``flops_objects_spearman`` only for a configuration whose FLOPs vary with the frame.
+    """
+
+    scores: dict[str, float]
+    delta_m_static: float
+    delta_m_single_task: float
+    flops_mean: float
+    flops_vs_static: float
+    block_share: float
+    token_share: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p50_vs_static: float
+    flops_objects_spearman: float
+
+
+class StageTime(TypedDict):
+    """Median time of one graph variant and its ratio to the static one."""
+
+    p50_ms: float
+    vs_static: float
 
 
 def _percentile_ms(seconds: list, q: float) -> float:
@@ -68,7 +106,7 @@ def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> di
 
 
 def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5,
-            frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+            frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, Measured]:
     """Run every frame through every configuration, taking turns; collect what it cost."""
     scores = {name: TaskScores(len(data.class_names)) for name in configs}
     costs = {name: {} for name in configs}  # frame -> (FLOPs, block share, token share)
@@ -94,7 +132,7 @@ def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: i
 
 
 def _rows(measured: dict, engine: MultiTaskEngine, objects: np.ndarray,
-          data_description: str) -> dict:
+          data_description: str) -> dict[str, MultiTaskRow]:
     static = measured[STATIC]
     rows = {}
     for name, m in measured.items():
@@ -126,7 +164,7 @@ class _Fixed:
         self._runs = [feeds[f'runs_s{s}'] for s in range(len(layout))]
         self._bound = None
 
-    def run(self, session, image, tasks, layout) -> tuple:
+    def run(self, session, image, tasks, layout) -> tuple[list, int]:
         """Encode with the fixed decisions: (stage tokens then the decisions, 0)."""
         if self._bound is None:
             self._bound = BoundGraph(session, self._feeds)
@@ -134,7 +172,7 @@ class _Fixed:
 
 
 def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 200,
-                     frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+                     frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, StageTime]:
     """Time the encoder graphs alone against the static one: where adaptivity costs.
 
     ``every token gathered``: the decided graph keeping everything, i.e. the static
@@ -170,7 +208,8 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
 
 
 def runtime_comparison(checkpoint, engine: MultiTaskEngine, data: DenseArrays,
-                       frames: int = 100, frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+                       frames: int = 100,
+                       frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, dict[str, float]]:
     """Median ``infer`` time, ONNX Runtime vs the PyTorch model, static and ``low``."""
     import torch
 

@@ -11,7 +11,9 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import TypedDict
 
 
 def write_json(path, data, indent: int = 1) -> Path:
@@ -52,12 +54,25 @@ def save_figure(figure, path, dpi: int = 100, **savefig) -> Path:
     return Path(path)
 
 
-def machine(providers: Sequence[str], threads: int | None) -> dict:
-    """Where a latency was measured: ratios travel between machines, absolute times do not."""
-    import onnxruntime as ort
+class Machine(TypedDict):
+    """The machine block of every bench's JSON."""
 
+    platform: str
+    processor: str
+    cpus: int | None
+    onnxruntime: str
+    providers: list[str]
+    threads: int | None
+
+
+def machine(providers: Sequence[str], threads: int | None) -> Machine:
+    """Where a latency was measured: ratios travel between machines, absolute times do not.
+
+    The ONNX Runtime version is read from the installed package's metadata, so that
+    writing a report never loads ONNX Runtime (the launcher's reports do not need it).
+    """
     return {'platform': platform.platform(), 'processor': platform.processor(),
-            'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,
+            'cpus': os.cpu_count(), 'onnxruntime': metadata.version('onnxruntime'),
             'providers': list(providers), 'threads': threads}
 
 

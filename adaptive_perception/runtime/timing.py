@@ -13,7 +13,7 @@ rotation (AdaMTL's graphs are 4 MB each on a 1 MB L2 per core).
 
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
@@ -57,6 +57,16 @@ def interleaved_seconds(runs: dict[str, Callable], inputs: Sequence, repeats: in
     return samples
 
 
+class LatencyColumns(TypedDict):
+    """A bench row's latency columns, as its JSON holds them."""
+
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_mean_ms: float
+    frames_per_s: float
+    samples: int
+
+
 class Latency(NamedTuple):
     """The summary every bench reports of one variant's call times, in milliseconds."""
 
@@ -78,7 +88,7 @@ class Latency(NamedTuple):
         return cls(float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
                    float(ms.mean()), float(1e3 / ms.mean()), int(ms.size))
 
-    def columns(self) -> dict:
+    def columns(self) -> LatencyColumns:
         """Return the row columns the benches write: ``latency_p50_ms`` ... ``samples``."""
         return {'latency_p50_ms': self.p50_ms, 'latency_p95_ms': self.p95_ms,
                 'latency_mean_ms': self.mean_ms, 'frames_per_s': self.frames_per_s,

@@ -15,12 +15,13 @@ this machine. The issue's targets are checked and printed as measured.
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 from PIL import Image as PilImage
 
 from adaptive_perception.detection.bench import (
+    DetectorRow,
     bench_node,
     format_table,
     image_messages,
@@ -91,7 +92,8 @@ def graph_latency_ms(engine: FastestDetEngine, images: Sequence[np.ndarray],
     return {mode: [s * 1e3 for s in values] for mode, values in seconds.items()}
 
 
-def _rows(report: dict, samples: dict, reference: str, graph: dict | None = None) -> dict:
+def _rows(report: dict, samples: dict, reference: str,
+          graph: dict | None = None) -> dict[str, DetectorRow]:
     rows = {}
     for mode, values in samples.items():
         scores = report['modes'][mode]
@@ -112,7 +114,23 @@ def _rows(report: dict, samples: dict, reference: str, graph: dict | None = None
     return rows
 
 
-def check_targets(rows: dict, reference: str) -> dict:
+class GoodAndCheap(TypedDict):
+    """The points that keep most of the reference's mAP at a fraction of its latency."""
+
+    target: str
+    points: list[str]
+    met: bool
+
+
+class FastestDetTargets(TypedDict):
+    """The targets of the FastestDet front, as ``bench detector`` prints and writes them."""
+
+    reference: str
+    cheapest: dict            # report_io.target: mode, latency_vs_reference, target_max
+    good_and_cheap: GoodAndCheap
+
+
+def check_targets(rows: dict, reference: str) -> FastestDetTargets:
     """Check the front targets: which points meet them, and whether any does."""
     others = {m: r for m, r in rows.items() if m != reference}
     cheapest = min(others or rows, key=lambda m: rows[m]['latency_p50_ms'])
