@@ -21,7 +21,7 @@ inputs and outputs (``runtime/quantize.py``): ``graphs`` maps each FP32 file to 
 INT8 file, ``reports`` what was quantized and how it was calibrated.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -105,6 +105,10 @@ class Manifest(ModelManifest):
     def branches(self) -> list:
         """The context branches (the same at every width): names and classes."""
         return self.widths[0].branches
+
+    def to_json(self) -> dict:
+        """Return the manifest as JSON values, class ids as text (JSON's keys)."""
+        return {**asdict(self), 'classes': {str(k): v for k, v in self.classes.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> 'Manifest':
