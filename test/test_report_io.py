@@ -70,3 +70,16 @@ def test_the_detector_benches_import_without_ros(module):
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_failed_json_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    path = write_json(tmp_path / 'r.json', {'run': 1})
+
+    class Unwritable:
+        def __str__(self):
+            raise RuntimeError('cannot serialise')
+
+    with pytest.raises(RuntimeError, match='cannot serialise'):
+        write_json(path, {'run': 2, 'bad': Unwritable()})
+    assert json.loads(path.read_text()) == {'run': 1}
+    assert [p.name for p in tmp_path.iterdir()] == ['r.json']

@@ -33,7 +33,6 @@ import numpy as np
 
 from adaptive_perception.activity.classifier import ActivityClassifier
 from adaptive_perception.activity.dataset import VAL_SUBJECTS, emulate_states, switched_window
-from adaptive_perception.activity.evaluate import write_json_atomic
 from adaptive_perception.activity.features import HOP_S, WINDOW_S, UprightReference
 from adaptive_perception.activity.generator import (
     MAX_TRANSITION_S,
@@ -43,6 +42,7 @@ from adaptive_perception.activity.generator import (
 )
 from adaptive_perception.activity.sensor import CONFIGS, DEFAULT_MODEL, SensorModel, parse_config
 from adaptive_perception.activity.spot import MarginSpot, Spot
+from adaptive_perception.runtime.report_io import write_json
 
 REALISTIC = 'realistic (10-20 s)'
 # setting -> (mean segment s (lengths vary +-30%), transition blend range s)
@@ -246,7 +246,7 @@ def run_bench_activity(model_dir, out: Path, *, hours: float = 2.0, stability_th
         'target': {'saving': TARGET_SAVING, 'max_accuracy_loss_points': TARGET_MAX_LOSS,
                    'controllers': targets, 'met': met},
         'seconds': round(time.monotonic() - started, 1)}
-    write_json_atomic(Path(out), report)
+    write_json(out, report)
     _print(report)
     return 0 if met else 1
 

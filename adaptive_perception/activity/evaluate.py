@@ -14,9 +14,6 @@ axis-aligned orientations (gravity along every device axis, both signs), with
 the spread over the 24.
 """
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TypedDict
 
@@ -31,6 +28,7 @@ from adaptive_perception.activity.dataset import (
 )
 from adaptive_perception.activity.generator import UPRIGHT, Variety
 from adaptive_perception.activity.sensor import CONFIGS, SensorModel, parse_config
+from adaptive_perception.runtime.report_io import write_json
 
 OWN_RATE = 'own rate'
 ORIENTATION_SUBJECTS = 6   # 26 orientations x 6 wearers x 8 min: minutes on 2 cores
@@ -82,18 +80,6 @@ def summed(names, results) -> Scores:
     return from_confusion(names, total)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temporary file in the same folder, so a failure leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(json.dumps(data, indent=1) + '\n')
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def eval_recordings(classifier, recordings, states, seed: int, model: SensorModel,
@@ -197,5 +183,5 @@ def run_eval_activity(model_dir, recordings=(), states=None, minutes: float = 8.
               f"{rob['axis_spread_points']:.2f} points)")
         print('  ' + ' '.join(f'{a:.3f}' for a in rob['axis_aligned']))
     if out is not None:
-        write_json_atomic(out, report)
+        write_json(out, report)
     return 0

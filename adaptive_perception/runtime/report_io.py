@@ -10,6 +10,7 @@ is always a value, the limit it is held to and whether it is met.
 import json
 import os
 import platform
+import tempfile
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -17,10 +18,23 @@ from typing import TypedDict
 
 
 def write_json(path, data, indent: int = 1) -> Path:
-    """Write ``data`` as JSON to ``path`` (its folder created), newline-terminated."""
+    """Write ``data`` as JSON to ``path`` (its folder created), newline-terminated.
+
+    Through a temporary file in the same folder, renamed over ``path``: a bench
+    stopped mid-write (or failing to serialise) leaves the previous file, never half
+    of one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=indent, default=str) + '\n')
+    text = json.dumps(data, indent=indent, default=str) + '\n'
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
