@@ -45,6 +45,7 @@ from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Mode, parse_mode
 from adaptive_perception.runtime.onnx_sessions import CPU
 from adaptive_perception.runtime.report_io import (
+    TargetCheck,
     cell,
     machine,
     markdown_table,
@@ -177,7 +178,16 @@ def latency_models(rows: dict) -> dict[str, LatencyFit]:
     return fits
 
 
-def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
+class MarginQuality(TypedDict):
+    """How well a cascade's margins tell, per frame, that its cheap answer is as good."""
+
+    frames: int
+    share_needing_costly: float
+    context_auc: float | None
+    score_auc: float | None
+
+
+def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict[str, TargetCheck]:
     """Each target of the channel-set and the precision/exit issues: value, whether met."""
     static = rows['static']
     half = min(backbone_ms)
@@ -223,7 +233,8 @@ def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
 
 
 def margin_quality(engine: AdaConEngine, annotations, images_dir, cascades: Sequence[str],
-                   score_threshold: float = 0.3, limit: int | None = None) -> dict:
+                   score_threshold: float = 0.3,
+                   limit: int | None = None) -> dict[str, MarginQuality]:
     """How well each margin of a cascade's cheap pass tells when its answer is as good.
 
     Per frame, the cheap and the costly mode's detections above ``score_threshold``

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
@@ -45,7 +46,7 @@ def narrow_config(config: ModelConfig, width: float) -> ModelConfig:
     return replace(config, dims=dims, head_dim=head_dim, policies={})
 
 
-def load_stage1(checkpoint_path) -> tuple:
+def load_stage1(checkpoint_path) -> tuple[AdaMTL, dict]:
     """(full-width static AdaMTL, its stage-1 settings) from an AdaMTL checkpoint.
 
     The configuration is stage 1's own (a ``.stage1.pt`` has no other, and a run
@@ -68,7 +69,8 @@ def train_width(settings: dict, config: ModelConfig, width: float, train: DenseA
     return model.eval()
 
 
-def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
+def _sessions(model: AdaMTL, work: Path, name: str,
+              threads: int) -> tuple[tuple[ort.InferenceSession, ort.InferenceSession], int]:
     """Export the static encoder and the one-graph decoders; (sessions, FLOPs)."""
     image = torch.zeros(1, 3, model.config.image_size, model.config.image_size)
     encoder, decoders = EncoderGraph(model).eval(), DecodersGraph(model).eval()
@@ -84,7 +86,7 @@ def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
     return sessions, count_flops(encoder, image) + count_flops(decoders, *features)
 
 
-def time_widths(sessions: dict, images: np.ndarray) -> dict:
+def time_widths(sessions: dict, images: np.ndarray) -> dict[float, list[float]]:
     """Width -> seconds per frame of encoder + decoders, widths taking turns on every frame."""
     def run(encoder, decoders):
         def frame(image):

@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from adaptive_perception.runtime.manifest import ModelManifest
+from adaptive_perception.runtime.manifest import JsonObject, ModelManifest
 
 FORMAT = 'adacon-onnx/2'
 # The modes evaluated and benchmarked by default, from full quality to most frugal;
@@ -106,7 +106,7 @@ class Manifest(ModelManifest):
         """The context branches (the same at every width): names and classes."""
         return self.widths[0].branches
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonObject:
         """Return the manifest as JSON values, class ids as text (JSON's keys)."""
         return {**asdict(self), 'classes': {str(k): v for k, v in self.classes.items()}}
 

@@ -37,7 +37,13 @@ from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, Random
 from adaptive_perception.multitask.evaluate import deltas, evaluate_engine, prediction_to_score
 from adaptive_perception.multitask.metrics import TaskScores
 from adaptive_perception.runtime.onnx_sessions import BoundGraph
-from adaptive_perception.runtime.report_io import pyplot, save_figure, target, write_json
+from adaptive_perception.runtime.report_io import (
+    TargetCheck,
+    pyplot,
+    save_figure,
+    target,
+    write_json,
+)
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
@@ -266,7 +272,7 @@ def plot_histogram(measured: dict, path: Path) -> None:
     save_figure(figure, path, dpi=110)
 
 
-def check_targets(rows: dict) -> dict:
+def check_targets(rows: dict) -> dict[str, dict[str, float | bool]]:
     """Check the issue's targets at each low-budget policy: task-aware and task-agnostic."""
     checked = {}
     for name in LOW_BUDGET:
@@ -291,7 +297,8 @@ def check_targets(rows: dict) -> dict:
     return checked
 
 
-def _flat(value_names: dict | None = None, **checks: dict) -> dict:
+def _flat(value_names: dict | None = None,
+          **checks: TargetCheck) -> dict[str, float | bool]:
     """Lay checked targets out as the report's flat keys: ``<name>`` (value), ``<name>_met``.
 
     ``value_names`` renames a value's key where the report names it after what it

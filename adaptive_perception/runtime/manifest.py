@@ -17,11 +17,12 @@ the manifests already shipped in models/ load unchanged.
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import ClassVar, Iterable, TypeVar
+from typing import Any, ClassVar, Iterable, TypeVar
 
 MANIFEST = 'manifest.json'
 
 M = TypeVar('M', bound='ModelManifest')
+JsonObject = dict[str, Any]  # a manifest as json.loads gives it and json.dumps takes it
 
 
 class ModelManifest:
@@ -38,7 +39,7 @@ class ModelManifest:
         return Path(model_dir) / MANIFEST
 
     @classmethod
-    def read_json(cls, model_dir) -> dict:
+    def read_json(cls, model_dir) -> JsonObject:
         """Return the manifest's JSON, checked to be this family's format; ValueError if not."""
         path = cls.path(model_dir)
         if not path.is_file():
@@ -53,11 +54,11 @@ class ModelManifest:
         return data
 
     @classmethod
-    def from_json(cls: type[M], data: dict) -> M:
+    def from_json(cls: type[M], data: JsonObject) -> M:
         """Build the manifest from its JSON (a subclass rebuilds nested records)."""
         return cls(**data)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonObject:
         """Return the manifest as JSON values (a subclass turns keys JSON lacks into text)."""
         return asdict(self)
 

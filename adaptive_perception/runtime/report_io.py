@@ -90,7 +90,19 @@ def machine(providers: Sequence[str], threads: int | None) -> Machine:
             'providers': list(providers), 'threads': threads}
 
 
-def target(value, limit, at_most: bool = True, **where) -> dict:
+class TargetCheck(TypedDict, total=False):
+    """A checked target: the value, whether met, and where it was read (one of the rest)."""
+
+    value: float | int | None
+    met: bool
+    point: str | None
+    mode: str
+    width: float
+    latency_vs_reference: float
+    target_max: float
+
+
+def target(value, limit, at_most: bool = True, **where) -> TargetCheck:
     """One checked target: ``where`` it was read (point, width...), the value, whether met.
 
     ``at_most``: the value must not exceed ``limit`` (a latency ratio, an accuracy

@@ -36,6 +36,7 @@ from adaptive_perception.detection.fastestdet.evaluate import evaluate_fastestde
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.runtime.onnx_sessions import CPU
 from adaptive_perception.runtime.report_io import (
+    TargetCheck,
     cell,
     machine,
     markdown_table,
@@ -126,7 +127,7 @@ class FastestDetTargets(TypedDict):
     """The targets of the FastestDet front, as ``bench detector`` prints and writes them."""
 
     reference: str
-    cheapest: dict            # report_io.target: mode, latency_vs_reference, target_max
+    cheapest: TargetCheck     # with mode, latency_vs_reference, target_max
     good_and_cheap: GoodAndCheap
 
 
@@ -238,9 +239,20 @@ def run_eval_fastestdet(model_dir, annotations, images_dir, modes=None, provider
     return 0
 
 
+class StreamResult(TypedDict):
+    """One level streamed over DDS: frames sent, answered, lost; end-to-end latency."""
+
+    sent: int
+    received: int
+    lost: int
+    e2e_p50_ms: float | None
+    e2e_p95_ms: float | None
+
+
 def stream_levels(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
                   seconds: float, rate_hz: float, log_dir: Path,
-                  providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
+                  providers: Sequence[str] = (CPU,),
+                  threads: int = 1) -> dict[str, StreamResult]:
     """Stream frames over DDS into a detector process at ``rate_hz``, one level at a time.
 
     For each level the node is started as its own process with that level fixed

@@ -14,7 +14,7 @@ FastestDet has a single head: ``static`` is its only mode kind.
 
 from dataclasses import asdict, dataclass, field
 
-from adaptive_perception.runtime.manifest import ModelManifest
+from adaptive_perception.runtime.manifest import JsonObject, ModelManifest
 
 FAMILY = 'fastestdet'
 FORMAT = 'fastestdet-onnx/1'
@@ -62,7 +62,7 @@ class FastestDetManifest(ModelManifest):
         raise ValueError(f'no {precision} graph at {size}; this model has '
                          f'{", ".join(f"{g.size}:{g.precision}" for g in self.graphs)}')
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonObject:
         """Return the manifest as JSON values, category ids as text (JSON's keys)."""
         return {**asdict(self), 'classes': {str(k): v for k, v in self.classes.items()}}
 
