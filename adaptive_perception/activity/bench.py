@@ -77,8 +77,31 @@ class Controller:
         return Spot(len(self.states), self.stability_threshold, self.confidence_threshold)
 
 
+class ReplayCounts(TypedDict):
+    """One controller over one stream: windows and hits, switches, seconds, sensor charge."""
+
+    windows: int
+    correct: int
+    switches: int
+    seconds: int
+    charge_ua_s: float
+    state_seconds: list[int]
+
+
+class MemoryReport(TypedDict):
+    """The one classifier's weights against one classifier per state or configuration."""
+
+    parameters: int
+    weight_bytes: int
+    onnx_bytes: int
+    one_per_state_weight_bytes: int
+    one_per_configuration_weight_bytes: int
+    states: int
+    configurations: int
+
+
 def replay(stream: ActivityStream, outputs: list, states, classifier: ActivityClassifier,
-           controller: Controller) -> dict:
+           controller: Controller) -> ReplayCounts:
     """Run one controller over one stream in closed loop; counts for the summary."""
     spot = controller.make()
     index = np.asarray(controller.states)
@@ -147,7 +170,7 @@ def front_states(model_dir: Path, trained) -> list:
     return sorted(states, key=lambda c: (-c.current_ua, -c.sampling_hz))
 
 
-def memory_report(classifier: ActivityClassifier) -> dict:
+def memory_report(classifier: ActivityClassifier) -> MemoryReport:
     """Compare the one classifier's weights with one classifier per state or configuration."""
     weights = classifier.manifest.parameters * 4   # float32
     onnx_bytes = (classifier.model_dir / classifier.manifest.graph).stat().st_size

@@ -14,6 +14,7 @@ Targets: median latency under 50 ms; apply cost under 1 ms per node.
 import statistics
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import rclpy
@@ -133,7 +134,26 @@ def run_budget_bench(repeats: int, out_path: Path) -> int:
     return 0 if result['targets_met'] else 1
 
 
-def _summarise(latencies, apply_costs) -> dict:
+class LevelChangeLatency(TypedDict):
+    """Battery crossing to applied level over DDS: samples, p50/p95/max and the target."""
+
+    n: int
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+    target_p50_ms: float
+
+
+class BudgetBenchResult(TypedDict):
+    """What ``bench budget`` writes: the level-change latency, each node's apply cost."""
+
+    level_change_latency: LevelChangeLatency
+    apply_cost: dict[str, dict]
+    targets_met: bool
+    latencies_ms: list[float]
+
+
+def _summarise(latencies, apply_costs) -> BudgetBenchResult:
     lat = np.asarray(latencies)
     latency = {'n': len(latencies), 'p50_ms': statistics.median(latencies),
                'p95_ms': float(np.percentile(lat, 95)), 'max_ms': float(lat.max()),

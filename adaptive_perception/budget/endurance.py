@@ -22,6 +22,7 @@ loading does not count. Time is simulated time throughout.
 import math
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -74,7 +75,21 @@ def level_quality(weights=None) -> list:
             for lv in range(levels)]
 
 
-def summarise(samples, quality, thresholds_c, horizon_s=None) -> dict:
+class RunMetrics(TypedDict):
+    """One simulated mission: battery life, level time shares and changes, quality-time."""
+
+    battery_life_s: float | None
+    end_s: float
+    battery_at_horizon: float
+    time_at_level_s: dict[str, float]
+    level_changes: int
+    level_changes_per_h: float
+    time_above_c_s: dict[str, float]
+    quality_time_s: float
+    mean_quality: float
+
+
+def summarise(samples, quality, thresholds_c, horizon_s=None) -> RunMetrics:
     """Metrics of one run from its samples [(sim_s, fraction, temperature_c, level)]."""
     life = next((s[0] for s in samples if s[1] <= 0.0), None)
     end_s = samples[-1][0]

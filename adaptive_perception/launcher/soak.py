@@ -107,9 +107,21 @@ def memory_fit(times_s, rss_mb, warmup_s: float) -> MemoryFit:
             'stderr': float(fit.stderr), 'start_mb': points[0][1], 'end_mb': points[-1][1]}
 
 
+class SoakSummary(TypedDict):
+    """Per node the fits and checks, the targets and the settings they were checked with."""
+
+    nodes: dict[str, dict]
+    targets: dict[str, bool]
+    all_targets_met: bool
+    max_slope_mb_per_min: float
+    rate_tolerance: float
+    camera_rate_hz: float
+    warmup_s: float
+
+
 def summarise(samples: list, executables: dict, camera_rate_hz: float, warmup_s: float,
               exits: dict, max_slope_mb_per_min: float = 0.1,
-              rate_tolerance: float = 0.05) -> dict:
+              rate_tolerance: float = 0.05) -> SoakSummary:
     """Fit memory, check rates and exits against the targets (no ROS, no processes).
 
     ``samples``: ``{'t_s': ..., 'nodes': sample_nodes(...)}`` in time order;
