@@ -34,7 +34,7 @@ def test_every_shipped_manifest_loads_unchanged_and_writes_back_the_same(cls, fo
 
 @pytest.mark.parametrize(('cls', 'folder'), FAMILIES)
 def test_a_foreign_or_broken_manifest_is_a_value_error_naming_the_file(cls, folder, tmp_path):
-    with pytest.raises(ValueError, match='manifest.json not found'):
+    with pytest.raises(ValueError, match='manifest.json(: no such file| not found)'):
         cls.load(tmp_path)
     (tmp_path / 'manifest.json').write_text('{"format": "something-else/9"}')
     with pytest.raises(ValueError, match="format 'something-else/9', expected"):

@@ -43,6 +43,11 @@ class ActivityManifest(ModelManifest):
     training: dict = field(default_factory=dict)     # provenance
     format: str = FORMAT
 
+    @classmethod
+    def missing(cls, path: Path, model_dir) -> str:
+        """Name the folder: the recognizer's ``model_dir`` parameter is the usual culprit."""
+        return f'{path}: no such file (is {model_dir} an exported activity model?)'
+
     def check(self, model_dir) -> None:
         """Trained on the features this code computes, at known sensor states."""
         path, manifest = self.path(model_dir), self

@@ -43,7 +43,7 @@ class ModelManifest:
         """Return the manifest's JSON, checked to be this family's format; ValueError if not."""
         path = cls.path(model_dir)
         if not path.is_file():
-            raise ValueError(f'{path} not found: not an {cls.KIND} directory')
+            raise ValueError(cls.missing(path, model_dir))
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
@@ -52,6 +52,11 @@ class ModelManifest:
             found = data.get('format') if isinstance(data, dict) else None
             raise ValueError(f'{path}: format {found!r}, expected {cls.FORMAT!r}')
         return data
+
+    @classmethod
+    def missing(cls, path: Path, model_dir) -> str:
+        """Say that ``model_dir`` has no manifest (a family may word it for its users)."""
+        return f'{path} not found: not an {cls.KIND} directory'
 
     @classmethod
     def from_json(cls: type[M], data: JsonObject) -> M:
