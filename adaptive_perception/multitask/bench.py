@@ -27,7 +27,7 @@ and scattered back, and with each policy deciding (``encoder_only``).
 import json
 import time
 from pathlib import Path
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -91,27 +91,55 @@ class StageTime(TypedDict):
     vs_static: float
 
 
+class MultiTaskReport(TypedDict, total=False):
+    """What ``bench multitask`` writes to ``bench_multitask.json`` (and returns).
+
+    ``runtime_comparison`` only with a checkpoint (ONNX Runtime against PyTorch).
+    """
+
+    model_dir: str
+    data: str
+    frames: int
+    threads: int
+    frames_per_turn: int
+    rows: dict[str, MultiTaskRow]
+    targets: dict[str, dict[str, float | bool]]
+    seconds: float
+    encoder_only: dict[str, StageTime]
+    runtime_comparison: dict[str, dict[str, float]]
+
+
+class Configuration(NamedTuple):
+    """What one benched configuration runs: a policy (name or object), tasks, precision."""
+
+    policy: 'str | RandomPolicy'
+    tasks: tuple
+    precision: str = 'fp32'
+
+
 def _percentile_ms(seconds: list, q: float) -> float:
     return float(np.percentile(seconds, q) * 1e3)
 
 
-def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> dict:
-    """Name -> (policy, tasks[, precision]). The random policy copies ``low``'s shares."""
-    configs = {name: (name, engine.tasks) for name in engine.policies}
+def _configurations(engine: MultiTaskEngine, data: DenseArrays,
+                    seed: int) -> dict[str, Configuration]:
+    """Name -> what it runs. The random policy copies ``low``'s shares."""
+    configs = {name: Configuration(name, engine.tasks) for name in engine.policies}
     for precision in engine.precisions[1:]:
-        configs.update({f'{name}/{precision}': (name, engine.tasks, precision)
+        configs.update({f'{name}/{precision}': Configuration(name, engine.tasks, precision)
                         for name in engine.policies})
     if 'low' in engine.policies:
         probe = evaluate_engine(engine, data.subset(range(min(50, len(data)))), 'low')
         share = (probe['block_share'], probe['token_share'])
-        configs['random'] = (RandomPolicy(*share, seed), engine.tasks)
+        configs['random'] = Configuration(RandomPolicy(*share, seed), engine.tasks)
         policy, tasks = TASK_DROP
         if all(t in engine.tasks for t in tasks):
-            configs[f'{policy}:{"+".join(tasks)}'] = (policy, tasks)
+            configs[f'{policy}:{"+".join(tasks)}'] = Configuration(policy, tasks)
     return configs
 
 
-def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5,
+def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict[str, Configuration],
+            warmup: int = 5,
             frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, Measured]:
     """Run every frame through every configuration, taking turns; collect what it cost."""
     scores = {name: TaskScores(len(data.class_names)) for name in configs}
@@ -123,9 +151,8 @@ def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: i
                              getattr(data, task)[i:i + 1])
         costs[name][i] = (result.flops, result.block_share, result.token_share)
 
-    runs = {name: (lambda i, policy=config[0], tasks=config[1], precision=(*config, 'fp32')[2]:
-                   engine.infer(data.images[i], policy, tasks, resize=False,
-                                precision=precision))
+    runs = {name: (lambda i, c=config: engine.infer(
+                data.images[i], c.policy, c.tasks, resize=False, precision=c.precision))
             for name, config in configs.items()}
     seconds = interleaved_seconds(runs, range(len(data)), warmup=warmup,
                                   frames_per_turn=frames_per_turn, on_result=score)
@@ -314,7 +341,7 @@ def _flat(value_names: dict | None = None,
 
 def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out_dir,
                         checkpoint=None, threads: int = 1, seed: int = 0,
-                        frames_per_turn: int | None = None) -> dict:
+                        frames_per_turn: int | None = None) -> MultiTaskReport:
     """Measure, print the table, write ``bench_multitask.json`` and the histogram."""
     frames_per_turn = FRAMES_PER_TURN if frames_per_turn is None else frames_per_turn
     if frames_per_turn < 1:
