@@ -37,3 +37,30 @@ def test_results_go_to_on_result_after_each_timed_call():
     interleaved_seconds({'double': lambda x: 2 * x}, [1, 2, 3], warmup=1,
                         on_result=lambda name, x, result: seen.append((name, x, result)))
     assert seen == [('double', 1, 2), ('double', 2, 4), ('double', 3, 6)]  # not the warm-up
+
+
+def test_before_runs_ahead_of_every_call_and_outside_the_timing():
+    import time
+
+    calls = []
+    samples = interleaved_seconds(
+        {name: (lambda x, name=name: calls.append((name, x))) for name in 'ab'}, [0, 1],
+        warmup=1, before=lambda name: (calls.append(('switch', name)), time.sleep(0.05)))
+    assert calls[:4] == [('switch', 'a'), ('a', 0), ('switch', 'b'), ('b', 0)]  # warm-up too
+    assert calls[4:] == [('switch', 'a'), ('a', 0), ('switch', 'b'), ('b', 0),
+                         ('switch', 'b'), ('b', 1), ('switch', 'a'), ('a', 1)]
+    assert max(t for s in samples.values() for t in s) < 0.05  # the 50 ms switch is not in it
+
+
+def test_latency_summary_is_the_same_from_seconds_and_milliseconds():
+    from adaptive_perception.runtime.timing import Latency
+
+    summary = Latency.of_seconds([0.001, 0.002, 0.003, 0.004])
+    assert summary == Latency.of_ms([1.0, 2.0, 3.0, 4.0])
+    assert summary.p50_ms == pytest.approx(2.5)
+    assert summary.p95_ms == pytest.approx(3.85)
+    assert summary.frames_per_s == pytest.approx(400.0)
+    assert summary.columns() == {'latency_p50_ms': summary.p50_ms,
+                                 'latency_p95_ms': summary.p95_ms,
+                                 'latency_mean_ms': pytest.approx(2.5),
+                                 'frames_per_s': summary.frames_per_s, 'samples': 4}

@@ -27,12 +27,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from adaptive_perception.activity.classifier import ActivityClassifier
 from adaptive_perception.activity.dataset import VAL_SUBJECTS, emulate_states, switched_window
-from adaptive_perception.activity.evaluate import write_json_atomic
 from adaptive_perception.activity.features import HOP_S, WINDOW_S, UprightReference
 from adaptive_perception.activity.generator import (
     MAX_TRANSITION_S,
@@ -42,6 +42,7 @@ from adaptive_perception.activity.generator import (
 )
 from adaptive_perception.activity.sensor import CONFIGS, DEFAULT_MODEL, SensorModel, parse_config
 from adaptive_perception.activity.spot import MarginSpot, Spot
+from adaptive_perception.runtime.report_io import write_json
 
 REALISTIC = 'realistic (10-20 s)'
 # setting -> (mean segment s (lengths vary +-30%), transition blend range s)
@@ -76,8 +77,31 @@ class Controller:
         return Spot(len(self.states), self.stability_threshold, self.confidence_threshold)
 
 
+class ReplayCounts(TypedDict):
+    """One controller over one stream: windows and hits, switches, seconds, sensor charge."""
+
+    windows: int
+    correct: int
+    switches: int
+    seconds: int
+    charge_ua_s: float
+    state_seconds: list[int]
+
+
+class MemoryReport(TypedDict):
+    """The one classifier's weights against one classifier per state or configuration."""
+
+    parameters: int
+    weight_bytes: int
+    onnx_bytes: int
+    one_per_state_weight_bytes: int
+    one_per_configuration_weight_bytes: int
+    states: int
+    configurations: int
+
+
 def replay(stream: ActivityStream, outputs: list, states, classifier: ActivityClassifier,
-           controller: Controller) -> dict:
+           controller: Controller) -> ReplayCounts:
     """Run one controller over one stream in closed loop; counts for the summary."""
     spot = controller.make()
     index = np.asarray(controller.states)
@@ -112,7 +136,17 @@ def replay(stream: ActivityStream, outputs: list, states, classifier: ActivityCl
             'state_seconds': np.bincount(state_of_second, minlength=len(states)).tolist()}
 
 
-def _summarise(counts: list, states) -> dict:
+class StreamSummary(TypedDict):
+    """A controller over a stream: accuracy, mean sensor current, switching, time per state."""
+
+    accuracy: float
+    current_ua: float
+    switches_per_hour: float
+    time_per_state: dict[str, float]
+    windows: int
+
+
+def _summarise(counts: list, states) -> StreamSummary:
     total = {key: sum(c[key] for c in counts) for key in
              ('windows', 'correct', 'switches', 'seconds', 'charge_ua_s')}
     state_seconds = np.sum([c['state_seconds'] for c in counts], axis=0)
@@ -136,7 +170,7 @@ def front_states(model_dir: Path, trained) -> list:
     return sorted(states, key=lambda c: (-c.current_ua, -c.sampling_hz))
 
 
-def memory_report(classifier: ActivityClassifier) -> dict:
+def memory_report(classifier: ActivityClassifier) -> MemoryReport:
     """Compare the one classifier's weights with one classifier per state or configuration."""
     weights = classifier.manifest.parameters * 4   # float32
     onnx_bytes = (classifier.model_dir / classifier.manifest.graph).stat().st_size
@@ -235,7 +269,7 @@ def run_bench_activity(model_dir, out: Path, *, hours: float = 2.0, stability_th
         'target': {'saving': TARGET_SAVING, 'max_accuracy_loss_points': TARGET_MAX_LOSS,
                    'controllers': targets, 'met': met},
         'seconds': round(time.monotonic() - started, 1)}
-    write_json_atomic(Path(out), report)
+    write_json(out, report)
     _print(report)
     return 0 if met else 1
 

@@ -8,8 +8,7 @@ run together), the sensor states it was trained at, and its measured accuracy.
 No torch and no scikit-learn at run time: ONNX Runtime only.
 """
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -17,15 +16,18 @@ import numpy as np
 
 from adaptive_perception.activity.features import FEATURE_NAMES, HOP_S, WINDOW_S
 from adaptive_perception.activity.sensor import parse_config
+from adaptive_perception.runtime.manifest import ModelManifest
 from adaptive_perception.runtime.onnx_sessions import CPU, create_sessions
 
-MANIFEST = 'manifest.json'
 FORMAT = 'adaptive_perception.activity/1'
 
 
 @dataclass
-class ActivityManifest:
+class ActivityManifest(ModelManifest):
     """What ``manifest.json`` says about an exported classifier."""
+
+    FORMAT = FORMAT
+    KIND = 'exported activity model'
 
     class_names: list
     feature_names: list
@@ -41,25 +43,14 @@ class ActivityManifest:
     training: dict = field(default_factory=dict)     # provenance
     format: str = FORMAT
 
-    def save(self, model_dir: Path) -> Path:
-        """Write ``manifest.json`` into ``model_dir``."""
-        path = Path(model_dir) / MANIFEST
-        path.write_text(json.dumps(asdict(self), indent=1) + '\n')
-        return path
-
     @classmethod
-    def load(cls, model_dir: Path) -> 'ActivityManifest':
-        """Read and check ``manifest.json``; ValueError says what is wrong."""
-        path = Path(model_dir) / MANIFEST
-        if not path.is_file():
-            raise ValueError(f'{path}: no such file (is {model_dir} an exported '
-                             f'activity model?)')
-        try:
-            manifest = cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise ValueError(f'{path}: not a valid activity manifest: {error}') from error
-        if manifest.format != FORMAT:
-            raise ValueError(f'{path}: format {manifest.format!r}, expected {FORMAT!r}')
+    def missing(cls, path: Path, model_dir) -> str:
+        """Name the folder: the recognizer's ``model_dir`` parameter is the usual culprit."""
+        return f'{path}: no such file (is {model_dir} an exported activity model?)'
+
+    def check(self, model_dir) -> None:
+        """Trained on the features this code computes, at known sensor states."""
+        path, manifest = self.path(model_dir), self
         if list(manifest.feature_names) != list(FEATURE_NAMES) or (
                 manifest.window_s, manifest.hop_s) != (WINDOW_S, HOP_S):
             raise ValueError(f'{path}: trained on other features than this code computes '
@@ -69,7 +60,6 @@ class ActivityManifest:
             raise ValueError(f'{path}: needs at least 2 classes and 1 sensor state')
         for state in manifest.states:
             parse_config(state)
-        return manifest
 
 
 class ActivityClassifier:

@@ -14,10 +14,8 @@ axis-aligned orientations (gravity along every device axis, both signs), with
 the spread over the 24.
 """
 
-import json
-import os
-import tempfile
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -30,18 +28,31 @@ from adaptive_perception.activity.dataset import (
 )
 from adaptive_perception.activity.generator import UPRIGHT, Variety
 from adaptive_perception.activity.sensor import CONFIGS, SensorModel, parse_config
+from adaptive_perception.runtime.report_io import write_json
 
 OWN_RATE = 'own rate'
 ORIENTATION_SUBJECTS = 6   # 26 orientations x 6 wearers x 8 min: minutes on 2 cores
 
 
-def score(classifier: ActivityClassifier, windows) -> dict:
+class Scores(TypedDict):
+    """One set of predictions scored: windows, accuracy, recall per class, confusion matrix.
+
+    ``accuracy`` and a class's recall are None where there was nothing to score.
+    """
+
+    windows: int
+    accuracy: float | None
+    recall: dict[str, float | None]
+    confusion: list[list[int]]
+
+
+def score(classifier: ActivityClassifier, windows) -> Scores:
     """Accuracy, per-class recall and confusion matrix of ``windows``."""
     predicted = classifier.predict(windows.features) if len(windows.labels) else np.zeros(0, int)
     return scored(classifier.class_names, windows.labels, predicted)
 
 
-def scored(names, truth, predicted) -> dict:
+def scored(names, truth, predicted) -> Scores:
     """Report one set of predictions: windows, accuracy, recall, confusion."""
     from sklearn.metrics import confusion_matrix
     matrix = confusion_matrix(truth, predicted, labels=range(len(names))) if len(truth) else \
@@ -49,7 +60,7 @@ def scored(names, truth, predicted) -> dict:
     return from_confusion(names, matrix)
 
 
-def from_confusion(names, matrix) -> dict:
+def from_confusion(names, matrix) -> Scores:
     """Accuracy and recall from a confusion matrix (rows = truth)."""
     matrix = np.asarray(matrix, dtype=np.int64)
     totals = matrix.sum(axis=1)
@@ -61,7 +72,7 @@ def from_confusion(names, matrix) -> dict:
             'confusion': matrix.tolist()}
 
 
-def summed(names, results) -> dict:
+def summed(names, results) -> Scores:
     """One report over several: the confusion matrices added, accuracy and recall from that."""
     total = np.zeros((len(names), len(names)), np.int64)
     for result in results:
@@ -69,18 +80,6 @@ def summed(names, results) -> dict:
     return from_confusion(names, total)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temporary file in the same folder, so a failure leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(json.dumps(data, indent=1) + '\n')
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def eval_recordings(classifier, recordings, states, seed: int, model: SensorModel,
@@ -184,5 +183,5 @@ def run_eval_activity(model_dir, recordings=(), states=None, minutes: float = 8.
               f"{rob['axis_spread_points']:.2f} points)")
         print('  ' + ' '.join(f'{a:.3f}' for a in rob['axis_aligned']))
     if out is not None:
-        write_json_atomic(out, report)
+        write_json(out, report)
     return 0

@@ -25,7 +25,6 @@ and how much the averaging window matters depends on the model's single-sample
 noise (``noise``), which is an assumption, not a data-sheet figure.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 from adaptive_perception.activity.dataset import TRAIN_SUBJECTS, VAL_SUBJECTS, synthetic_windows
 from adaptive_perception.activity.sensor import CONFIGS, THESIS_PARETO, SensorModel
 from adaptive_perception.activity.train import fit_mlp
+from adaptive_perception.runtime.report_io import write_json
 
 
 def _dominates(a, b) -> bool:
@@ -99,7 +99,7 @@ def run_explore(out_dir: Path, *, subjects=TRAIN_SUBJECTS, val_subjects=VAL_SUBJ
                      'max_iter': max_iter, 'smoke': smoke,
                      'seconds': round(time.monotonic() - started, 1)},
     }
-    (out_dir / 'dse.json').write_text(json.dumps(result, indent=1) + '\n')
+    write_json(out_dir / 'dse.json', result)
     _plot(result, out_dir / 'dse.png')
     print(_table(result))
     print(f'wrote {out_dir / "dse.json"}, {out_dir / "dse.png"}')

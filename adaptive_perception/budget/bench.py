@@ -11,10 +11,10 @@ read from ``/diagnostics`` next to this process's own follower.
 Targets: median latency under 50 ms; apply cost under 1 ms per node.
 """
 
-import json
 import statistics
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import rclpy
@@ -33,6 +33,7 @@ from adaptive_perception.ros.interfaces import (
     POWER_QOS,
 )
 from adaptive_perception.ros.level_following import LevelFollowing
+from adaptive_perception.runtime.report_io import markdown_table, write_json
 
 LATENCY_TARGET_MS = 50.0
 APPLY_TARGET_MS = 1.0
@@ -133,13 +134,31 @@ def run_budget_bench(repeats: int, out_path: Path) -> int:
         rclpy.try_shutdown()
         stop_all(processes)
     result = _summarise(latencies, apply_costs)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2))
+    write_json(out_path, result, indent=2)
     _print(result, out_path)
     return 0 if result['targets_met'] else 1
 
 
-def _summarise(latencies, apply_costs) -> dict:
+class LevelChangeLatency(TypedDict):
+    """Battery crossing to applied level over DDS: samples, p50/p95/max and the target."""
+
+    n: int
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+    target_p50_ms: float
+
+
+class BudgetBenchResult(TypedDict):
+    """What ``bench budget`` writes: the level-change latency, each node's apply cost."""
+
+    level_change_latency: LevelChangeLatency
+    apply_cost: dict[str, dict]
+    targets_met: bool
+    latencies_ms: list[float]
+
+
+def _summarise(latencies, apply_costs) -> BudgetBenchResult:
     lat = np.asarray(latencies)
     latency = {'n': len(latencies), 'p50_ms': statistics.median(latencies),
                'p95_ms': float(np.percentile(lat, 95)), 'max_ms': float(lat.max()),
@@ -154,13 +173,12 @@ def _summarise(latencies, apply_costs) -> dict:
 
 def _print(result, out_path):
     lat = result['level_change_latency']
-    print('| measurement | n | p50 ms | p95 ms | max ms | target | met |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
-    print(f'| BatteryState crossing -> node applied level (2 DDS hops) | {lat["n"]} | '
-          f'{lat["p50_ms"]:.2f} | {lat["p95_ms"]:.2f} | {lat["max_ms"]:.2f} | '
-          f'p50 < {LATENCY_TARGET_MS:g} | '
-          f'{"yes" if lat["p50_ms"] < LATENCY_TARGET_MS else "NO"} |')
-    for name, a in result['apply_cost'].items():
-        print(f'| apply a level: {name} | {a["n"]} | {a["p50_ms"]:.4f} | - | {a["max_ms"]:.4f} | '
-              f'p50 < {APPLY_TARGET_MS:g} | {"yes" if a["p50_ms"] < APPLY_TARGET_MS else "NO"} |')
+    rows = [('BatteryState crossing -> node applied level (2 DDS hops)', lat['n'],
+             f'{lat["p50_ms"]:.2f}', f'{lat["p95_ms"]:.2f}', f'{lat["max_ms"]:.2f}',
+             f'p50 < {LATENCY_TARGET_MS:g}', 'yes' if lat['p50_ms'] < LATENCY_TARGET_MS else 'NO')]
+    rows += [(f'apply a level: {name}', a['n'], f'{a["p50_ms"]:.4f}', '-', f'{a["max_ms"]:.4f}',
+              f'p50 < {APPLY_TARGET_MS:g}', 'yes' if a['p50_ms'] < APPLY_TARGET_MS else 'NO')
+             for name, a in result['apply_cost'].items()]
+    print(markdown_table(('measurement', 'n', 'p50 ms', 'p95 ms', 'max ms', 'target', 'met'),
+                         rows))
     print(f'written {out_path}')

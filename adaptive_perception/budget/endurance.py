@@ -19,10 +19,10 @@ The battery is paused until every perception node is processing frames, so model
 loading does not count. Time is simulated time throughout.
 """
 
-import json
 import math
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -35,6 +35,13 @@ from adaptive_perception.launcher.plan import load_plan
 from adaptive_perception.launcher.processes import start_all, stop_all
 from adaptive_perception.power.device import device
 from adaptive_perception.ros.interfaces import EXECUTION_LEVEL_QOS, MISSION_START_TOPIC
+from adaptive_perception.runtime.report_io import (
+    cell,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+)
 
 PERCEPTION = ('adacon_detector', 'adamtl_multitask', 'activity_recognizer')
 # Their load is CPU time per frame x the camera rate: on this shared host the camera
@@ -68,7 +75,21 @@ def level_quality(weights=None) -> list:
             for lv in range(levels)]
 
 
-def summarise(samples, quality, thresholds_c, horizon_s=None) -> dict:
+class RunMetrics(TypedDict):
+    """One simulated mission: battery life, level time shares and changes, quality-time."""
+
+    battery_life_s: float | None
+    end_s: float
+    battery_at_horizon: float
+    time_at_level_s: dict[str, float]
+    level_changes: int
+    level_changes_per_h: float
+    time_above_c_s: dict[str, float]
+    quality_time_s: float
+    mean_quality: float
+
+
+def summarise(samples, quality, thresholds_c, horizon_s=None) -> RunMetrics:
     """Metrics of one run from its samples [(sim_s, fraction, temperature_c, level)]."""
     life = next((s[0] for s in samples if s[1] <= 0.0), None)
     end_s = samples[-1][0]
@@ -313,20 +334,18 @@ def _run_line(m) -> str:
 
 def table(result) -> str:
     """Markdown table of every run."""
-    rows = ['| scenario | policy | battery life h | life vs static | battery at mission end '
-            '| mean quality | quality-time h | level changes /h | time at levels (min) |',
-            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for scenario, entry in result['scenarios'].items():
-        for policy, m in entry['runs'].items():
-            life = m['battery_life_s']
-            rows.append(
-                f'| {scenario} | {policy} | {"-" if life is None else f"{life / 3600:.2f}"} | '
-                f'{m.get("life_ratio_vs_static", math.nan):.2f} | '
-                f'{m["battery_at_horizon"]:.3f} | {m["mean_quality"]:.3f} | '
-                f'{m["quality_time_s"] / 3600:.2f} | {m["level_changes_per_h"]:.1f} | '
-                + ', '.join(f'{k}: {v / 60:.0f}' for k, v in m['time_at_level_s'].items())
-                + ' |')
-    lines = ['\n'.join(rows), '']
+    runs = ((scenario, policy, m) for scenario, entry in result['scenarios'].items()
+            for policy, m in entry['runs'].items())
+    lines = [markdown_table(
+        ('scenario', 'policy', 'battery life h', 'life vs static', 'battery at mission end',
+         'mean quality', 'quality-time h', 'level changes /h', 'time at levels (min)'),
+        ((scenario, policy,
+          cell(None if m['battery_life_s'] is None else m['battery_life_s'] / 3600),
+          f'{m.get("life_ratio_vs_static", math.nan):.2f}', f'{m["battery_at_horizon"]:.3f}',
+          f'{m["mean_quality"]:.3f}', f'{m["quality_time_s"] / 3600:.2f}',
+          f'{m["level_changes_per_h"]:.1f}',
+          ', '.join(f'{k}: {v / 60:.0f}' for k, v in m['time_at_level_s'].items()))
+         for scenario, policy, m in runs)), '']
     for scenario, entry in result['scenarios'].items():
         lines.append(f'- {scenario}: perception share of device power (static, measured) '
                      f'{100 * entry.get("perception_share_static", math.nan):.0f}%; mission '
@@ -336,7 +355,7 @@ def table(result) -> str:
 
 
 def _write(out_dir, result):
-    (out_dir / 'bench_endurance.json').write_text(json.dumps(result, indent=1, default=str))
+    write_json(out_dir / 'bench_endurance.json', result)
     text = table(result)
     (out_dir / 'bench_endurance.md').write_text(text + '\n')
     _plot(out_dir / 'bench_endurance.png', result)
@@ -345,9 +364,7 @@ def _write(out_dir, result):
 
 
 def _plot(path, result):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     scenarios = list(result['scenarios'])
     fig, axes = plt.subplots(4, len(scenarios), sharex='col', squeeze=False,
                              figsize=(6 * len(scenarios), 9))
@@ -369,6 +386,4 @@ def _plot(path, result):
         axes[2][col].invert_yaxis()
         axes[0][col].legend()
         axes[3][col].set_xlabel('simulated hours')
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)

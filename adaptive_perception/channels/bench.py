@@ -28,15 +28,13 @@ within that budget.
 import contextlib
 import io
 import json
-import os
-import platform
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
-import onnxruntime as ort
 
 from adaptive_perception.detection.bench import (
+    DetectorRow,
     overhead_columns,
     pareto_front,
     save_accuracy_latency,
@@ -46,7 +44,16 @@ from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Mode, parse_mode
 from adaptive_perception.runtime.onnx_sessions import CPU
-from adaptive_perception.runtime.timing import interleaved_seconds
+from adaptive_perception.runtime.report_io import (
+    TargetCheck,
+    cell,
+    machine,
+    markdown_table,
+    pyplot,
+    target,
+    write_json,
+)
+from adaptive_perception.runtime.timing import Latency, interleaved_seconds
 
 TARGETS = {'half_width_backbone_latency_reduction': 0.40, 'half_width_map_drop': 0.05,
            'cheapest_latency_reduction': 0.60, 'near_static_map_drop': 0.02,
@@ -84,8 +91,18 @@ def cascade_points(widths: Sequence[float], precisions: Sequence[str]) -> list:
             for d in grid]
 
 
+class LatencyFit(TypedDict, total=False):
+    """``latency = a * MACs + c`` fitted over some points (``over``, where named)."""
+
+    a_ms_per_gmac: float | None
+    c_ms: float
+    r2: float | None
+    points: int
+    over: list[str]
+
+
 def time_backbones(engine: AdaConEngine, images: Sequence[np.ndarray], repeats: int,
-                   warmup: int) -> dict:
+                   warmup: int) -> dict[float, list[float]]:
     """Seconds per backbone graph run, per width, widths taking turns on every frame."""
     inputs = [engine.preprocess(rgb)[0] for rgb in images]
     runs = {width: (lambda image, width=width: engine.features(image, width))
@@ -93,7 +110,7 @@ def time_backbones(engine: AdaConEngine, images: Sequence[np.ndarray], repeats: 
     return interleaved_seconds(runs, inputs, repeats, warmup)
 
 
-def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> dict:
+def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> LatencyFit:
     """Least-squares ``latency = a * MACs + c``: a in ms per GMAC, c in ms, and R^2."""
     x = np.asarray(macs, np.float64) / 1e9
     y = np.asarray(latency_ms, np.float64)
@@ -107,7 +124,7 @@ def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> dict:
             'points': len(x)}
 
 
-def propose_profile(rows: dict, front: list, levels: int) -> list:
+def propose_profile(rows: dict, front: list, levels: int) -> list[str]:
     """Pick, per level, the most accurate front point within the level's latency budget.
 
     The ``levels`` budgets are evenly spaced from the front's costliest point to its
@@ -119,18 +136,16 @@ def propose_profile(rows: dict, front: list, levels: int) -> list:
                 key=lambda p: rows[p]['map']) for budget in budgets]
 
 
-def _rows(report: dict, samples: dict, static_point: str, model: dict | None = None) -> dict:
+def _rows(report: dict, samples: dict, static_point: str,
+          model: dict | None = None) -> dict[str, DetectorRow]:
     rows = {}
     for point, seconds in samples.items():
-        ms = np.asarray(seconds) * 1e3
         scores = report['modes'][point]
         rows[point] = {'map': scores['map'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
                        'mean_branches': scores['mean_branches'],
                        'macs_per_frame': scores['mean_macs'],
                        'exit_rate': scores.get('exit_rate'),
-                       'latency_p50_ms': float(np.percentile(ms, 50)),
-                       'latency_p95_ms': float(np.percentile(ms, 95)),
-                       'frames_per_s': float(1e3 / ms.mean()), 'samples': int(ms.size)}
+                       **Latency.of_seconds(seconds).columns()}
         if model is not None:
             rows[point].update(overhead_columns(seconds, model[point]))
     static = rows[static_point]
@@ -141,7 +156,7 @@ def _rows(report: dict, samples: dict, static_point: str, model: dict | None = N
     return rows
 
 
-def latency_models(rows: dict) -> dict:
+def latency_models(rows: dict) -> dict[str, LatencyFit]:
     """Fit the latency model per knob.
 
     Width (static FP32), mode (full-width FP32), each precision (all its plain
@@ -163,24 +178,30 @@ def latency_models(rows: dict) -> dict:
     return fits
 
 
-def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
+class MarginQuality(TypedDict):
+    """How well a cascade's margins tell, per frame, that its cheap answer is as good."""
+
+    frames: int
+    share_needing_costly: float
+    context_auc: float | None
+    score_auc: float | None
+
+
+def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict[str, TargetCheck]:
     """Each target of the channel-set and the precision/exit issues: value, whether met."""
     static = rows['static']
-    widths = sorted(backbone_ms)
-    half = min(widths)
-    results = {}
-    reduction = 1 - backbone_ms[half] / backbone_ms[1.0]
-    results['half_width_backbone_latency_reduction'] = {
-        'width': half, 'value': reduction,
-        'met': reduction >= TARGETS['half_width_backbone_latency_reduction']}
-    drop = static['map'] - rows[str(Mode('static', 0.0, half))]['map']
-    results['half_width_map_drop'] = {'width': half, 'value': drop,
-                                      'met': drop <= TARGETS['half_width_map_drop']}
+    half = min(backbone_ms)
+    results = {
+        'half_width_backbone_latency_reduction': target(
+            1 - backbone_ms[half] / backbone_ms[1.0],
+            TARGETS['half_width_backbone_latency_reduction'], at_most=False, width=half),
+        'half_width_map_drop': target(
+            static['map'] - rows[str(Mode('static', 0.0, half))]['map'],
+            TARGETS['half_width_map_drop'], width=half)}
     cheapest = front[-1]
-    reduction = 1 - rows[cheapest]['latency_vs_static']
-    results['cheapest_latency_reduction'] = {
-        'point': cheapest, 'value': reduction,
-        'met': reduction >= TARGETS['cheapest_latency_reduction']}
+    results['cheapest_latency_reduction'] = target(
+        1 - rows[cheapest]['latency_vs_static'], TARGETS['cheapest_latency_reduction'],
+        at_most=False, point=cheapest)
     near = [p for p in front if p != 'static'
             and static['map'] - rows[p]['map'] <= TARGETS['near_static_map_drop']]
     best = min(near, key=lambda p: rows[p]['latency_p50_ms']) if near else None
@@ -188,37 +209,32 @@ def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
         'point': best, 'met': best is not None,
         'value': None if best is None else 1 - rows[best]['latency_vs_static']}
     if 'static/int8' in rows:
-        ratio = rows['static/int8']['latency_vs_static']
-        results['static_int8_latency_ratio'] = {
-            'point': 'static/int8', 'value': ratio,
-            'met': ratio <= TARGETS['static_int8_latency_ratio']}
-        drop = static['map'] - rows['static/int8']['map']
-        results['static_int8_map_drop'] = {
-            'point': 'static/int8', 'value': drop,
-            'met': drop <= TARGETS['static_int8_map_drop']}
-    results['cheapest_latency_ratio'] = {
-        'point': cheapest, 'value': rows[cheapest]['latency_vs_static'],
-        'met': rows[cheapest]['latency_vs_static'] <= TARGETS['cheapest_latency_ratio']}
+        results['static_int8_latency_ratio'] = target(
+            rows['static/int8']['latency_vs_static'], TARGETS['static_int8_latency_ratio'],
+            point='static/int8')
+        results['static_int8_map_drop'] = target(
+            static['map'] - rows['static/int8']['map'], TARGETS['static_int8_map_drop'],
+            point='static/int8')
+    results['cheapest_latency_ratio'] = target(
+        rows[cheapest]['latency_vs_static'], TARGETS['cheapest_latency_ratio'], point=cheapest)
     near = [p for p in front if static['map'] - rows[p]['map']
             <= TARGETS['near_static_int8_map_drop']]
     best = min(near, key=lambda p: rows[p]['latency_p50_ms']) if near else None
-    ratio = None if best is None else rows[best]['latency_vs_static']
-    results['near_static_within_1_point'] = {
-        'point': best, 'value': ratio,
-        'met': ratio is not None and ratio <= TARGETS['near_static_int8_latency_ratio']}
+    results['near_static_within_1_point'] = target(
+        None if best is None else rows[best]['latency_vs_static'],
+        TARGETS['near_static_int8_latency_ratio'], point=best)
     cascades = [p for p in front if parse_mode(p).kind == 'cascade']
     results['cascade_on_front'] = {'point': cascades[0] if cascades else None,
                                    'value': len(cascades), 'met': bool(cascades)}
     if 'overhead_p50_ms' in rows[cheapest]:
-        overhead = rows[cheapest]['overhead_p50_ms']
-        results['node_overhead_p50_ms'] = {
-            'point': cheapest, 'value': overhead,
-            'met': overhead <= TARGETS['node_overhead_p50_ms']}
+        results['node_overhead_p50_ms'] = target(
+            rows[cheapest]['overhead_p50_ms'], TARGETS['node_overhead_p50_ms'], point=cheapest)
     return results
 
 
 def margin_quality(engine: AdaConEngine, annotations, images_dir, cascades: Sequence[str],
-                   score_threshold: float = 0.3, limit: int | None = None) -> dict:
+                   score_threshold: float = 0.3,
+                   limit: int | None = None) -> dict[str, MarginQuality]:
     """How well each margin of a cascade's cheap pass tells when its answer is as good.
 
     Per frame, the cheap and the costly mode's detections above ``score_threshold``
@@ -276,27 +292,20 @@ def margin_quality(engine: AdaConEngine, annotations, images_dir, cascades: Sequ
 
 def format_table(rows: dict, front: list) -> str:
     """Markdown table of every operating point; '*' marks the Pareto front."""
-    lines = ['| point | front | mAP | vs static | MMACs / frame | exit rate | p50 ms | p95 ms '
-             '| model p50 ms | overhead p50 ms | frames/s | latency vs static |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for point, r in rows.items():
-        exits = '-' if r.get('exit_rate') is None else f'{r["exit_rate"]:.2f}'
-        model = '-' if 'model_p50_ms' not in r else f'{r["model_p50_ms"]:.2f}'
-        overhead = '-' if 'overhead_p50_ms' not in r else f'{r["overhead_p50_ms"]:.2f}'
-        lines.append(
-            f'| {point} | {"*" if point in front else ""} | {r["map"]:.3f} | '
-            f'{100 * r["map_vs_static"]:+.1f} | {r["macs_per_frame"] / 1e6:.1f} | {exits} | '
-            f'{r["latency_p50_ms"]:.2f} | {r["latency_p95_ms"]:.2f} | {model} | {overhead} | '
-            f'{r["frames_per_s"]:.0f} | {r["latency_vs_static"]:.2f} |')
-    return '\n'.join(lines)
+    return markdown_table(
+        ('point', 'front', 'mAP', 'vs static', 'MMACs / frame', 'exit rate', 'p50 ms', 'p95 ms',
+         'model p50 ms', 'overhead p50 ms', 'frames/s', 'latency vs static'),
+        ((point, '*' if point in front else '', f'{r["map"]:.3f}',
+          f'{100 * r["map_vs_static"]:+.1f}', f'{r["macs_per_frame"] / 1e6:.1f}',
+          cell(r.get('exit_rate')), f'{r["latency_p50_ms"]:.2f}', f'{r["latency_p95_ms"]:.2f}',
+          cell(r.get('model_p50_ms')), cell(r.get('overhead_p50_ms')),
+          f'{r["frames_per_s"]:.0f}', f'{r["latency_vs_static"]:.2f}')
+         for point, r in rows.items()))
 
 
 def plot_front(rows: dict, front: list, models: dict, path: Path) -> None:
     """Accuracy against latency of every point, coloured by width; the front joined."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     widths = sorted({parse_mode(p).width for p in rows}, reverse=True)
     colours = dict(zip(widths, ('tab:blue', 'tab:orange', 'tab:green', 'tab:red', 'tab:purple'),
                        strict=False))
@@ -357,9 +366,7 @@ def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] 
     targets = check_targets(rows, backbone, front)
     profile = propose_profile(rows, front, levels)
     result = {
-        'machine': {'platform': platform.platform(), 'processor': platform.processor(),
-                    'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,
-                    'providers': report['providers'], 'threads': threads},
+        'machine': machine(report['providers'], threads),
         'model_dir': str(model_dir), 'frames': len(images), 'repeats': repeats,
         'eval_images': report['images'], 'points': rows,
         'backbone_latency_p50_ms': {f'{w:g}': ms for w, ms in backbone.items()},
@@ -369,8 +376,7 @@ def run_bench_channels(model_dir, annotations, images_dir, modes: Sequence[str] 
         'targets': targets, 'cascade_margins': margins,
     }
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'bench_channels.json').write_text(json.dumps(result, indent=1))
+    write_json(out_dir / 'bench_channels.json', result)
     plot_front(rows, front, models, out_dir / 'bench_channels_front.png')
     print(format_table(rows, front))
     print('\nbackbone alone, p50: ' + ', '.join(

@@ -14,12 +14,12 @@ therefore prices the channel set. A width counts as paying when it is faster and
 within 2 points of delta_m, the accuracy bar AdaMTL's own targets use.
 """
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
@@ -29,6 +29,7 @@ from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import read_checkpoint, train_static
 from adaptive_perception.multitask.validate import score_model
 from adaptive_perception.runtime.onnx_sessions import create_sessions
+from adaptive_perception.runtime.report_io import markdown_table, write_json
 from adaptive_perception.runtime.timing import interleaved_seconds
 from adaptive_perception.training.onnx_export import export_graph
 
@@ -45,7 +46,7 @@ def narrow_config(config: ModelConfig, width: float) -> ModelConfig:
     return replace(config, dims=dims, head_dim=head_dim, policies={})
 
 
-def load_stage1(checkpoint_path) -> tuple:
+def load_stage1(checkpoint_path) -> tuple[AdaMTL, dict]:
     """(full-width static AdaMTL, its stage-1 settings) from an AdaMTL checkpoint.
 
     The configuration is stage 1's own (a ``.stage1.pt`` has no other, and a run
@@ -68,7 +69,8 @@ def train_width(settings: dict, config: ModelConfig, width: float, train: DenseA
     return model.eval()
 
 
-def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
+def _sessions(model: AdaMTL, work: Path, name: str,
+              threads: int) -> tuple[tuple[ort.InferenceSession, ort.InferenceSession], int]:
     """Export the static encoder and the one-graph decoders; (sessions, FLOPs)."""
     image = torch.zeros(1, 3, model.config.image_size, model.config.image_size)
     encoder, decoders = EncoderGraph(model).eval(), DecodersGraph(model).eval()
@@ -84,7 +86,7 @@ def _sessions(model: AdaMTL, work: Path, name: str, threads: int) -> tuple:
     return sessions, count_flops(encoder, image) + count_flops(decoders, *features)
 
 
-def time_widths(sessions: dict, images: np.ndarray) -> dict:
+def time_widths(sessions: dict, images: np.ndarray) -> dict[float, list[float]]:
     """Width -> seconds per frame of encoder + decoders, widths taking turns on every frame."""
     def run(encoder, decoders):
         def frame(image):
@@ -137,7 +139,7 @@ def run_bench_multitask_widths(checkpoint, out_dir, widths=(0.75, 0.5),
               'epochs': epochs, 'frames': len(val.images[:frames]), 'threads': threads,
               'pays_within': PAYS_WITHIN, 'widths': rows,
               'kept': any(row['pays'] for width, row in rows.items() if width != '1')}
-    (out_dir / 'bench_multitask_widths.json').write_text(json.dumps(report, indent=1))
+    write_json(out_dir / 'bench_multitask_widths.json', report)
     log(format_table(rows))
     log(f'channel sets on the multi-task encoder pay: {"yes" if report["kept"] else "no"} '
         f'(a width pays when faster and within {-PAYS_WITHIN:g} points of delta_m)')
@@ -147,15 +149,12 @@ def run_bench_multitask_widths(checkpoint, out_dir, widths=(0.75, 0.5),
 def format_table(rows: dict) -> str:
     """Markdown table: width, channels, FLOPs, latency, delta_m and the task scores."""
     tasks = list(next(iter(rows.values()))['scores'])
-    lines = ['| width | channels | MFLOPs | vs full | p50 ms | p95 ms | vs full | delta_m | '
-             + ' | '.join(tasks) + ' | pays |',
-             '| --- ' * (9 + len(tasks)) + '|']
-    for width, row in rows.items():
-        lines.append(
-            f'| {width} | {"/".join(map(str, row["dims"]))} | {row["flops"] / 1e6:.1f} | '
-            f'{row["flops_vs_full"]:.2f} | {row["latency_p50_ms"]:.3f} | '
-            f'{row["latency_p95_ms"]:.3f} | {row["latency_vs_full"]:.2f} | '
-            f'{row["delta_m"]:+.2f} | '
-            + ' | '.join(f'{row["scores"][t]:.4g}' for t in tasks)
-            + f' | {"-" if width == "1" else "yes" if row["pays"] else "no"} |')
-    return '\n'.join(lines)
+    return markdown_table(
+        ('width', 'channels', 'MFLOPs', 'vs full', 'p50 ms', 'p95 ms', 'vs full', 'delta_m',
+         *tasks, 'pays'),
+        ((width, '/'.join(map(str, row['dims'])), f'{row["flops"] / 1e6:.1f}',
+          f'{row["flops_vs_full"]:.2f}', f'{row["latency_p50_ms"]:.3f}',
+          f'{row["latency_p95_ms"]:.3f}', f'{row["latency_vs_full"]:.2f}',
+          f'{row["delta_m"]:+.2f}', *(f'{row["scores"][t]:.4g}' for t in tasks),
+          '-' if width == '1' else 'yes' if row['pays'] else 'no')
+         for width, row in rows.items()))

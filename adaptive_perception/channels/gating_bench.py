@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from adaptive_perception.detection.export import load_checkpoint
 from adaptive_perception.detection.manifest import Manifest, Mode
 from adaptive_perception.detection.model import DecodedHead
 from adaptive_perception.runtime.onnx_sessions import create_sessions
+from adaptive_perception.runtime.report_io import markdown_table, write_json
 from adaptive_perception.runtime.timing import interleaved_seconds
 from adaptive_perception.training.onnx_export import export_graph
 
@@ -53,13 +54,21 @@ def _forced(head, in_channels: int, keep: float) -> GatedHead:
     return gated
 
 
-def _interleaved(runs: dict, inputs: list, repeats: int, warmup: int) -> dict:
+def _interleaved(runs: dict, inputs: list, repeats: int, warmup: int) -> dict[str, float]:
     """Median ms of each callable on every input, the callables taking turns."""
     samples = interleaved_seconds(runs, inputs, repeats, warmup)
     return {name: float(np.median(s) * 1e3) for name, s in samples.items()}
 
 
-def mechanism(model, features: list, work: Path, threads: int, repeats: int) -> dict:
+class MechanismTime(TypedDict):
+    """Median ms of one head graph and its ratio to the dense head."""
+
+    ms: float
+    vs_dense: float
+
+
+def mechanism(model, features: list, work: Path, threads: int,
+              repeats: int) -> dict[str, MechanismTime]:
     """Latency of the gathered head at forced keep shares vs the dense head graph."""
     stride, channels = model.stride, model.backbone.out_channels
     example = torch.from_numpy(features[0])
@@ -146,21 +155,20 @@ def run_bench_gating(checkpoint, model_dir, train_annotations, train_images, ann
                         and gate['map_vs_dense'] >= 0)
     result['kept_in_detector'] = any(g['pays'] for g in result['gates'].values())
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'bench_gating.json').write_text(json.dumps(result, indent=1))
+    write_json(out_dir / 'bench_gating.json', result)
     print('mechanism (static head alone, both layers forced to keep a share):')
     for name, row in result['mechanism'].items():
         print(f'  {name}: {row["ms"]:.3f} ms ({row["vs_dense"]:.2f}x dense)')
-    print(f'\n| detector at width {width:g}, static | mAP | vs dense | channels kept '
-          '(layer 1, layer 2) | p50 ms | vs dense | pays |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
-    print(f'| dense | {baseline:.3f} | - | all | {ms["dense"]:.2f} | 1.00 | - |')
+    rows = [('dense', f'{baseline:.3f}', '-', 'all', f'{ms["dense"]:.2f}', '1.00', '-')]
     for name, g in result['gates'].items():
         kept = ', '.join(f'{m:.0f} ({lo}-{hi}) of {g["width"]}' for m, lo, hi in
                          zip(g['kept_mean'], g['kept_min'], g['kept_max'], strict=True))
-        print(f'| {name} | {g["map"]:.3f} | {100 * g["map_vs_dense"]:+.1f} | {kept} | '
-              f'{g["latency_p50_ms"]:.2f} | {g["latency_vs_dense"]:.2f} | '
-              f'{"yes" if g["pays"] else "no"} |')
+        rows.append((name, f'{g["map"]:.3f}', f'{100 * g["map_vs_dense"]:+.1f}', kept,
+                     f'{g["latency_p50_ms"]:.2f}', f'{g["latency_vs_dense"]:.2f}',
+                     'yes' if g['pays'] else 'no'))
+    print('\n' + markdown_table((f'detector at width {width:g}, static', 'mAP', 'vs dense',
+                                 'channels kept (layer 1, layer 2)', 'p50 ms', 'vs dense',
+                                 'pays'), rows))
     print(f'\ngating kept in the detector: {"yes" if result["kept_in_detector"] else "no"}')
     print(f'written {out_dir / "bench_gating.json"}')
     return 0

@@ -12,26 +12,59 @@ Ratios between modes are the result; absolute times belong to this machine.
 """
 
 import json
-import os
-import platform
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
-import onnxruntime as ort
-import rclpy
-from rclpy.logging import LoggingSeverity
-from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
-from adaptive_perception.detection.detector_node import AdaConDetector
 from adaptive_perception.detection.evaluate import evaluate, load_rgb
 from adaptive_perception.detection.manifest import DEFAULT_MODES, Manifest, parse_mode
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.runtime.onnx_sessions import CPU
+from adaptive_perception.runtime.report_io import (
+    cell,
+    machine,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_json,
+)
+from adaptive_perception.runtime.timing import Latency, LatencyColumns, interleaved_seconds
+
+
+class OverheadColumns(TypedDict):
+    """Of ``process``: the time inside ONNX Runtime and the node's own (the rest), ms."""
+
+    model_p50_ms: float
+    overhead_p50_ms: float
+    overhead_p95_ms: float
+
+
+class DetectorRow(LatencyColumns, total=False):
+    """One mode's row of ``bench detector`` (and of ``bench channels``, one per point).
+
+    A TypedDict, not a dataclass: the rows are the bench's JSON, read back by the
+    model cards and the tests by key. FastestDet's rows have no overhead split
+    (its node times itself) but a ``graph_p50_ms``; ratios are to the reference point.
+    """
+
+    map: float
+    ap50: float
+    ap75: float
+    mean_branches: float
+    macs_per_frame: float
+    macs_vs_static: float
+    head_macs_per_frame: float
+    head_macs_vs_static: float
+    latency_vs_static: float | None
+    map_vs_static: float | None
+    exit_rate: float | None
+    model_p50_ms: float
+    overhead_p50_ms: float
+    overhead_p95_ms: float
+    graph_p50_ms: float
+    graph_vs_static: float
 
 
 @contextmanager
@@ -41,7 +74,15 @@ def bench_node(model_dir, modes: Sequence[str], providers: Sequence[str] = (CPU,
 
     Never spun (its input topic is a private one), logging at WARN (no line per mode
     switch), level 0 to start; a level change is a ``level_override`` set, as in service.
+    rclpy and the node are imported here, so that the bench's tables and fits import
+    without ROS.
     """
+    import rclpy
+    from rclpy.logging import LoggingSeverity
+    from rclpy.parameter import Parameter
+
+    from adaptive_perception.detection.detector_node import AdaConDetector
+
     context = rclpy.Context()
     rclpy.init(context=context)
     node = None
@@ -63,53 +104,68 @@ def bench_node(model_dir, modes: Sequence[str], providers: Sequence[str] = (CPU,
 
 def image_messages(images: Sequence[np.ndarray]) -> list:
     """``sensor_msgs/Image`` messages of RGB frames, as a camera driver would send them."""
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
     return [Image(header=Header(frame_id='bench'), **rgb_to_image_fields(rgb)) for rgb in images]
+
+
+def switch_level(node, modes: Sequence[str], parse=parse_mode):
+    """Return ``switch(mode)``: set the node's ``level_override`` to ``mode``'s level, checked.
+
+    The parameter is set only when the level changes (as in service, where a level
+    holds for many frames); the knob the node then follows must be ``parse(mode)``.
+    """
+    from rclpy.parameter import Parameter
+
+    levels = {mode: level for level, mode in enumerate(modes)}
+    current = [None]
+
+    def switch(mode: str) -> None:
+        level = levels[mode]
+        if current[0] == level:
+            return
+        node.set_parameters([Parameter('level_override', value=level)])
+        current[0] = level
+        if str(node.following.knob) != str(parse(mode)):
+            raise RuntimeError(f'level {level} did not select {mode}')
+    return switch
 
 
 def time_process(model_dir, images: Sequence[np.ndarray], modes: Sequence[str], repeats: int,
                  warmup: int, providers: Sequence[str] = (CPU,), threads: int = 1,
-                 model_seconds: dict | None = None) -> dict:
+                 model_seconds: dict | None = None) -> dict[str, list[float]]:
     """Seconds per ``AdaConDetector.process`` call, per mode: {mode: [s, ...]}.
 
     The node is built in its own context and never spun (its input topic is a
     private one); each frame is run in every mode in turn, in an order that rotates
-    from frame to frame (as ``runtime/timing.py`` does). ``model_seconds``, if
-    given, receives per mode the seconds of each call spent inside ONNX Runtime
-    (the rest is the node's own work).
+    from frame to frame (``runtime.timing.interleaved_seconds``, the protocol of
+    every bench), the level switch outside the timing. ``model_seconds``, if given,
+    receives per mode the seconds of each call spent inside ONNX Runtime (the rest
+    is the node's own work).
     """
     with bench_node(model_dir, modes, providers, threads) as node:
         messages = image_messages(images)
-
-        def switch(level: int, mode: str) -> None:
-            node.set_parameters([Parameter('level_override', value=level)])
-            if node.following.knob != parse_mode(mode):
-                raise RuntimeError(f'level {level} did not select {mode}')
-
-        for level, mode in enumerate(modes):  # warm-up: first runs allocate and cache
-            switch(level, mode)
-            for message in messages[:warmup]:
-                node.process(message)
-        samples = {mode: [] for mode in modes}
+        engine, switch = node.engine, switch_level(node, modes)
         inside = {mode: [] for mode in modes}
-        engine, turn = node.engine, 0
-        for _ in range(repeats):
-            for message in messages:
-                for k in range(len(modes)):
-                    level = (turn + k) % len(modes)
-                    mode = modes[level]
-                    switch(level, mode)
-                    model = engine.model_seconds
-                    start = time.perf_counter()
-                    node.process(message)
-                    samples[mode].append(time.perf_counter() - start)
-                    inside[mode].append(engine.model_seconds - model)
-                turn += 1
+        model_before = [0.0]
+
+        def prepare(mode: str) -> None:
+            switch(mode)
+            model_before[0] = engine.model_seconds
+
+        def record(mode: str, _message, _result) -> None:
+            inside[mode].append(engine.model_seconds - model_before[0])
+
+        samples = interleaved_seconds({mode: node.process for mode in modes}, messages,
+                                      repeats=repeats, warmup=warmup, on_result=record,
+                                      before=prepare)
         if model_seconds is not None:
             model_seconds.update(inside)
         return samples
 
 
-def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> dict:
+def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> OverheadColumns:
     """Model time and the node's own time (the rest of ``process``), p50 in ms."""
     total, model = np.asarray(seconds) * 1e3, np.asarray(model) * 1e3
     return {'model_p50_ms': float(np.percentile(model, 50)),
@@ -117,14 +173,14 @@ def overhead_columns(seconds: Sequence[float], model: Sequence[float]) -> dict:
             'overhead_p95_ms': float(np.percentile(total - model, 95))}
 
 
-def _rows(report: dict, samples: dict, manifest: Manifest, model: dict) -> dict:
+def _rows(report: dict, samples: dict, manifest: Manifest,
+          model: dict) -> dict[str, DetectorRow]:
     """One row per mode: accuracy, cost in MACs and time, and ratios to static."""
     full = manifest.graphs(1.0)
     static_head = full.static_head.macs
     static_total = full.backbone['macs'] + static_head
     rows = {}
     for mode, seconds in samples.items():
-        ms = np.asarray(seconds) * 1e3
         scores = report['modes'][str(parse_mode(mode))]
         head_macs = scores['mean_macs'] - manifest.graphs(parse_mode(mode).width).backbone['macs']
         rows[mode] = {
@@ -132,10 +188,7 @@ def _rows(report: dict, samples: dict, manifest: Manifest, model: dict) -> dict:
             'mean_branches': scores['mean_branches'], 'macs_per_frame': scores['mean_macs'],
             'macs_vs_static': scores['mean_macs'] / static_total,
             'head_macs_per_frame': head_macs, 'head_macs_vs_static': head_macs / static_head,
-            'latency_p50_ms': float(np.percentile(ms, 50)),
-            'latency_p95_ms': float(np.percentile(ms, 95)),
-            'latency_mean_ms': float(ms.mean()), 'frames_per_s': float(1e3 / ms.mean()),
-            **overhead_columns(seconds, model[mode]), 'samples': int(ms.size)}
+            **Latency.of_seconds(seconds).columns(), **overhead_columns(seconds, model[mode])}
     static = rows.get('static')
     for row in rows.values():
         row['latency_vs_static'] = (row['latency_p50_ms'] / static['latency_p50_ms']
@@ -143,29 +196,23 @@ def _rows(report: dict, samples: dict, manifest: Manifest, model: dict) -> dict:
     return rows
 
 
+TABLE_HEADER = ('mode', 'mAP', 'AP50', 'branches', 'MMACs / frame', 'vs static',
+                'head MACs vs static', 'p50 ms', 'p95 ms', 'model p50 ms', 'node overhead p50 ms',
+                'frames/s', 'latency vs static')
+
+
 def format_table(rows: dict) -> str:
-    """Format the bench rows as a markdown table."""
-    lines = ['| mode | mAP | AP50 | branches | MMACs / frame | vs static | head MACs vs static '
-             '| p50 ms | p95 ms | model p50 ms | node overhead p50 ms | frames/s '
-             '| latency vs static |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for mode, r in rows.items():
-        versus = '-' if r['latency_vs_static'] is None else f'{r["latency_vs_static"]:.2f}'
-        lines.append(
-            f'| {mode} | {r["map"]:.3f} | {r["ap50"]:.3f} | {r["mean_branches"]:.2f} | '
-            f'{r["macs_per_frame"] / 1e6:.1f} | {r["macs_vs_static"]:.2f} | '
-            f'{r["head_macs_vs_static"]:.2f} | {r["latency_p50_ms"]:.2f} | '
-            f'{r["latency_p95_ms"]:.2f} | {_ms(r, "model_p50_ms")} | '
-            f'{_ms(r, "overhead_p50_ms")} | {r["frames_per_s"]:.1f} | {versus} |')
-    return '\n'.join(lines)
+    """Format the bench rows as a markdown table; '-' where a bench did not split a time out."""
+    return markdown_table(TABLE_HEADER, (
+        (mode, f'{r["map"]:.3f}', f'{r["ap50"]:.3f}', f'{r["mean_branches"]:.2f}',
+         f'{r["macs_per_frame"] / 1e6:.1f}', f'{r["macs_vs_static"]:.2f}',
+         f'{r["head_macs_vs_static"]:.2f}', f'{r["latency_p50_ms"]:.2f}',
+         f'{r["latency_p95_ms"]:.2f}', cell(r.get('model_p50_ms')),
+         cell(r.get('overhead_p50_ms')), f'{r["frames_per_s"]:.1f}',
+         cell(r['latency_vs_static'])) for mode, r in rows.items()))
 
 
-def _ms(row: dict, key: str) -> str:
-    """Format a time column; '-' where the bench did not split it out (FastestDet's)."""
-    return '-' if row.get(key) is None else f'{row[key]:.2f}'
-
-
-def pareto_front(rows: dict) -> list:
+def pareto_front(rows: dict) -> list[str]:
     """Points no other point beats in both latency and mAP, most accurate first."""
     order = sorted(rows, key=lambda p: (rows[p]['latency_p50_ms'], -rows[p]['map']))
     front, best = [], -1.0
@@ -178,10 +225,7 @@ def pareto_front(rows: dict) -> list:
 
 def plot_pareto(rows: dict, path: Path) -> None:
     """Accuracy against latency, static vs adaptive modes; the Pareto front joined."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     points = sorted((r['latency_p50_ms'], r['map'], mode) for mode, r in rows.items())
     front = [(rows[p]['latency_p50_ms'], rows[p]['map']) for p in pareto_front(rows)]
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -197,17 +241,13 @@ def plot_pareto(rows: dict, path: Path) -> None:
 
 def save_accuracy_latency(figure, axes, path: Path, **legend) -> None:
     """Label mAP-vs-latency axes from zero (distances read as ratios), write the PNG, close."""
-    import matplotlib.pyplot as plt
-
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
     axes.set_xlabel('latency p50 of process(msg) (ms)')
     axes.set_ylabel('mAP@[.5:.95]')
     axes.grid(alpha=0.3)
     axes.legend(**legend)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def run_bench_detector(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_MODES,
@@ -229,15 +269,12 @@ def run_bench_detector(model_dir, annotations, images_dir, modes: Sequence[str] 
     samples = time_process(model_dir, images, modes, repeats, warmup, providers, threads, model)
     rows = _rows(report, samples, Manifest.load(model_dir), model)
     result = {
-        'machine': {'platform': platform.platform(), 'processor': platform.processor(),
-                    'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,
-                    'providers': report['providers'], 'threads': threads},
+        'machine': machine(report['providers'], threads),
         'model_dir': str(model_dir), 'frames': len(images), 'repeats': repeats,
         'modes': rows, 'controller': report['controller'], 'eval_images': report['images'],
     }
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'bench_detector.json').write_text(json.dumps(result, indent=1))
+    write_json(out_dir / 'bench_detector.json', result)
     plot_pareto(rows, out_dir / 'bench_detector_pareto.png')
     print(format_table(rows))
     accuracy = report['controller']['top1_accuracy']

@@ -8,10 +8,9 @@ context cluster (the branch holding most of its non-common ground-truth objects)
 
 import contextlib
 import io
-import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -21,6 +20,7 @@ from pycocotools.cocoeval import COCOeval
 from adaptive_perception.detection.engine import AdaConEngine
 from adaptive_perception.detection.manifest import DEFAULT_MODES, parse_mode
 from adaptive_perception.runtime.onnx_sessions import CPU
+from adaptive_perception.runtime.report_io import cell, markdown_table, write_json
 
 EVAL_SCORE_THRESHOLD = 0.05  # mAP integrates over scores: keep the low ones too
 
@@ -63,7 +63,50 @@ def category_mismatches(coco: COCO, classes: dict) -> list:
     return problems
 
 
-def coco_scores(coco: COCO, results: list, image_ids: list) -> dict:
+class CocoScores(TypedDict):
+    """pycocotools' bbox scores of one mode: mAP@[.5:.95], AP50, AP75, AP per class name."""
+
+    map: float
+    ap50: float
+    ap75: float
+    per_class: dict[str, float]
+
+
+class ModeScores(CocoScores, total=False):
+    """One mode's scores and cost per image (``exit_rate`` for a cascade, else None)."""
+
+    mean_branches: float
+    mean_macs: float
+    exit_rate: float | None
+    detections_per_image: float
+
+
+class ControllerScore(TypedDict):
+    """How often the controller's top branch is the frame's dominant cluster."""
+
+    top1_accuracy: float | None
+    images: int
+
+
+class EvalReport(TypedDict, total=False):
+    """``eval``'s report (AdaCon's and FastestDet's): what was scored and, per mode, how.
+
+    FastestDet's adds ``family``; AdaCon's has ``category_mismatches``.
+    """
+
+    model_dir: str
+    annotations: str
+    family: str
+    images: int
+    providers: list[str]
+    score_threshold: float
+    nms_iou: float
+    category_mismatches: list[str]
+    controller: ControllerScore
+    modes: dict[str, ModeScores]
+
+
+def coco_scores(coco: COCO, results: list, image_ids: list) -> CocoScores:
     """mAP@[.5:.95], AP50, AP75 and AP per class (by name) of ``results`` over ``image_ids``."""
     names = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
     if not results:
@@ -91,7 +134,7 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
              providers: Sequence[str] = (CPU,), threads: int | None = None,
              score_threshold: float = EVAL_SCORE_THRESHOLD, nms_iou: float = 0.5,
              max_detections: int = 100, limit: int | None = None,
-             allow_category_mismatch: bool = False) -> dict:
+             allow_category_mismatch: bool = False) -> EvalReport:
     """Run the engine over a COCO set in every mode; return the scores as a dict.
 
     ``limit`` evaluates only the first images (sorted by id). Each image is read
@@ -150,24 +193,22 @@ def evaluate(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
     }
 
 
-def format_table(report: dict) -> str:
+def format_table(report: EvalReport) -> str:
     """Format an evaluation report as a markdown table."""
     lines = [f'{report["images"]} images, {report["model_dir"]}, providers '
              f'{", ".join(report["providers"])}', '',
-             '| mode | mAP | AP50 | AP75 | branches / image | MMACs / image |',
-             '| --- | --- | --- | --- | --- | --- |']
-    for name, row in report['modes'].items():
-        lines.append(f'| {name} | {row["map"]:.3f} | {row["ap50"]:.3f} | {row["ap75"]:.3f} | '
-                     f'{row["mean_branches"]:.2f} | {row["mean_macs"] / 1e6:.1f} |')
+             markdown_table(
+                 ('mode', 'mAP', 'AP50', 'AP75', 'branches / image', 'MMACs / image'),
+                 ((name, f'{row["map"]:.3f}', f'{row["ap50"]:.3f}', f'{row["ap75"]:.3f}',
+                   f'{row["mean_branches"]:.2f}', f'{row["mean_macs"] / 1e6:.1f}')
+                  for name, row in report['modes'].items()))]
     modes = list(report['modes'])
     classes = sorted({c for row in report['modes'].values() for c in row.get('per_class', {})})
     if classes:
-        lines += ['', 'AP@[.5:.95] per class:', '',
-                  '| class | ' + ' | '.join(modes) + ' |', '| --- |' + ' --- |' * len(modes)]
-        for name in classes:
-            cells = [report['modes'][m].get('per_class', {}).get(name) for m in modes]
-            lines.append(f'| {name} | ' + ' | '.join(
-                '-' if c is None else f'{c:.3f}' for c in cells) + ' |')
+        lines += ['', 'AP@[.5:.95] per class:', '', markdown_table(
+            ('class', *modes),
+            ((name, *(cell(report['modes'][m].get('per_class', {}).get(name), '.3f')
+                      for m in modes)) for name in classes))]
     controller = report['controller']
     if controller['top1_accuracy'] is not None:
         lines += ['', f'controller top-1 branch = dominant cluster: '
@@ -196,7 +237,6 @@ def run_eval(model_dir, annotations, images_dir, modes: Sequence[str] = DEFAULT_
               + '; '.join(report['category_mismatches']), file=sys.stderr)
     print(format_table(report))
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_json(out, report)
         print(f'wrote {out}')
     return 0

@@ -21,16 +21,15 @@ inputs and outputs (``runtime/quantize.py``): ``graphs`` maps each FP32 file to 
 INT8 file, ``reports`` what was quantized and how it was calibrated.
 """
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
+from adaptive_perception.runtime.manifest import JsonObject, ModelManifest
+
 FORMAT = 'adacon-onnx/2'
-MANIFEST = 'manifest.json'
 # The modes evaluated and benchmarked by default, from full quality to most frugal;
 # the detector's default level profile.
 DEFAULT_MODES = ('static', 'multi:0.1', 'multi:0.3', 'single')
@@ -63,8 +62,11 @@ class WidthGraphs:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(ModelManifest):
     """Everything the runtime needs to run an exported AdaCon model."""
+
+    FORMAT = FORMAT
+    KIND = 'exported AdaCon model'
 
     input_size: list                 # [H, W] the graphs were exported for
     stride: int                      # feature-map cells -> input pixels
@@ -78,7 +80,7 @@ class Manifest:
     int8: dict = field(default_factory=dict)  # {'graphs': {fp32: int8}, 'reports', 'calibration'}
 
     @property
-    def precisions(self) -> tuple:
+    def precisions(self) -> tuple[str, ...]:
         """The precisions every graph is there in: ('fp32',) or ('fp32', 'int8')."""
         return ('fp32', 'int8') if self.int8.get('graphs') else ('fp32',)
 
@@ -104,27 +106,23 @@ class Manifest:
         """The context branches (the same at every width): names and classes."""
         return self.widths[0].branches
 
-    def save(self, model_dir: Path) -> Path:
-        """Write ``manifest.json`` into ``model_dir``."""
-        path = Path(model_dir) / MANIFEST
-        path.write_text(json.dumps(asdict(self), indent=1))
-        return path
+    def to_json(self) -> JsonObject:
+        """Return the manifest as JSON values, class ids as text (JSON's keys)."""
+        return {**asdict(self), 'classes': {str(k): v for k, v in self.classes.items()}}
 
     @classmethod
-    def load(cls, model_dir: Path) -> 'Manifest':
-        """Read and check ``manifest.json``; ValueError says what is wrong."""
-        path = Path(model_dir) / MANIFEST
-        if not path.is_file():
-            raise ValueError(f'{path} not found: not an exported AdaCon model directory')
-        data = json.loads(path.read_text())
-        if data.get('format') != FORMAT:
-            raise ValueError(f'{path}: format {data.get("format")!r}, expected {FORMAT!r}')
-        data['widths'] = [WidthGraphs(**{
+    def from_json(cls, data: dict) -> 'Manifest':
+        """Rebuild the per-width graph records and the integer class ids JSON made text."""
+        data = {**data, 'widths': [WidthGraphs(**{
             **graphs, 'static_head': HeadSpec(**graphs['static_head']),
             'branches': [HeadSpec(**b) for b in graphs['branches']]})
-            for graphs in data['widths']]
-        data['classes'] = {int(k): v for k, v in data['classes'].items()}
-        manifest = cls(**data)
+            for graphs in data['widths']],
+            'classes': {int(k): v for k, v in data['classes'].items()}}
+        return cls(**data)
+
+    def check(self, model_dir) -> None:
+        """Widths widest first, the same branches at each, every graph file there."""
+        path, manifest = self.path(model_dir), self
         widths = [g.width for g in manifest.widths]
         if not widths or widths[0] != 1.0 or widths != sorted(set(widths), reverse=True):
             raise ValueError(f'{path}: widths {widths} must be distinct, widest (1.0) first')
@@ -133,16 +131,13 @@ class Manifest:
                     [(b.name, b.class_ids) for b in manifest.branches]:
                 raise ValueError(f'{path}: width {graphs.width:g} has other branches than 1.0')
             for file in graphs.files():
-                if not (Path(model_dir) / file).is_file():
-                    raise ValueError(f'{path}: graph {file} is missing')
+                self.require_files(model_dir, [file])
                 for precision in manifest.precisions[1:]:
                     try:
                         other = manifest.file(file, precision)
                     except KeyError:
                         raise ValueError(f'{path}: no {precision} copy of {file}') from None
-                    if not (Path(model_dir) / other).is_file():
-                        raise ValueError(f'{path}: graph {other} is missing')
-        return manifest
+                    self.require_files(model_dir, [other])
 
 
 PRECISIONS = ('fp32', 'int8')
@@ -183,7 +178,7 @@ class Mode:
         text = text if self.width == 1.0 else f'{text}@{self.width:g}'
         return text if self.precision == 'fp32' else f'{text}/{self.precision}'
 
-    def steps(self) -> tuple:
+    def steps(self) -> tuple['Mode', ...]:
         """Return the plain modes this one may run: itself, or a cascade's cheap and costly."""
         return (self,) if self.kind != 'cascade' else (self.cheap, self.costly)
 
@@ -243,7 +238,14 @@ def parse_mode(text: str) -> Mode:
     return Mode('cascade', threshold, costly.width, costly.precision, margin, cheap, costly)
 
 
-def letterbox(rgb: np.ndarray, size: Sequence[int], mean: Sequence[float]) -> tuple:
+class Letterbox(NamedTuple):
+    """A frame fitted into the model input: the padded canvas and the scale applied."""
+
+    canvas: np.ndarray
+    scale: float
+
+
+def letterbox(rgb: np.ndarray, size: Sequence[int], mean: Sequence[float]) -> Letterbox:
     """Fit ``rgb`` into (H, W) keeping its aspect, padded right and bottom; (canvas, scale).
 
     Training and the runtime both call this, so they cannot drift apart: bilinear
@@ -259,4 +261,4 @@ def letterbox(rgb: np.ndarray, size: Sequence[int], mean: Sequence[float]) -> tu
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[...] = [round(255 * m) for m in mean]
     canvas[:new_h, :new_w] = rgb
-    return canvas, scale
+    return Letterbox(canvas, scale)

@@ -1,6 +1,5 @@
 """The report a bounded edge run leaves behind: a plot, a node table and the raw series."""
 
-import json
 import math
 import statistics
 from collections import Counter
@@ -13,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 from adaptive_perception.activity.features import HOP_S, WINDOW_S  # noqa: E402
 from adaptive_perception.multitask.scenes import TASKS  # noqa: E402
+from adaptive_perception.runtime.report_io import markdown_table, save_figure, write_json  # noqa: E402
 
 TABLE_COLUMNS = [  # (diagnostics key, header)
     ('severity', 'status'), ('applied_level', 'level'), ('level_source', 'source'),
@@ -29,13 +29,11 @@ def node_table(statuses: dict) -> str:
     A STALE node shows rate 0; the process columns (state, restarts, exit codes of the
     processes that ended on their own) come from the launcher.
     """
-    header = '| node | ' + ' | '.join(h for _, h in TABLE_COLUMNS) + ' |'
-    rows = [header, '|' + ' --- |' * (len(TABLE_COLUMNS) + 1)]
+    rows = []
     for name, values in sorted(statuses.items()):
         values = {'applied_level': values.get('level', '-'), **values}  # manager: 'level'
-        cells = [_cell(values.get(key, '-')) for key, _ in TABLE_COLUMNS]
-        rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(rows)
+        rows.append((name, *(_cell(values.get(key, '-')) for key, _ in TABLE_COLUMNS)))
+    return markdown_table(('node', *(h for _, h in TABLE_COLUMNS)), rows)
 
 
 def _cell(text) -> str:
@@ -115,10 +113,10 @@ def activity_section(summary: dict, max_timeline: int = 40) -> str:
               f'{e["sensor_state"] or "unconfirmed"})' for e in timeline[:max_timeline]]
     if len(timeline) > max_timeline:
         lines.append(f'  - ... {len(timeline) - max_timeline} more in edge_report.json')
-    lines += ['', '| sensor state | messages | time share | modelled current uA |',
-              '| --- | --- | --- | --- |']
-    lines += [f'| {name} | {v["messages"]} | {100 * v["share"]:.0f}% | {_cell(v["current_ua"])} |'
-              for name, v in summary['sensor_states'].items()]
+    lines += ['', markdown_table(
+        ('sensor state', 'messages', 'time share', 'modelled current uA'),
+        ((name, v['messages'], f'{100 * v["share"]:.0f}%', _cell(v['current_ua']))
+         for name, v in summary['sensor_states'].items()))]
     lines.append('')
     mean, costliest = summary['mean_sensor_current_ua'], summary['costliest_sensor_state']
     if costliest:
@@ -193,10 +191,10 @@ def multitask_section(summary: dict, node_name: str = 'adamtl_multitask') -> str
         lines.append(f'- no task output arrived on /adaptive_perception/multitask/*: see '
                      f'logs/{node_name}.log')
     else:
-        lines += ['| task | images | rate Hz | frame age on arrival p50 ms |',
-                  '| --- | --- | --- | --- |']
-        lines += [f'| {task} | {v["messages"]} | {_cell(v["rate_hz"])} | '
-                  f'{_cell(v["age_p50_ms"])} |' for task, v in summary['tasks'].items()]
+        lines.append(markdown_table(
+            ('task', 'images', 'rate Hz', 'frame age on arrival p50 ms'),
+            ((task, v['messages'], _cell(v['rate_hz']), _cell(v['age_p50_ms']))
+             for task, v in summary['tasks'].items())))
         lines.append('')
     node = summary['node']
     if node is None:
@@ -248,12 +246,12 @@ def energy_section(statuses: dict, preset: str = 'laptop_cpu') -> str:
     lines = [f'## Energy per node and level (process CPU time; W modelled for {preset})', '']
     if not rows:
         return '\n'.join(lines + ['- no node reported CPU time per level']) + '\n'
-    lines += ['| node | level | knob | CPU s/s | demand s/s | CPU ms/frame | ONNX Runtime s/s '
-              '| W |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
-    lines += [f'| {r["node"]} | {r["level"]} | {r["knob"]} | {_cell(r["cpu_s_per_s"])} | '
-              f'{_cell(r["cpu_demand_s_per_s"])} | '
-              f'{_cell(r["cpu_ms_per_frame"])} | {_cell(r["ort_cpu_s_per_s"])} | '
-              f'{_cell(r["watts"])} |' for r in rows]
+    lines.append(markdown_table(
+        ('node', 'level', 'knob', 'CPU s/s', 'demand s/s', 'CPU ms/frame', 'ONNX Runtime s/s',
+         'W'),
+        ((r['node'], r['level'], r['knob'], _cell(r['cpu_s_per_s']),
+          _cell(r['cpu_demand_s_per_s']), _cell(r['cpu_ms_per_frame']),
+          _cell(r['ort_cpu_s_per_s']), _cell(r['watts'])) for r in rows)))
     return '\n'.join(lines) + '\n'
 
 
@@ -309,7 +307,7 @@ def write_report(out_dir: Path, samples: list, level_events: list, statuses: dic
     if tasks is not None:
         data['multitask'] = {'summary': tasks, 'outputs': multitask['outputs']}
     data['energy'] = energy_rows(statuses)
-    paths['data'].write_text(json.dumps(data, indent=1, default=str))
+    write_json(paths['data'], data)
     return paths
 
 
@@ -339,9 +337,7 @@ def _plot(path, samples, level_events, battery_thresholds, temperature_threshold
     axes[-1].set_xlabel('time since start (s)')
     ax_b.set_title('adaptive_perception edge run: power state, execution level'
                    + (' and IMU sensor state' if activity_states else ''))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _plot_activity(ax, states):

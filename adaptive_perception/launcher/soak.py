@@ -15,13 +15,15 @@ the targets:
 Writes ``soak.json`` (every sample, the fits, the targets) and ``soak.png``.
 """
 
-import json
 import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
+
+from adaptive_perception.runtime.report_io import markdown_table, pyplot, save_figure, write_json
 
 CAMERA_FED = ('adacon_detector', 'adamtl_multitask')  # executables that take every frame
 PAGE_MB = os.sysconf('SC_PAGE_SIZE') / 2 ** 20 if hasattr(os, 'sysconf') else 4096 / 2 ** 20
@@ -51,7 +53,21 @@ def _number(value) -> float:
         return math.nan
 
 
-def sample_nodes(processes, statuses: dict) -> dict:
+class NodeSample(TypedDict):
+    """One node at one sampling instant (NaN where the process or its diagnostics lack it)."""
+
+    pid: int | None
+    state: str
+    restarts: int
+    rss_mb: float
+    cpu_s: float
+    rate_hz: float
+    latency_p95_ms: float
+    frames_dropped: float
+    severity: str
+
+
+def sample_nodes(processes, statuses: dict) -> dict[str, NodeSample]:
     """One sample: node -> rss_mb, cpu_s, rate_hz, latency_p95_ms, frames_dropped, pid."""
     sample = {}
     for p in processes:
@@ -68,7 +84,17 @@ def sample_nodes(processes, statuses: dict) -> dict:
     return sample
 
 
-def memory_fit(times_s, rss_mb, warmup_s: float) -> dict:
+class MemoryFit(TypedDict):
+    """Resident memory's trend after warm-up: slope and its standard error, first and last."""
+
+    points: int
+    slope_mb_per_min: float
+    stderr: float
+    start_mb: float
+    end_mb: float
+
+
+def memory_fit(times_s, rss_mb, warmup_s: float) -> MemoryFit:
     """Slope (MB/minute) of resident memory after ``warmup_s``, with its standard error."""
     from scipy.stats import linregress
     points = [(t / 60.0, m) for t, m in zip(times_s, rss_mb, strict=True)
@@ -81,9 +107,21 @@ def memory_fit(times_s, rss_mb, warmup_s: float) -> dict:
             'stderr': float(fit.stderr), 'start_mb': points[0][1], 'end_mb': points[-1][1]}
 
 
+class SoakSummary(TypedDict):
+    """Per node the fits and checks, the targets and the settings they were checked with."""
+
+    nodes: dict[str, dict]
+    targets: dict[str, bool]
+    all_targets_met: bool
+    max_slope_mb_per_min: float
+    rate_tolerance: float
+    camera_rate_hz: float
+    warmup_s: float
+
+
 def summarise(samples: list, executables: dict, camera_rate_hz: float, warmup_s: float,
               exits: dict, max_slope_mb_per_min: float = 0.1,
-              rate_tolerance: float = 0.05) -> dict:
+              rate_tolerance: float = 0.05) -> SoakSummary:
     """Fit memory, check rates and exits against the targets (no ROS, no processes).
 
     ``samples``: ``{'t_s': ..., 'nodes': sample_nodes(...)}`` in time order;
@@ -200,7 +238,7 @@ def run_soak(minutes: float, out_dir: Path, sample_s: float = 60.0,
               'stopped_by': signal.Signals(stop.signal).name if stop.signal else None,
               'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
               'final_exit_codes': codes, 'summary': summary, 'samples': samples}
-    (out_dir / 'soak.json').write_text(json.dumps(result, indent=1, default=str))
+    write_json(out_dir / 'soak.json', result)
     _plot(out_dir / 'soak.png', samples, summary)
     print(soak_table(summary))
     met = summary['targets']
@@ -228,20 +266,16 @@ def _sample_line(sample: dict) -> str:
 
 def soak_table(summary: dict) -> str:
     """Markdown table: memory fit, CPU, rates, latency, drops and exits per node."""
-    rows = ['| node | RSS first MB | RSS last MB | slope MB/min (after warm-up) | CPU % | '
-            'rate min-max Hz | p95 max ms | dropped | exits |',
-            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for name, n in summary['nodes'].items():
-        fit = n['memory']
-        rows.append(
-            f'| {name} | {n["rss_first_mb"]:.1f} | {n["rss_last_mb"]:.1f} | '
-            f'{fit["slope_mb_per_min"]:+.3f} ± {fit["stderr"]:.3f}'
-            f'{"" if n["slope_ok"] else " (over)"} | {n["cpu_percent"]:.1f} | '
-            f'{_range(n["rate_min_hz"], n["rate_max_hz"])}'
-            f'{" (below)" if n.get("rate_ok") is False else ""} | '
-            f'{_fmt(n["latency_p95_max_ms"])} | {_fmt(n["frames_dropped_last"])} | '
-            f'{len(n["exits"])} |')
-    return '\n'.join(rows)
+    return markdown_table(
+        ('node', 'RSS first MB', 'RSS last MB', 'slope MB/min (after warm-up)', 'CPU %',
+         'rate min-max Hz', 'p95 max ms', 'dropped', 'exits'),
+        ((name, f'{n["rss_first_mb"]:.1f}', f'{n["rss_last_mb"]:.1f}',
+          f'{n["memory"]["slope_mb_per_min"]:+.3f} ± {n["memory"]["stderr"]:.3f}'
+          + ('' if n['slope_ok'] else ' (over)'), f'{n["cpu_percent"]:.1f}',
+          _range(n['rate_min_hz'], n['rate_max_hz'])
+          + (' (below)' if n.get('rate_ok') is False else ''),
+          _fmt(n['latency_p95_max_ms']), _fmt(n['frames_dropped_last']), len(n['exits']))
+         for name, n in summary['nodes'].items()))
 
 
 def _range(low, high) -> str:
@@ -253,10 +287,7 @@ def _fmt(value) -> str:
 
 
 def _plot(path, samples, summary):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(4, 1, sharex=True, figsize=(9, 10))
     t = [s['t_s'] / 60 for s in samples]
     for name in summary['nodes']:
@@ -283,6 +314,4 @@ def _plot(path, samples, summary):
     axes[3].set_ylabel('latency p95 ms')
     axes[3].set_xlabel('minutes since start (dotted: end of warm-up)')
     axes[0].set_title('adaptive_perception soak: memory, CPU, rate, latency per node')
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)

@@ -27,6 +27,7 @@ and scattered back, and with each policy deciding (``encoder_only``).
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -36,6 +37,13 @@ from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, Random
 from adaptive_perception.multitask.evaluate import deltas, evaluate_engine, prediction_to_score
 from adaptive_perception.multitask.metrics import TaskScores
 from adaptive_perception.runtime.onnx_sessions import BoundGraph
+from adaptive_perception.runtime.report_io import (
+    TargetCheck,
+    pyplot,
+    save_figure,
+    target,
+    write_json,
+)
 from adaptive_perception.runtime.timing import interleaved_seconds
 
 TARGETS = {'flops_reduction': 0.30, 'latency_reduction': 0.20, 'delta_m_static': -2.0}
@@ -46,28 +54,93 @@ FRAMES_PER_TURN = 20
 LOW_BUDGET = ('low', 'low_agnostic')
 
 
+class Measured(TypedDict):
+    """What ``measure`` collected of one configuration, per frame in data order."""
+
+    scores: dict[str, float]
+    seconds: list[float]
+    flops: list[float]
+    blocks: list[float]
+    tokens: list[float]
+
+
+class MultiTaskRow(TypedDict, total=False):
+    """One configuration's row of ``bench multitask`` (its JSON, read by key).
+
+    ``delta_m_single_task`` only where single-task references apply to the data;
+    ``flops_objects_spearman`` only for a configuration whose FLOPs vary with the frame.
+    """
+
+    scores: dict[str, float]
+    delta_m_static: float
+    delta_m_single_task: float
+    flops_mean: float
+    flops_vs_static: float
+    block_share: float
+    token_share: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_p50_vs_static: float
+    flops_objects_spearman: float
+
+
+class StageTime(TypedDict):
+    """Median time of one graph variant and its ratio to the static one."""
+
+    p50_ms: float
+    vs_static: float
+
+
+class MultiTaskReport(TypedDict, total=False):
+    """What ``bench multitask`` writes to ``bench_multitask.json`` (and returns).
+
+    ``runtime_comparison`` only with a checkpoint (ONNX Runtime against PyTorch).
+    """
+
+    model_dir: str
+    data: str
+    frames: int
+    threads: int
+    frames_per_turn: int
+    rows: dict[str, MultiTaskRow]
+    targets: dict[str, dict[str, float | bool]]
+    seconds: float
+    encoder_only: dict[str, StageTime]
+    runtime_comparison: dict[str, dict[str, float]]
+
+
+class Configuration(NamedTuple):
+    """What one benched configuration runs: a policy (name or object), tasks, precision."""
+
+    policy: 'str | RandomPolicy'
+    tasks: tuple
+    precision: str = 'fp32'
+
+
 def _percentile_ms(seconds: list, q: float) -> float:
     return float(np.percentile(seconds, q) * 1e3)
 
 
-def _configurations(engine: MultiTaskEngine, data: DenseArrays, seed: int) -> dict:
-    """Name -> (policy, tasks[, precision]). The random policy copies ``low``'s shares."""
-    configs = {name: (name, engine.tasks) for name in engine.policies}
+def _configurations(engine: MultiTaskEngine, data: DenseArrays,
+                    seed: int) -> dict[str, Configuration]:
+    """Name -> what it runs. The random policy copies ``low``'s shares."""
+    configs = {name: Configuration(name, engine.tasks) for name in engine.policies}
     for precision in engine.precisions[1:]:
-        configs.update({f'{name}/{precision}': (name, engine.tasks, precision)
+        configs.update({f'{name}/{precision}': Configuration(name, engine.tasks, precision)
                         for name in engine.policies})
     if 'low' in engine.policies:
         probe = evaluate_engine(engine, data.subset(range(min(50, len(data)))), 'low')
         share = (probe['block_share'], probe['token_share'])
-        configs['random'] = (RandomPolicy(*share, seed), engine.tasks)
+        configs['random'] = Configuration(RandomPolicy(*share, seed), engine.tasks)
         policy, tasks = TASK_DROP
         if all(t in engine.tasks for t in tasks):
-            configs[f'{policy}:{"+".join(tasks)}'] = (policy, tasks)
+            configs[f'{policy}:{"+".join(tasks)}'] = Configuration(policy, tasks)
     return configs
 
 
-def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: int = 5,
-            frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict[str, Configuration],
+            warmup: int = 5,
+            frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, Measured]:
     """Run every frame through every configuration, taking turns; collect what it cost."""
     scores = {name: TaskScores(len(data.class_names)) for name in configs}
     costs = {name: {} for name in configs}  # frame -> (FLOPs, block share, token share)
@@ -78,9 +151,8 @@ def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: i
                              getattr(data, task)[i:i + 1])
         costs[name][i] = (result.flops, result.block_share, result.token_share)
 
-    runs = {name: (lambda i, policy=config[0], tasks=config[1], precision=(*config, 'fp32')[2]:
-                   engine.infer(data.images[i], policy, tasks, resize=False,
-                                precision=precision))
+    runs = {name: (lambda i, c=config: engine.infer(
+                data.images[i], c.policy, c.tasks, resize=False, precision=c.precision))
             for name, config in configs.items()}
     seconds = interleaved_seconds(runs, range(len(data)), warmup=warmup,
                                   frames_per_turn=frames_per_turn, on_result=score)
@@ -93,7 +165,7 @@ def measure(engine: MultiTaskEngine, data: DenseArrays, configs: dict, warmup: i
 
 
 def _rows(measured: dict, engine: MultiTaskEngine, objects: np.ndarray,
-          data_description: str) -> dict:
+          data_description: str) -> dict[str, MultiTaskRow]:
     static = measured[STATIC]
     rows = {}
     for name, m in measured.items():
@@ -125,7 +197,7 @@ class _Fixed:
         self._runs = [feeds[f'runs_s{s}'] for s in range(len(layout))]
         self._bound = None
 
-    def run(self, session, image, tasks, layout) -> tuple:
+    def run(self, session, image, tasks, layout) -> tuple[list, int]:
         """Encode with the fixed decisions: (stage tokens then the decisions, 0)."""
         if self._bound is None:
             self._bound = BoundGraph(session, self._feeds)
@@ -133,7 +205,7 @@ class _Fixed:
 
 
 def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 200,
-                     frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+                     frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, StageTime]:
     """Time the encoder graphs alone against the static one: where adaptivity costs.
 
     ``every token gathered``: the decided graph keeping everything, i.e. the static
@@ -169,7 +241,8 @@ def encoder_overhead(engine: MultiTaskEngine, data: DenseArrays, frames: int = 2
 
 
 def runtime_comparison(checkpoint, engine: MultiTaskEngine, data: DenseArrays,
-                       frames: int = 100, frames_per_turn: int = FRAMES_PER_TURN) -> dict:
+                       frames: int = 100,
+                       frames_per_turn: int = FRAMES_PER_TURN) -> dict[str, dict[str, float]]:
     """Median ``infer`` time, ONNX Runtime vs the PyTorch model, static and ``low``."""
     import torch
 
@@ -212,10 +285,7 @@ def format_table(rows: dict) -> str:
 
 def plot_histogram(measured: dict, path: Path) -> None:
     """Per-frame FLOPs of each adaptive configuration, as a share of static."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     static = float(np.mean(measured[STATIC]['flops']))
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, m in measured.items():
@@ -226,42 +296,52 @@ def plot_histogram(measured: dict, path: Path) -> None:
     axis.set_ylabel('frames')
     axis.set_title('AdaMTL: compute per frame depends on the input')
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
 
 
-def check_targets(rows: dict) -> dict:
+def check_targets(rows: dict) -> dict[str, dict[str, float | bool]]:
     """Check the issue's targets at each low-budget policy: task-aware and task-agnostic."""
     checked = {}
     for name in LOW_BUDGET:
         row = rows.get(name)
         if row is None:
             continue
-        flops, latency = 1 - row['flops_vs_static'], 1 - row['latency_p50_vs_static']
-        checked[name] = {
-            'flops_reduction': flops,
-            'flops_reduction_met': flops >= TARGETS['flops_reduction'],
-            'latency_reduction': latency,
-            'latency_reduction_met': latency >= TARGETS['latency_reduction'],
-            'delta_m_static': row['delta_m_static'],
-            'delta_m_met': row['delta_m_static'] >= TARGETS['delta_m_static'],
-        }
+        checked[name] = _flat(
+            flops_reduction=target(1 - row['flops_vs_static'], TARGETS['flops_reduction'],
+                                   at_most=False),
+            latency_reduction=target(1 - row['latency_p50_vs_static'],
+                                     TARGETS['latency_reduction'], at_most=False),
+            delta_m=target(row['delta_m_static'], TARGETS['delta_m_static'], at_most=False),
+            value_names={'delta_m': 'delta_m_static'})
     for name, (latency, delta) in INT8_TARGETS.items():
         row = rows.get(name)
         if row is None:
             continue
-        checked[name] = {
-            'latency_vs_static': row['latency_p50_vs_static'],
-            'latency_met': row['latency_p50_vs_static'] <= latency,
-            'delta_m_static': row['delta_m_static'],
-            'delta_m_met': row['delta_m_static'] >= delta}
+        checked[name] = _flat(
+            latency=target(row['latency_p50_vs_static'], latency),
+            delta_m=target(row['delta_m_static'], delta, at_most=False),
+            value_names={'latency': 'latency_vs_static', 'delta_m': 'delta_m_static'})
     return checked
+
+
+def _flat(value_names: dict | None = None,
+          **checks: TargetCheck) -> dict[str, float | bool]:
+    """Lay checked targets out as the report's flat keys: ``<name>`` (value), ``<name>_met``.
+
+    ``value_names`` renames a value's key where the report names it after what it
+    compares to (``delta_m`` is against static: ``delta_m_static``).
+    """
+    names = value_names or {}
+    flat = {}
+    for name, check in checks.items():
+        flat[names.get(name, name)] = check['value']
+        flat[f'{name}_met'] = check['met']
+    return flat
 
 
 def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out_dir,
                         checkpoint=None, threads: int = 1, seed: int = 0,
-                        frames_per_turn: int | None = None) -> dict:
+                        frames_per_turn: int | None = None) -> MultiTaskReport:
     """Measure, print the table, write ``bench_multitask.json`` and the histogram."""
     frames_per_turn = FRAMES_PER_TURN if frames_per_turn is None else frames_per_turn
     if frames_per_turn < 1:
@@ -282,7 +362,7 @@ def run_bench_multitask(model_dir, data: DenseArrays, data_description: str, out
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_histogram(measured, out_dir / 'bench_multitask_flops.png')
-    (out_dir / 'bench_multitask.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_json(out_dir / 'bench_multitask.json', report)
     print(format_table(rows))
     print(json.dumps({'targets': report['targets'], 'encoder_only': report['encoder_only'],
                       'runtime_comparison': report.get('runtime_comparison')}, indent=1))

@@ -13,27 +13,21 @@ this machine. The issue's targets are checked and printed as measured.
 """
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
-import onnxruntime as ort
-import rclpy
-from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
-from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
 from adaptive_perception.detection.bench import (
+    DetectorRow,
     bench_node,
     format_table,
     image_messages,
     pareto_front,
     save_accuracy_latency,
+    switch_level,
 )
 from adaptive_perception.detection.evaluate import format_table as format_eval_table
 from adaptive_perception.detection.evaluate import load_rgb
@@ -41,7 +35,16 @@ from adaptive_perception.detection.fastestdet.engine import FastestDetEngine
 from adaptive_perception.detection.fastestdet.evaluate import evaluate_fastestdet
 from adaptive_perception.runtime.images import rgb_to_image_fields
 from adaptive_perception.runtime.onnx_sessions import CPU
-from adaptive_perception.runtime.timing import interleaved_seconds
+from adaptive_perception.runtime.report_io import (
+    TargetCheck,
+    cell,
+    machine,
+    markdown_table,
+    pyplot,
+    target,
+    write_json,
+)
+from adaptive_perception.runtime.timing import Latency, interleaved_seconds
 
 CAMERA_SIZE = (640, 480)  # (width, height) of the frames timed
 CHEAPEST_MAX_LATENCY = 0.25   # targets, as ratios to the FP32 largest-size point
@@ -50,37 +53,26 @@ GOOD_MIN_MAP, GOOD_MAX_LATENCY = 0.8, 0.5
 
 def node_latency_ms(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
                     repeats: int, frames_per_turn: int, warmup: int,
-                    providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
+                    providers: Sequence[str] = (CPU,), threads: int = 1) -> dict[str, list[float]]:
     """Time the node: its ``latency_ms`` per ``process`` call, per mode {mode: [ms, ...]}.
 
     The node is built in its own context and never spun (its input topic is a
-    private one); a level change is a ``level_override`` set, as in service.
+    private one); a level change is a ``level_override`` set, as in service, made
+    outside the timing (``detection.bench.switch_level``).
     """
     with bench_node(model_dir, modes, providers, threads) as node:
         messages = image_messages(images)
-        current = [0]
-
-        def run_at(level: int):
-            def run(message):
-                if current[0] != level:
-                    node.set_parameters([Parameter('level_override', value=level)])
-                    current[0] = level
-                    if str(node.following.knob) != str(node.engine.parse_mode(modes[level])):
-                        raise RuntimeError(f'level {level} did not select {modes[level]}')
-                return node.process(message)
-            return run
-
         samples = {mode: [] for mode in modes}
-        interleaved_seconds({mode: run_at(level) for level, mode in enumerate(modes)},
-                            messages, repeats=repeats, warmup=warmup,
-                            frames_per_turn=frames_per_turn,
-                            on_result=lambda mode, _, out: samples[mode].append(out.latency_ms))
+        interleaved_seconds({mode: node.process for mode in modes}, messages,
+                            repeats=repeats, warmup=warmup, frames_per_turn=frames_per_turn,
+                            on_result=lambda mode, _, out: samples[mode].append(out.latency_ms),
+                            before=switch_level(node, modes, node.engine.parse_mode))
         return samples
 
 
 def graph_latency_ms(engine: FastestDetEngine, images: Sequence[np.ndarray],
                      modes: Sequence[str], repeats: int, frames_per_turn: int,
-                     warmup: int) -> dict:
+                     warmup: int) -> dict[str, list[float]]:
     """Time of the graph alone (ONNX Runtime's run on a preprocessed input), per mode.
 
     The same interleaved protocol as the node timing; what the node adds around the
@@ -101,20 +93,17 @@ def graph_latency_ms(engine: FastestDetEngine, images: Sequence[np.ndarray],
     return {mode: [s * 1e3 for s in values] for mode, values in seconds.items()}
 
 
-def _rows(report: dict, samples: dict, reference: str, graph: dict | None = None) -> dict:
+def _rows(report: dict, samples: dict, reference: str,
+          graph: dict | None = None) -> dict[str, DetectorRow]:
     rows = {}
     for mode, values in samples.items():
-        ms = np.asarray(values)
         scores = report['modes'][mode]
         rows[mode] = {
             'map': scores['map'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
             'mean_branches': 0.0, 'macs_per_frame': scores['mean_macs'],
-            'latency_p50_ms': float(np.percentile(ms, 50)),
-            'latency_p95_ms': float(np.percentile(ms, 95)),
-            'latency_mean_ms': float(ms.mean()), 'frames_per_s': float(1e3 / ms.mean()),
-            'samples': int(ms.size)}
+            **Latency.of_ms(values).columns()}
         if graph is not None:
-            rows[mode]['graph_p50_ms'] = float(np.percentile(graph[mode], 50))
+            rows[mode]['graph_p50_ms'] = Latency.of_ms(graph[mode]).p50_ms
     ref = rows[reference]
     for row in rows.values():
         row['macs_vs_static'] = row['macs_per_frame'] / ref['macs_per_frame']
@@ -126,17 +115,33 @@ def _rows(report: dict, samples: dict, reference: str, graph: dict | None = None
     return rows
 
 
-def check_targets(rows: dict, reference: str) -> dict:
+class GoodAndCheap(TypedDict):
+    """The points that keep most of the reference's mAP at a fraction of its latency."""
+
+    target: str
+    points: list[str]
+    met: bool
+
+
+class FastestDetTargets(TypedDict):
+    """The targets of the FastestDet front, as ``bench detector`` prints and writes them."""
+
+    reference: str
+    cheapest: TargetCheck     # with mode, latency_vs_reference, target_max
+    good_and_cheap: GoodAndCheap
+
+
+def check_targets(rows: dict, reference: str) -> FastestDetTargets:
     """Check the front targets: which points meet them, and whether any does."""
     others = {m: r for m, r in rows.items() if m != reference}
     cheapest = min(others or rows, key=lambda m: rows[m]['latency_p50_ms'])
     good = [m for m, r in others.items() if r['map_vs_static'] is not None
             and r['map_vs_static'] >= GOOD_MIN_MAP and r['latency_vs_static'] <= GOOD_MAX_LATENCY]
+    ratio = rows[cheapest]['latency_vs_static']
     return {
         'reference': reference,
-        'cheapest': {'mode': cheapest, 'latency_vs_reference': rows[cheapest]['latency_vs_static'],
-                     'target_max': CHEAPEST_MAX_LATENCY,
-                     'met': rows[cheapest]['latency_vs_static'] <= CHEAPEST_MAX_LATENCY},
+        'cheapest': target(ratio, CHEAPEST_MAX_LATENCY, mode=cheapest,
+                           latency_vs_reference=ratio, target_max=CHEAPEST_MAX_LATENCY),
         'good_and_cheap': {'target': f'mAP >= {GOOD_MIN_MAP}x at latency <= '
                                      f'{GOOD_MAX_LATENCY}x', 'points': good, 'met': bool(good)},
     }
@@ -144,10 +149,7 @@ def check_targets(rows: dict, reference: str) -> dict:
 
 def plot_front(rows: dict, path: Path) -> None:
     """MAP against node latency per level; the Pareto front joined."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     for mode, r in rows.items():
         int8 = mode.endswith('/int8')
@@ -196,9 +198,7 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
                             Path(out_dir) / 'logs', providers, threads)
               if stream_seconds > 0 else None)
     result = {
-        'machine': {'platform': platform.platform(), 'processor': platform.processor(),
-                    'cpus': os.cpu_count(), 'onnxruntime': ort.__version__,
-                    'providers': report['providers'], 'threads': threads},
+        'machine': machine(report['providers'], threads),
         'model_dir': str(model_dir), 'family': 'fastestdet', 'frames': len(images),
         'frame_size': list(CAMERA_SIZE), 'repeats': repeats, 'frames_per_turn': frames_per_turn,
         'eval_images': report['images'], 'modes': rows, 'targets': targets,
@@ -206,8 +206,7 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
                                                'seconds': stream_seconds, 'modes': stream},
     }
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'bench_detector.json').write_text(json.dumps(result, indent=1))
+    write_json(out_dir / 'bench_detector.json', result)
     plot_front(rows, out_dir / 'bench_detector_pareto.png')
     print(format_table(rows))
     print('graph alone (ONNX Runtime run), p50 ms and vs ' + reference + ': ' + ', '.join(
@@ -220,12 +219,10 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
           f'{", ".join(good["points"]) if good["met"] else "MISSED (no such point)"}')
     if stream is not None:
         print(f'\nover DDS at {stream_rate_hz:g} Hz, 640x480 rgb8, {stream_seconds:g} s a level:')
-        print('| level entry | frames sent | lost | end-to-end p50 ms | p95 ms |')
-        print('| --- | --- | --- | --- | --- |')
-        for mode, r in stream.items():
-            p50 = '-' if r['e2e_p50_ms'] is None else f'{r["e2e_p50_ms"]:.2f}'
-            p95 = '-' if r['e2e_p95_ms'] is None else f'{r["e2e_p95_ms"]:.2f}'
-            print(f'| {mode} | {r["sent"]} | {r["lost"]} | {p50} | {p95} |')
+        print(markdown_table(
+            ('level entry', 'frames sent', 'lost', 'end-to-end p50 ms', 'p95 ms'),
+            ((mode, r['sent'], r['lost'], cell(r['e2e_p50_ms']), cell(r['e2e_p95_ms']))
+             for mode, r in stream.items())))
     print(f'written {out_dir / "bench_detector.json"} and {out_dir / "bench_detector_pareto.png"}')
     return 0
 
@@ -237,15 +234,25 @@ def run_eval_fastestdet(model_dir, annotations, images_dir, modes=None, provider
                                  limit=limit)
     print(format_eval_table(report))
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_json(out, report)
         print(f'wrote {out}')
     return 0
 
 
+class StreamResult(TypedDict):
+    """One level streamed over DDS: frames sent, answered, lost; end-to-end latency."""
+
+    sent: int
+    received: int
+    lost: int
+    e2e_p50_ms: float | None
+    e2e_p95_ms: float | None
+
+
 def stream_levels(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
                   seconds: float, rate_hz: float, log_dir: Path,
-                  providers: Sequence[str] = (CPU,), threads: int = 1) -> dict:
+                  providers: Sequence[str] = (CPU,),
+                  threads: int = 1) -> dict[str, StreamResult]:
     """Stream frames over DDS into a detector process at ``rate_hz``, one level at a time.
 
     For each level the node is started as its own process with that level fixed
@@ -254,8 +261,12 @@ def stream_levels(model_dir, images: Sequence[np.ndarray], modes: Sequence[str],
     each stamped when sent. Result per mode: frames sent, detections received for
     them, frames lost, and end-to-end latency (received - stamp, same clock) p50/p95.
     """
+    import rclpy
+    from builtin_interfaces.msg import Time
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
     from adaptive_perception.launcher.plan import NodeSpec
     from adaptive_perception.launcher.processes import NodeProcess

@@ -13,7 +13,12 @@ from typing import Sequence
 
 from pycocotools.coco import COCO
 
-from adaptive_perception.detection.evaluate import EVAL_SCORE_THRESHOLD, coco_scores, load_rgb
+from adaptive_perception.detection.evaluate import (
+    EVAL_SCORE_THRESHOLD,
+    EvalReport,
+    coco_scores,
+    load_rgb,
+)
 from adaptive_perception.detection.fastestdet.engine import FastestDetEngine
 from adaptive_perception.runtime.onnx_sessions import CPU
 
@@ -23,7 +28,7 @@ NMS_IOU = 0.45  # upstream's
 def evaluate_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str] | None = None,
                         providers: Sequence[str] = (CPU,), threads: int | None = None,
                         score_threshold: float = EVAL_SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
-                        max_detections: int = 100, limit: int | None = None) -> dict:
+                        max_detections: int = 100, limit: int | None = None) -> EvalReport:
     """Run the engine over a COCO set at every level entry (default: every graph); scores.
 
     Category ids of the set must be COCO's (the model's classes); ``limit``

@@ -12,13 +12,12 @@ INT8 copy of that size's graph where the folder has one (``static@224/int8``).
 FastestDet has a single head: ``static`` is its only mode kind.
 """
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+
+from adaptive_perception.runtime.manifest import JsonObject, ModelManifest
 
 FAMILY = 'fastestdet'
 FORMAT = 'fastestdet-onnx/1'
-MANIFEST = 'manifest.json'
 PRECISIONS = ('fp32', 'int8')
 
 
@@ -33,8 +32,11 @@ class LevelGraph:
 
 
 @dataclass(frozen=True)
-class FastestDetManifest:
+class FastestDetManifest(ModelManifest):
     """Everything the runtime needs to run an exported FastestDet folder."""
+
+    FORMAT = FORMAT
+    KIND = 'exported model'
 
     classes: dict                     # COCO category id -> name, in class-channel order
     graphs: list                      # LevelGraph, largest size first
@@ -60,40 +62,28 @@ class FastestDetManifest:
         raise ValueError(f'no {precision} graph at {size}; this model has '
                          f'{", ".join(f"{g.size}:{g.precision}" for g in self.graphs)}')
 
-    def save(self, model_dir) -> Path:
-        """Write ``manifest.json`` into ``model_dir``."""
-        path = Path(model_dir) / MANIFEST
-        data = asdict(self)
-        data['classes'] = {str(k): v for k, v in self.classes.items()}
-        path.write_text(json.dumps(data, indent=1) + '\n')
-        return path
+    def to_json(self) -> JsonObject:
+        """Return the manifest as JSON values, category ids as text (JSON's keys)."""
+        return {**asdict(self), 'classes': {str(k): v for k, v in self.classes.items()}}
 
     @classmethod
-    def load(cls, model_dir) -> 'FastestDetManifest':
-        """Read and check ``manifest.json``; ValueError says what is wrong."""
-        path = Path(model_dir) / MANIFEST
-        if not path.is_file():
-            raise ValueError(f'{path} not found: not an exported model directory')
-        data = json.loads(path.read_text())
-        if data.get('format') != FORMAT:
-            raise ValueError(f'{path}: format {data.get("format")!r}, expected {FORMAT!r}')
-        try:
-            data['graphs'] = [LevelGraph(**g) for g in data['graphs']]
-            data['classes'] = {int(k): v for k, v in data['classes'].items()}
-            manifest = cls(**data)
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f'{path}: malformed manifest: {error}') from None
+    def from_json(cls, data: dict) -> 'FastestDetManifest':
+        """Rebuild the graph records and the integer category ids JSON made text."""
+        return cls(**{**data, 'graphs': [LevelGraph(**g) for g in data['graphs']],
+                      'classes': {int(k): v for k, v in data['classes'].items()}})
+
+    def check(self, model_dir) -> None:
+        """Sizes multiples of 32 in a known precision, every graph file there."""
+        path, manifest = self.path(model_dir), self
         if not manifest.graphs:
             raise ValueError(f'{path}: no graphs')
         for g in manifest.graphs:
             if g.precision not in PRECISIONS or g.size % 32:
                 raise ValueError(f'{path}: graph {g.file}: size {g.size} must be a multiple '
                                  f'of 32, precision one of {PRECISIONS}')
-            if not (Path(model_dir) / g.file).is_file():
-                raise ValueError(f'{path}: graph {g.file} is missing')
+            self.require_files(model_dir, [g.file])
         if manifest.channel_order not in ('bgr', 'rgb'):
             raise ValueError(f'{path}: channel_order must be bgr or rgb')
-        return manifest
 
 
 @dataclass(frozen=True, repr=False)
