@@ -48,9 +48,10 @@ def test_bench_cli_generates_scenes_at_the_model_input_size(random_adamtl, tmp_p
     assert report['data'] == 'generated:seed=1,count=3,size=32'
 
 
-def test_bench_cli_says_which_model_folder_is_wrong(tmp_path):
-    from adaptive_perception.cli import main
-    with pytest.raises(SystemExit, match='bench multitask: cannot read the AdaMTL manifest'):
-        main(['bench', 'multitask', '--model-dir', str(tmp_path / 'missing'), '--out',
-              str(tmp_path / 'out')])
+def test_bench_cli_says_which_model_folder_is_wrong(tmp_path, capsys):
+    from cli_errors import user_error
+    line = user_error(capsys, ['bench', 'multitask', '--model-dir', str(tmp_path / 'missing'),
+                               '--out', str(tmp_path / 'out')])
+    assert 'cannot read the AdaMTL manifest' in line
+    assert "see 'adaptive-perception bench multitask --help'" in line
     assert not (tmp_path / 'out').exists()

@@ -382,11 +382,11 @@ def test_train_cli_sets_the_input_size_and_decoder_width(tmp_path):
 
 @pytest.mark.parametrize('option', [['--image-size', '40'], ['--image-size', '0'],
                                     ['--decoder-dim', '12']])
-def test_train_cli_refuses_a_size_the_model_cannot_take(option, tmp_path):
-    from adaptive_perception.cli import main
+def test_train_cli_refuses_a_size_the_model_cannot_take(option, tmp_path, capsys):
+    from cli_errors import user_error
     out = tmp_path / 'adamtl.pt'
-    with pytest.raises(SystemExit, match='must be a positive multiple'):
-        main(['train', 'adamtl', '--smoke', '--no-single-task', *option, '--out', str(out)])
+    assert 'must be a positive multiple' in user_error(
+        capsys, ['train', 'adamtl', '--smoke', '--no-single-task', *option, '--out', str(out)])
     assert not out.exists()
 
 
@@ -498,25 +498,26 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
 @pytest.mark.parametrize('content, error', [
     (None, 'cannot read the checkpoint'), (b'not torch', 'cannot read the checkpoint'),
     ({'format': 'other'}, 'not an AdaMTL checkpoint')])
-def test_references_cli_says_what_is_wrong_with_the_checkpoint(tmp_path, content, error):
-    from adaptive_perception.cli import main
+def test_references_cli_says_what_is_wrong_with_the_checkpoint(tmp_path, content, error,
+                                                               capsys):
+    from cli_errors import user_error
     path = tmp_path / 'x.pt'
     if isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         torch.save(content, path)
-    with pytest.raises(SystemExit, match=error):
-        main(['train', 'adamtl-references', '--checkpoint', str(path)])
+    assert error in user_error(capsys, ['train', 'adamtl-references', '--checkpoint',
+                                        str(path)])
 
 
-def test_references_cli_says_when_a_model_does_not_record_its_static_stage(tmp_path):
-    from adaptive_perception.cli import main
+def test_references_cli_says_when_a_model_does_not_record_its_static_stage(tmp_path, capsys):
     from adaptive_perception.multitask.export import export_random_model
+    from cli_errors import user_error
     export_random_model(tmp_path / 'model')
-    with pytest.raises(SystemExit, match='does not record the settings of its static stage'):
-        main(['train', 'adamtl-references', '--model-dir', str(tmp_path / 'model')])
-    with pytest.raises(SystemExit, match='cannot read the AdaMTL manifest'):
-        main(['train', 'adamtl-references', '--model-dir', str(tmp_path)])
+    assert 'does not record the settings of its static stage' in user_error(
+        capsys, ['train', 'adamtl-references', '--model-dir', str(tmp_path / 'model')])
+    assert 'cannot read the AdaMTL manifest' in user_error(
+        capsys, ['train', 'adamtl-references', '--model-dir', str(tmp_path)])
 
 
 @pytest.mark.parametrize('description', ['', 'generated:seed=1', 'folder:', 'web:x'])

@@ -3,8 +3,6 @@
 import json
 from dataclasses import replace
 
-import pytest
-
 from adaptive_perception.channels.encoder_widths import (
     load_stage1,
     narrow_config,
@@ -48,8 +46,9 @@ def test_bench_trains_scores_and_times_every_width_on_stage_1s_data(tmp_path):
     assert half['pays'] == (half['latency_vs_full'] < 1 and half['delta_m'] >= -2)
 
 
-def test_bench_cli_runs_on_a_stage_1_file_and_says_what_is_wrong(tmp_path):
+def test_bench_cli_runs_on_a_stage_1_file_and_says_what_is_wrong(tmp_path, capsys):
     from adaptive_perception.cli import main
+    from cli_errors import user_error
     config = replace(CONFIG, image_size=32)
     train = generate_dataset_arrays(8, seed=0, size=32)
     val = generate_dataset_arrays(4, seed=1, size=32)
@@ -62,9 +61,9 @@ def test_bench_cli_runs_on_a_stage_1_file_and_says_what_is_wrong(tmp_path):
                  '--out', str(tmp_path / 'bench')]) == 0
     report = json.loads((tmp_path / 'bench' / 'bench_multitask_widths.json').read_text())
     assert report['val'] == describe_generated(4, 1, 32)
-    with pytest.raises(SystemExit, match='bench multitask-widths: cannot read the checkpoint'):
-        main(['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'missing.pt')])
+    assert 'cannot read the checkpoint' in user_error(
+        capsys, ['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'missing.pt')])
     train_adamtl(train, val, tmp_path / 'unnamed.pt', Schedule.smoke(), config, batch_size=4,
                  single_task=False, log=lambda line: None)  # no data description recorded
-    with pytest.raises(SystemExit, match='bench multitask-widths: cannot tell which data'):
-        main(['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'unnamed.pt')])
+    assert 'cannot tell which data' in user_error(
+        capsys, ['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'unnamed.pt')])

@@ -25,6 +25,7 @@ from adaptive_perception.detection.model import DecodedHead
 from adaptive_perception.detection.slimmable import SlimmableAdaCon, width_key
 from adaptive_perception.detection.train import CHECKPOINT_FORMAT
 from adaptive_perception.runtime.quantize import int8_file, quantize_graph
+from adaptive_perception.training import load_checkpoint as read_checkpoint
 from adaptive_perception.training.onnx_export import export_graph
 
 CALIBRATION_FRAMES = 256
@@ -32,9 +33,7 @@ CALIBRATION_FRAMES = 256
 
 def load_checkpoint(path) -> tuple:
     """(SlimmableAdaCon in eval mode, checkpoint dict) from what ``train_adacon`` saved."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    if checkpoint.get('format') != CHECKPOINT_FORMAT:
-        raise ValueError(f'{path}: not an AdaCon checkpoint ({CHECKPOINT_FORMAT})')
+    checkpoint = read_checkpoint(path, (CHECKPOINT_FORMAT,), 'AdaCon')
     model = SlimmableAdaCon(checkpoint['config'], checkpoint['widths'],
                             dict(checkpoint.get('branch_scales', [])))
     model.load_state_dict(checkpoint['state_dict'])

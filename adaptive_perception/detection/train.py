@@ -11,7 +11,6 @@ down to its width (:func:`init_branches_from_static`).
 """
 
 import json
-import math
 import shlex
 import sys
 import time
@@ -26,9 +25,12 @@ from adaptive_perception.detection import clustering
 from adaptive_perception.detection.coco_data import CocoDetection
 from adaptive_perception.detection.model import AdaCon
 from adaptive_perception.detection.slimmable import SlimmableAdaCon
+from adaptive_perception.training import load_checkpoint, save_checkpoint, warmup_cosine
 
 CHECKPOINT = 'adacon.pt'
 CHECKPOINT_FORMAT = 'adacon-checkpoint/2'
+# Readable formats, newest first: /1 is the single-width one (plain ``AdaCon`` keys).
+CHECKPOINT_FORMATS = (CHECKPOINT_FORMAT, 'adacon-checkpoint/1')
 SMOKE_IMAGES = (48, 16)  # train, val images in smoke mode
 
 
@@ -75,15 +77,6 @@ def freeze(module: torch.nn.Module) -> None:
     module.requires_grad_(False)
 
 
-def _schedule(optimizer, total_steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then cosine decay to zero."""
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _channels_last(images: torch.Tensor) -> torch.Tensor:
     """NHWC layout: oneDNN's faster convolutions on CPU, and far less hurt by busy cores."""
     return images.contiguous(memory_format=torch.channels_last)
@@ -109,7 +102,8 @@ def train_static(model: SlimmableAdaCon, train_set, val_set, epochs: int, batch_
               *model.norm_parameters('backbone', 'static_head')]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps = epochs * len(loader)
-    scheduler = _schedule(optimizer, steps, warmup=min(300, max(1, steps // 10)))
+    scheduler = warmup_cosine(optimizer, steps, warmup=min(300, max(1, steps // 10)),
+                              clamp=False)
     records = []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -220,7 +214,8 @@ def train_branches(model: SlimmableAdaCon, train_set, train_present: torch.Tenso
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
                         generator=torch.Generator().manual_seed(seed))
-    scheduler = _schedule(optimizer, epochs * len(loader), warmup=min(300, len(loader)))
+    scheduler = warmup_cosine(optimizer, epochs * len(loader), warmup=min(300, len(loader)),
+                              clamp=False)
     records = []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -298,9 +293,7 @@ def _stage1_weights(path) -> tuple:
 
     Reads this format or the single-width one before it (plain ``AdaCon`` keys).
     """
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    if checkpoint.get('format') not in (CHECKPOINT_FORMAT, 'adacon-checkpoint/1'):
-        raise ValueError(f'{path}: not an AdaCon checkpoint ({CHECKPOINT_FORMAT})')
+    checkpoint = load_checkpoint(path, CHECKPOINT_FORMATS, 'AdaCon')
     weights = {k.removeprefix('full.'): v for k, v in checkpoint['state_dict'].items()}
     return checkpoint, {k: v for k, v in weights.items()
                         if k.startswith(('backbone.', 'static_head.'))}
@@ -423,7 +416,7 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
         'command': command or shlex.join(sys.argv),
     }
     path = out_dir / CHECKPOINT
-    torch.save({
+    save_checkpoint({
         'format': CHECKPOINT_FORMAT, 'config': config, 'widths': list(model.widths),
         'branch_scales': scales,
         'state_dict': model.state_dict(),

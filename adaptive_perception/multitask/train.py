@@ -17,7 +17,6 @@ multi-task delta, as in the thesis's tables.
 """
 
 import multiprocessing
-import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,7 @@ from adaptive_perception.multitask.model import (
     normalise,
 )
 from adaptive_perception.multitask.validate import score_model
+from adaptive_perception.training import load_checkpoint, save_checkpoint, warmup_cosine
 
 CHECKPOINT_FORMAT = 'adaptive_perception.adamtl/1'
 # Loss weights per task, in the spirit of Vandenhende et al.'s (normals and saliency
@@ -49,12 +49,7 @@ TASK_WEIGHTS = {'segmentation': 1.0, 'depth': 1.0, 'normals': 5.0, 'saliency': 2
 
 def read_checkpoint(path, with_stage1: bool = False) -> dict:
     """Load what ``train_adamtl`` saved, or say plainly why a file is not that."""
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f'cannot read the checkpoint {path}: {error}') from None
-    if not isinstance(checkpoint, dict) or checkpoint.get('format') != CHECKPOINT_FORMAT:
-        raise ValueError(f'{path}: not an AdaMTL checkpoint ({CHECKPOINT_FORMAT})')
+    checkpoint = load_checkpoint(path, (CHECKPOINT_FORMAT,), 'AdaMTL')
     if with_stage1 and 'static' not in checkpoint:
         raise ValueError(f'{path}: an AdaMTL checkpoint without its static stage')
     return checkpoint
@@ -182,16 +177,6 @@ def efficiency_loss(decisions: Decisions, spec: PolicySpec, config: ModelConfig,
             + ((share * tokens).sum() - spec.token_target) ** 2)
 
 
-def _schedule(optimizer, total_steps: int, warmup: int):
-    """Linear warm-up, then cosine decay to zero."""
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + np.cos(np.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _batches(count: int, batch_size: int, generator: torch.Generator):
     """Shuffled row indices, full batches only (batch norm wants them)."""
     order = torch.randperm(count, generator=generator).numpy()
@@ -263,7 +248,7 @@ def train_static(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: in
                                         if not name.startswith('policies.')])
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.05)
     steps = epochs * (len(train) // batch_size)
-    scheduler = _schedule(optimizer, steps, max(1, steps // 20))
+    scheduler = warmup_cosine(optimizer, steps, max(1, steps // 20), clamp=True)
     history = []
     model.train()
     for epoch in range(epochs):
@@ -406,7 +391,7 @@ def fine_tune(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: int,
     parameters = _set_trainable(model, list(model.parameters()))
     optimizer = _optimizer(model, parameters, lr, 0.05)
     steps_total = epochs * (len(train) // batch_size)
-    scheduler = _schedule(optimizer, steps_total, max(1, steps_total // 20))
+    scheduler = warmup_cosine(optimizer, steps_total, max(1, steps_total // 20), clamp=True)
     history, step = [], 0
     for epoch in range(epochs):
         start, running = time.perf_counter(), 0.0
@@ -485,13 +470,6 @@ def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig
     return progress['scores'], progress['history']
 
 
-def _save_whole(checkpoint: dict, path: Path) -> None:
-    """Save so that a run stopped mid-write leaves the previous file, not half of one."""
-    partial = path.with_name(path.name + '.partial')
-    torch.save(checkpoint, partial)
-    partial.replace(path)
-
-
 def _train_references(settings: dict, holder: dict, write, device: str, log) -> tuple:
     """Train the single-task models stage 1's ``settings`` describe: (references, history).
 
@@ -533,12 +511,12 @@ def add_single_task_references(checkpoint_path, device: str = 'cpu', log=print) 
         log(f'{path} has its single-task references already')
         return static['references']
     references, history = _train_references(
-        static['settings'], static, lambda: _save_whole(checkpoint, path), device, log)
+        static['settings'], static, lambda: save_checkpoint(checkpoint, path), device, log)
     static['references'] = references
     if 'references' in checkpoint:  # a full checkpoint, not only its stage 1
         checkpoint['references'] = references
         checkpoint['history']['single_task'] = history
-    _save_whole(checkpoint, path)
+    save_checkpoint(checkpoint, path)
     return references
 
 
@@ -647,8 +625,8 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                   'history': history['static'],
                   'seconds': seconds['static'], 'references': {}}
         # Stage 1 on its own, usable with static_from while the rest still trains.
-        torch.save({'format': CHECKPOINT_FORMAT, 'static': static},
-                   Path(out_path).with_suffix('.stage1.pt'))
+        save_checkpoint({'format': CHECKPOINT_FORMAT, 'static': static},
+                        Path(out_path).with_suffix('.stage1.pt'))
     else:
         static = earlier['static']
         model.load_state_dict(static['state_dict'])
@@ -687,5 +665,5 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                   'static': static, 'provenance': provenance or {}, 'history': history,
                   'seconds': seconds, 'seed': seed, 'schedule': schedule.__dict__,
                   'alpha': alpha, 'distill': distill, 'lr': lr, 'batch_size': batch_size}
-    torch.save(checkpoint, out_path)
+    save_checkpoint(checkpoint, out_path)
     return checkpoint

@@ -1,1 +1,11 @@
-"""Helpers shared by the families' training and export code (PyTorch; never the runtime)."""
+"""What the families' trainers and exporters share (PyTorch; never the runtime).
+
+``schedule`` holds the learning-rate schedule, ``checkpoint`` the checkpoint file I/O,
+``onnx_export`` the one ONNX exporter. Importing this package imports torch, so only
+training and export code import it.
+"""
+
+from adaptive_perception.training.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_perception.training.schedule import warmup_cosine
+
+__all__ = ['load_checkpoint', 'save_checkpoint', 'warmup_cosine']

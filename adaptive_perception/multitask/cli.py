@@ -1,0 +1,261 @@
+"""``adaptive-perception`` verbs of the multi-task family (AdaMTL).
+
+data dense, train adamtl, train adamtl-references, export/eval adamtl, bench multitask,
+bench multitask-widths.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from adaptive_perception.errors import user_errors
+from adaptive_perception.verb_args import int8_args
+
+
+def _dense(path, count: int, seed: int, size: int) -> tuple:
+    """(DenseArrays, description): a dataset folder, or the generated scenes."""
+    from adaptive_perception.multitask.dataset import (
+        describe_folder,
+        describe_generated,
+        generate_dataset_arrays,
+        load_dataset,
+    )
+    if path:
+        return load_dataset(Path(path), size), describe_folder(path)
+    return generate_dataset_arrays(count, seed, size), describe_generated(count, seed, size)
+
+
+def _dense_args(parser, split: str, count: int, seed: int) -> None:
+    parser.add_argument(f'--{split}', help=f'{split} dataset folder (default: generated scenes)')
+    parser.add_argument(f'--{split}-count', type=int, default=count,
+                        help='generated scenes (without a folder)')
+    parser.add_argument(f'--{split}-seed', type=int, default=seed, help='generator seed')
+
+
+def _model_dir_args(parser) -> None:
+    from adaptive_perception.paths import share_dir
+    parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adamtl'),
+                        help='exported model (default: the installed models/adamtl)')
+    parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
+
+
+class _DataDense:
+    group, name = 'data', 'dense'
+    help = 'dense-prediction scenes for the multi-task model (segmentation, depth, normals, ' \
+           'saliency)'
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument('--out', required=True, help='dataset folder (format: README)')
+        parser.add_argument('--count', type=int, default=4000, help='number of scenes')
+        parser.add_argument('--seed', type=int, default=0)
+        parser.add_argument('--size', type=int, default=64, help='image side in pixels')
+
+    def main(self, args) -> int:
+        from adaptive_perception.multitask.dataset import write_dataset
+        out = write_dataset(Path(args.out), args.count, args.seed, args.size)
+        print(f'written {args.count} scenes to {out}')
+        return 0
+
+
+class _TrainAdamtl:
+    group, name = 'train', 'adamtl'
+    help = 'adaptive multi-task transformer: static, policy init, co-training; single-task ' \
+           'references'
+
+    def add_arguments(self, parser) -> None:
+        _dense_args(parser, 'train', 4000, 0)
+        _dense_args(parser, 'val', 500, 1)
+        parser.add_argument('--out', required=True, help='checkpoint file (.pt)')
+        parser.add_argument('--seed', type=int, default=0)
+        parser.add_argument('--epochs-static', type=int, default=30,
+                            help='stage 1 (and each single-task model)')
+        parser.add_argument('--alternating-rounds', type=int, default=1,
+                            help='stage 3a: epochs per task')
+        parser.add_argument('--epochs-fine-tune', type=int, default=12, help='stage 3b')
+        parser.add_argument('--alpha', type=float, default=1.0, help='efficiency loss weight')
+        parser.add_argument('--skip-rate', type=float, default=0.2,
+                            help='stage 1: stochastic depth for blocks and tokens')
+        parser.add_argument('--no-single-task', action='store_true',
+                            help='skip the single-task reference models')
+        parser.add_argument('--static-from',
+                            help='reuse stage 1 and the single-task references of an earlier '
+                                 'checkpoint (same data/settings)')
+        parser.add_argument('--jobs', type=int, choices=[1, 2], default=1,
+                            help='2: train the single-task models in a second process')
+        parser.add_argument('--efficiency-weights', choices=['flops', 'width'], default='flops',
+                            help="efficiency loss: weigh blocks and tokens by the block's "
+                                 "FLOPs, or tokens by stage width (the thesis's)")
+        parser.add_argument('--distill', type=float, default=0.0,
+                            help="fine-tuning: weight of the policies' distillation from the "
+                                 'static model (0: none)')
+        parser.add_argument('--image-size', type=int,
+                            help="input size the model is trained at, in pixels, a multiple "
+                                 "of 16; scenes are generated (folders resized) to it "
+                                 "(default: the model's, 64)")
+        parser.add_argument('--decoder-dim', type=int,
+                            help="width of each task decoder, a multiple of 8 "
+                                 "(default: the model's, 32)")
+        parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
+        parser.add_argument('--targets', nargs='+', default=[], metavar='POLICY=BLOCKS/TOKENS',
+                            help='compute targets, e.g. low=0.7/0.6 (default: the thesis\'s '
+                                 'H 0.9/0.6 and L 0.5/0.5)')
+        parser.add_argument('--smoke', action='store_true', help='tiny run for CI')
+
+    def main(self, args) -> int:
+        from adaptive_perception.multitask.model import ModelConfig, parse_targets
+        from adaptive_perception.multitask.train import Schedule, train_adamtl
+        with user_errors(prefix='--targets: '):
+            policies = parse_targets(args.targets)
+        size = ModelConfig.image_size if args.image_size is None else args.image_size
+        decoder_dim = ModelConfig.decoder_dim if args.decoder_dim is None else args.decoder_dim
+        with user_errors():  # before generating any data
+            ModelConfig(image_size=size, decoder_dim=decoder_dim)
+        train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
+        val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
+        schedule = Schedule.smoke() if args.smoke else Schedule(
+            static=args.epochs_static, fine_tune=args.epochs_fine_tune,
+            alternating_rounds=args.alternating_rounds)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        train_adamtl(train, val, out, schedule, seed=args.seed, alpha=args.alpha,
+                     skip_rate=args.skip_rate,
+                     single_task=not args.no_single_task, jobs=args.jobs,
+                     static_from=args.static_from, weights_by=args.efficiency_weights,
+                     device=args.device, policies=policies, distill=args.distill,
+                     decoder_dim=decoder_dim,
+                     train_description=train_text,
+                     val_description=val_text,
+                     provenance={'command': ' '.join(sys.argv), 'train': train_text,
+                                 'val': val_text})
+        print(f'written {out}')
+        return 0
+
+
+class _TrainAdamtlReferences:
+    group, name = 'train', 'adamtl-references'
+    help = ("train the single-task references a run skipped (--no-single-task) into its "
+            "checkpoint or exported model: stage 1's data and recipe; a stopped run goes "
+            "on where it was")
+
+    def add_arguments(self, parser) -> None:
+        where = parser.add_mutually_exclusive_group(required=True)
+        where.add_argument('--checkpoint',
+                           help='an AdaMTL checkpoint or its .stage1.pt (written in place)')
+        where.add_argument('--model-dir',
+                           help='an exported AdaMTL directory, e.g. models/adamtl '
+                                '(its manifest.json is written in place)')
+        parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
+
+    def main(self, args) -> int:
+        from adaptive_perception.multitask.train import (
+            add_single_task_references,
+            add_single_task_references_to_model,
+        )
+        with user_errors():
+            if args.model_dir:
+                references = add_single_task_references_to_model(args.model_dir, args.device)
+            else:
+                references = add_single_task_references(args.checkpoint, args.device)
+        print(f'single-task references in {args.model_dir or args.checkpoint}: '
+              f'{references["single_task"]["scores"]}')
+        return 0
+
+
+class _ExportAdamtl:
+    group, name = 'export', 'adamtl'
+    help = 'one encoder graph per policy, the decoders (FP32 and INT8) + manifest.json'
+
+    def add_arguments(self, parser) -> None:
+        int8_args(parser, 128)
+        parser.add_argument('--out', required=True, help='model directory, e.g. models/adamtl')
+        parser.add_argument('--references',
+                            help='take the single-task references from this checkpoint (same '
+                                 'stage 1, e.g. the run that --static-from reused)')
+
+    def main(self, args) -> int:
+        from adaptive_perception.multitask.export import add_int8, export_adamtl
+        with user_errors():
+            if not args.int8_only:
+                export_adamtl(Path(args.checkpoint), Path(args.out), args.references)
+            if not args.no_int8:
+                add_int8(Path(args.out), args.calibration_frames)
+        print(f'written {args.out}')
+        return 0
+
+
+class _EvalAdamtl:
+    group, name = 'eval', 'adamtl'
+    help = 'per task and policy: mIoU, depth RMSE, normals error, saliency maxF, delta_m'
+
+    def add_arguments(self, parser) -> None:
+        _model_dir_args(parser)
+        _dense_args(parser, 'data', 500, 1)
+        parser.add_argument('--policies', nargs='+', default=None,
+                            help='policies to score (default: all in the model)')
+        parser.add_argument('--providers', nargs='+', default=['CPUExecutionProvider'],
+                            help='ONNX Runtime execution providers, in order of preference')
+        parser.add_argument('--out', help='JSON report')
+
+    def main(self, args) -> int:
+        from adaptive_perception.multitask.engine import MultiTaskEngine
+        from adaptive_perception.multitask.evaluate import evaluate_report
+        engine = MultiTaskEngine(args.model_dir, args.providers, args.threads)
+        data, text = _dense(args.data, args.data_count, args.data_seed, engine.input_size)
+        report = evaluate_report(engine, data, text, args.policies)
+        print(json.dumps(report, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=1) + '\n')
+        return 0
+
+
+class _BenchMultitask:
+    group, name = 'bench', 'multitask'
+    help = 'AdaMTL policies vs static: scores, delta_m, FLOPs, latency, histogram'
+
+    def add_arguments(self, parser) -> None:
+        _model_dir_args(parser)
+        _dense_args(parser, 'data', 500, 1)
+        parser.add_argument('--checkpoint',
+                            help='also time the PyTorch model (runtime choice)')
+        parser.add_argument('--frames-per-turn', type=int,
+                            help='consecutive frames each configuration runs in its turn '
+                                 '(default 20)')
+        parser.add_argument('--out', default='reports/bench_multitask', help='folder')
+
+    def main(self, args) -> int:
+        from adaptive_perception.multitask.bench import run_bench_multitask
+        from adaptive_perception.multitask.engine import read_manifest
+        with user_errors():
+            # Scenes are generated at the model's own input size, as eval adamtl does.
+            size = int(read_manifest(args.model_dir)['input_size'])
+            data, text = _dense(args.data, args.data_count, args.data_seed, size)
+            run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
+                                args.threads, frames_per_turn=args.frames_per_turn)
+        return 0
+
+
+class _BenchMultitaskWidths:
+    group, name = 'bench', 'multitask-widths'
+    help = 'channel sets on the AdaMTL encoder: each width trained, scored, timed'
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument('--checkpoint', required=True,
+                            help='AdaMTL checkpoint (or .stage1.pt) whose stage 1 is the full '
+                                 'width; its recorded data are used again')
+        parser.add_argument('--widths', type=float, nargs='+', default=[0.75, 0.5])
+        parser.add_argument('--epochs', type=int, help='default: the checkpoint\'s stage 1')
+        parser.add_argument('--frames', type=int, default=300, help='frames timed')
+        parser.add_argument('--threads', type=int, default=1,
+                            help='ONNX Runtime intra-op threads')
+        parser.add_argument('--out', default='reports/bench_multitask_widths', help='folder')
+
+    def main(self, args) -> int:
+        from adaptive_perception.channels.encoder_widths import run_bench_multitask_widths
+        with user_errors():
+            run_bench_multitask_widths(args.checkpoint, Path(args.out), args.widths,
+                                       args.epochs, args.frames, args.threads)
+        return 0
+
+
+VERBS = (_DataDense(), _TrainAdamtl(), _TrainAdamtlReferences(), _ExportAdamtl(), _EvalAdamtl(),
+         _BenchMultitask(), _BenchMultitaskWidths())
