@@ -57,6 +57,20 @@ def test_every_encoding_gives_rgb(encoding, padding):
     np.testing.assert_array_equal(rgb, expected)
 
 
+def test_plain_rgb8_is_read_in_place_and_every_other_layout_copied():
+    from array import array
+    data = array('B', RGB.tobytes())
+    rgb = image_to_rgb('rgb8', 5, 3, 15, data)
+    assert np.shares_memory(rgb, np.frombuffer(data, np.uint8))
+    padded = fields(RGB, 3)
+    padded['data'] = array('B', padded['data'])
+    for encoding, kwargs in [('rgb8', padded), ('bgr8', fields(RGB[:, :, ::-1]))]:
+        source = array('B', kwargs['data'])
+        out = image_to_rgb(encoding, **{**kwargs, 'data': source})
+        assert not np.shares_memory(out, np.frombuffer(source, np.uint8))
+        np.testing.assert_array_equal(out, RGB)
+
+
 def test_rgb8_fields_round_trip():
     out = rgb_to_image_fields(RGB)
     assert (out['encoding'], out['width'], out['height'], out['step']) == ('rgb8', 5, 3, 15)

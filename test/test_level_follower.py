@@ -20,6 +20,13 @@ def test_follower_falls_back_when_manager_silent_and_returns():
     assert (follower.decide(5.0).level, follower.decide(5.0).source) == (0, 'manager')
 
 
+@pytest.mark.parametrize('timeout_s, period_s', [(0.1, 0.1), (0.5, 0.1), (3.0, 0.3),
+                                                 (5.0, 0.5), (3600.0, 0.5)])
+def test_silence_check_period_is_a_tenth_of_the_timeout_within_bounds(timeout_s, period_s):
+    from adaptive_perception.ros.level_following import check_period_s
+    assert check_period_s(timeout_s) == pytest.approx(period_s)
+
+
 def test_override_beats_manager_and_fallback():
     follower = LevelFollower(fallback_level=2, timeout_s=3.0, override=3)
     follower.on_manager_level(0, 0.0)

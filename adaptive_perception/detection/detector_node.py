@@ -78,7 +78,8 @@ class AdaConDetector(Node):
                                     "FastestDet: 'static@<input size>' ('static@224'), "
                                     "optionally '/int8'.",
                 parse_entry=self._parse_mode, apply=self._apply,
-                extra_values=self._diagnostic_values, health=self.camera.health)
+                extra_values=self._diagnostic_values, health=self.camera.health,
+                collect=self.camera.collect)
         except ValueError as error:
             self.get_logger().fatal(f'cannot start: {error}')
             raise SystemExit(1) from None

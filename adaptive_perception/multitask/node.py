@@ -59,7 +59,8 @@ class AdaMtlMultitask(Node):
                                     "'<policy>:<task>+<task>...' to compute only those tasks "
                                     f"there; policies come from the model, tasks from {TASKS}.",
                 parse_entry=self._parse_level, apply=self._apply,
-                extra_values=self._diagnostic_values, health=self.camera.health)
+                extra_values=self._diagnostic_values, health=self.camera.health,
+                collect=self.camera.collect)
         except ValueError as error:
             self.get_logger().fatal(f'cannot start: {error}')
             raise SystemExit(1) from None

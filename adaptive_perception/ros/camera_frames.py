@@ -9,8 +9,13 @@ Newest frame wins: the input queue holds one message, the subscription callbacks
 only keep the latest one, and the worker processes whatever is newest when it is
 free, so a slow frame never builds a queue. Frames the camera published that were
 never processed (replaced in the queue or in the slot) count as dropped.
-The worker hands each frame's result and every problem to the executor thread
-through a guard condition: statistics and diagnostics are only touched there.
+The worker hands each frame's result and every problem to the executor thread:
+statistics and diagnostics are only touched there. A problem wakes the executor at
+once (a guard condition: the node says so in its diagnostics now); a frame's result
+waits in a queue until the node next reads its statistics (``collect``, called by
+``LevelFollowing`` on its timers). Waking the executor for every frame cost about as
+much CPU as the rest of the node's own per-frame work, for statistics nobody reads
+between two diagnostics.
 """
 
 import threading
@@ -40,8 +45,9 @@ class CameraFrames:
     ``handle(msg, rgb, start)`` runs on the worker thread for every decoded frame
     (``start``: ``time.perf_counter()`` before decoding, so latencies include it); it
     processes and publishes, and returns a result for ``on_result``, which runs on
-    the executor thread. ``on_problem()`` runs there too, after a bad input or a
-    failed frame was recorded: the node says so in its diagnostics at once.
+    the executor thread when ``collect()`` is called there. ``on_problem()`` runs there
+    too, as soon as a bad input or a failed frame was recorded (results before it are
+    collected first): the node says so in its diagnostics at once.
     Construct it in the node's ``__init__`` (ValueError on a bad ``qos``), call
     ``start()`` once the node is complete and ``stop()`` from ``destroy_node``.
     """
@@ -144,6 +150,7 @@ class CameraFrames:
                     self._problems.append((True, f'bad input: {error.reason}'))
                 else:
                     self._results.append(self._handle(msg, rgb, start))
+                    continue  # collected when the node reads its statistics
             except Exception as error:  # whatever it is, one frame must not end the worker
                 if not self._node.context.ok():
                     return  # shutting down: the context went away mid-frame
@@ -152,9 +159,13 @@ class CameraFrames:
             self._handoff.trigger()
 
     # -- results and problems (executor thread) ----------------------------------
-    def _take(self) -> None:
+    def collect(self) -> None:
+        """Pass the results of the frames finished so far to ``on_result`` (executor thread)."""
         while self._results:
             self._on_result(self._results.popleft())
+
+    def _take(self) -> None:
+        self.collect()
         if not self._problems:
             return
         while self._problems:

@@ -31,6 +31,7 @@ from adaptive_perception.ros.interfaces import (
     EXECUTION_LEVEL_TOPIC,
 )
 from adaptive_perception.ros.params import Param, declare, on_change
+from adaptive_perception.ros.run import set_timer_period
 from adaptive_perception.runtime.level_follower import FOLLOW_MANAGER, LevelFollower
 from adaptive_perception.runtime.stats import CpuMeter, FrameStats
 
@@ -41,7 +42,10 @@ class LevelFollowing:
     ``parse_entry`` turns one profile entry into a knob (raise ValueError to
     reject it); ``apply(knob, applied)`` switches the node to it. ``extra_values``
     adds node-specific diagnostics values; ``health`` returns (severity 0/1/2,
-    message) for node-specific problems such as rejected inputs.
+    message) for node-specific problems such as rejected inputs. ``collect``, if
+    given, is called before the statistics are read (on every level check and
+    diagnostics): a node that hands its frames' results over lazily (``CameraFrames``)
+    records them then.
     """
 
     def __init__(self, node: Node, *, profile_param: str, profile_default: Sequence,
@@ -50,6 +54,7 @@ class LevelFollowing:
                  level_timeout_s: float = 3.0, latency_target_ms: float = 0.0,
                  extra_values: Callable[[], dict] | None = None,
                  health: Callable[[], tuple] | None = None,
+                 collect: Callable[[], None] | None = None,
                  diagnostics_period_s: float = 1.0):
         self._node = node
         self._profile_param = profile_param
@@ -57,6 +62,7 @@ class LevelFollowing:
         self._apply = apply
         self._extra_values = extra_values or dict
         self._health = health or (lambda: (0, ''))
+        self._collect = collect or (lambda: None)
         values = declare(node, [
             Param('level_override', FOLLOW_MANAGER,
                   'Level to apply regardless of the manager; -1 follows budget_manager.',
@@ -89,7 +95,8 @@ class LevelFollowing:
                                  EXECUTION_LEVEL_QOS)
         self._diagnostics = node.create_publisher(DiagnosticArray,
                                                   DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
-        node.create_timer(0.1, self._reevaluate)
+        self._check_timer = node.create_timer(check_period_s(values['level_timeout_s']),
+                                              self._reevaluate)
         node.create_timer(diagnostics_period_s, self.publish_diagnostics)
         self._reevaluate()
 
@@ -100,6 +107,7 @@ class LevelFollowing:
         self._reevaluate()
 
     def _reevaluate(self, force: bool = False) -> None:
+        self._collect()  # the frames so far count for the level they ran at
         applied = self.follower.decide(time.monotonic())
         if not force and self.applied is not None and applied.level == self.applied.level:
             self.applied = applied  # same level, maybe a new source (e.g. fallback)
@@ -137,6 +145,8 @@ class LevelFollowing:
         self.latency_target_ms = candidate['latency_target_ms']
         self.follower.override = candidate['level_override']
         self.follower.fallback_level = candidate['fallback_level']
+        if candidate['level_timeout_s'] != self.follower.timeout_s:
+            set_timer_period(self._check_timer, check_period_s(candidate['level_timeout_s']))
         self.follower.timeout_s = candidate['level_timeout_s']
         self._reevaluate(force=True)
 
@@ -154,6 +164,7 @@ class LevelFollowing:
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""
+        self._collect()
         now = time.monotonic()
         snap = self.stats.snapshot(now)
         cost_p50, cost_max = self.apply_cost_ms()
@@ -180,6 +191,17 @@ class LevelFollowing:
             message += f' | {problem}'
         self._diagnostics.publish(diagnostics.array(self._node, [
             diagnostics.status(name, name, max(level, severity), message, values)]))
+
+
+def check_period_s(level_timeout_s: float) -> float:
+    """How often to look for the manager's silence: a tenth of the timeout, 0.1-0.5 s.
+
+    A manager message and a parameter change are handled when they arrive; the timer
+    only notices silence, so the fallback comes at most a tenth of the timeout late.
+    Each tick wakes the executor (a Python pass over the node's wait set), CPU that
+    a node at its cheapest level notices.
+    """
+    return min(0.5, max(0.1, level_timeout_s / 10))
 
 
 def _count(value) -> int:

@@ -10,12 +10,15 @@ import io
 import sys
 from array import array
 
+import cv2
 import numpy as np
 from PIL import Image
 
 # encoding -> (channels, channel order to get RGB); only 8-bit encodings.
 ENCODINGS = {'rgb8': (3, [0, 1, 2]), 'bgr8': (3, [2, 1, 0]), 'mono8': (1, [0, 0, 0]),
              'rgba8': (4, [0, 1, 2]), 'bgra8': (4, [2, 1, 0])}
+_TO_RGB = {'bgr8': cv2.COLOR_BGR2RGB, 'mono8': cv2.COLOR_GRAY2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
+           'bgra8': cv2.COLOR_BGRA2RGB}
 COMPRESSED_FORMATS = {'JPEG': 'jpeg', 'PNG': 'png'}
 MAX_PIXELS = 4096 * 4096
 
@@ -38,17 +41,19 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 def image_to_rgb(encoding: str, width: int, height: int, step: int, data,
                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """``sensor_msgs/Image`` fields -> RGB uint8 (height, width, 3), a copy.
+    """``sensor_msgs/Image`` fields -> RGB uint8 (height, width, 3).
 
     ``data`` is anything with the buffer protocol (the message's array, bytes).
     Rows may be padded (``step`` > width x channels); ``is_bigendian`` does not
-    matter for 8-bit encodings, the only ones accepted.
+    matter for 8-bit encodings, the only ones accepted. An rgb8 image without row
+    padding is returned as a view of ``data`` (no copy: valid while ``data`` is, and
+    read-only where ``data`` is); every other layout as a C-contiguous copy.
     """
     if encoding not in ENCODINGS:
         raise BadImage(f'unsupported encoding {encoding!r}; supported: '
                        f'{", ".join(ENCODINGS)}')
     _check_size(width, height, max_pixels)
-    channels, order = ENCODINGS[encoding]
+    channels = ENCODINGS[encoding][0]
     if step < width * channels:
         raise BadImage(f'step {step} is less than width x channels = {width} x {channels}')
     buffer = np.frombuffer(data, np.uint8)
@@ -57,14 +62,12 @@ def image_to_rgb(encoding: str, width: int, height: int, step: int, data,
         raise BadImage(f'{what}: {buffer.size} bytes, expected step x height = '
                        f'{step} x {height} = {step * height}')
     pixels = buffer.reshape(height, step)[:, :width * channels].reshape(height, width, channels)
-    # Basic slices, not ``pixels[:, :, order]``: fancy indexing on the last axis made a
-    # strided array that then took a second copy (3.7 ms for a 640x480 rgb8 frame,
-    # measured, against about 0.3 ms for this one copy).
-    if channels == 1:
-        view = np.broadcast_to(pixels, (height, width, 3))
-    else:
-        view = pixels[:, :, 2::-1] if order[0] == 2 else pixels[:, :, :3]
-    return np.array(view, order='C')
+    if encoding == 'rgb8':
+        return np.ascontiguousarray(pixels)  # a view unless the rows are padded
+    # One OpenCV conversion, not numpy slices: a reversed or strided channel slice made
+    # a slow element-wise copy (measured for 640x480: bgr8 1.9 ms, rgba8 2.4 ms, mono8
+    # 1.7 ms with numpy; 0.2-1.0 ms with cvtColor).
+    return cv2.cvtColor(pixels if channels > 1 else pixels[:, :, 0], _TO_RGB[encoding])
 
 
 def compressed_to_rgb(fmt: str, data, max_pixels: int = MAX_PIXELS) -> np.ndarray:
