@@ -164,7 +164,7 @@ def latency_models(rows: dict) -> dict:
 
 
 def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict:
-    """Each target of the channel-set and the precision/exit issues: value, whether met."""
+    """Each target of the channel sets, precision and exit cascades: value, whether met."""
     static = rows['static']
     widths = sorted(backbone_ms)
     half = min(widths)
