@@ -2,7 +2,7 @@
 
 The venv is the underlay (what /opt/ros/<distro> is elsewhere); ``ros2 launch``,
 ``ros2 topic``/``param`` and ``launch_testing`` come from a ROS install or from
-``../shared/vendor/ros2`` (``make ros-tools`` installs them into the venv; CI does).
+the vendored copy (``make ros-tools`` installs it into the venv; CI does).
 Tests that need them skip only where neither exists, and say so.
 """
 

@@ -245,7 +245,7 @@ def test_stable_under_noisy_readings(noise, seed, current):
     policy = BudgetPolicy(mission_config(mission_duration_s=1.6 * HOUR,
                                          mission_prior_power_w=WATTS), 0.0)
     trace = run(policy, RATES, 1.6 * HOUR - 1.0, noise=noise, seed=seed, current=current)
-    assert changes(trace) / 1.6 <= 12, 'at most 12 level changes per hour (the issue target)'
+    assert changes(trace) / 1.6 <= 12, 'at most 12 level changes per hour (the target)'
     costlier = [b[0] for a, b in zip(trace, trace[1:], strict=False) if b[2].level < a[2].level]
     assert all(t1 - t0 >= 300.0 for t0, t1 in zip(costlier, costlier[1:], strict=False)), \
         'a costlier level only after mission_dwell_s: noise cannot flip it reading by reading'

@@ -4,7 +4,7 @@ The project's module, its shipped graphs (models/coco_fastestdet), the engine an
 the family factory, on real photographs.
 
 The checks against upstream and the quality floors need the vendored weights and
-coco128 in ../shared (present in CI); the shipped-folder and factory checks do not.
+the coco128 photos (present in CI); the shipped-folder and factory checks do not.
 """
 
 import json

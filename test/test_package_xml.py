@@ -1,7 +1,7 @@
 """package.xml declares every runtime import with a real rosdep key, checked offline.
 
-The keys come from copies of ros/rosdistro under ../shared/vendor/rosdistro (rosdep's
-own database needs the network): a key is valid when it is a top-level key of
+The keys come from vendored copies of ros/rosdistro (rosdep's own database needs
+the network): a key is valid when it is a top-level key of
 rosdep/base.yaml or python.yaml, or a ROS package released in Humble, Jazzy and Kilted.
 """
 

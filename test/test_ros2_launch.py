@@ -1,7 +1,7 @@
 """The package the way a ROS 2 user runs it: colcon build, ros2 launch, ros2 topic / param.
 
-Uses the upstream launch stack and CLI (a ROS install, or ../shared/vendor/ros2
-installed by `make ros-tools`); skips only where neither exists.
+Uses the upstream launch stack and CLI (a ROS install, or the vendored copy that
+`make ros-tools` installs); skips only where neither exists.
 """
 
 import os

@@ -188,7 +188,7 @@ class MarginQuality(TypedDict):
 
 
 def check_targets(rows: dict, backbone_ms: dict, front: list) -> dict[str, TargetCheck]:
-    """Each target of the channel-set and the precision/exit issues: value, whether met."""
+    """Each target of the channel sets, precision and exit cascades: value, whether met."""
     static = rows['static']
     half = min(backbone_ms)
     results = {

@@ -1,6 +1,6 @@
 """``bench multitask-widths``: measure whether channel sets pay on the multi-task encoder.
 
-Issue 6 asks for the width knob on AdaMTL's encoder "where it pays". This measures it
+A width knob on AdaMTL's encoder is worth building only where it pays. This measures it
 before building it. Each narrower width is the static AdaMTL with every stage's
 channels x w (the same number of heads, each narrower). It is trained alone with the
 stage-1 recipe and data of a given checkpoint (the data regenerated, or read again,

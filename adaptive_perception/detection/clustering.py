@@ -1,8 +1,8 @@
 """Spatial-context clustering of object classes from any COCO annotation file (thesis 6.3.1).
 
 Classes that appear in the same images belong to the same context, so one detector
-branch per context finds most objects of a scene. The steps, with the fixes the
-reference code needed (see notes/reference-implementations.md):
+branch per context finds most objects of a scene. The steps, including the fixes the
+thesis's reference code needed:
 
 1. Co-occurrence counted per image: ``C[a, b]`` = images that contain both a and b
    (however many instances); the diagonal holds the images per class.

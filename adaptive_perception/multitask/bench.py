@@ -300,7 +300,7 @@ def plot_histogram(measured: dict, path: Path) -> None:
 
 
 def check_targets(rows: dict) -> dict[str, dict[str, float | bool]]:
-    """Check the issue's targets at each low-budget policy: task-aware and task-agnostic."""
+    """Check AdaMTL's targets at each low-budget policy: task-aware and task-agnostic."""
     checked = {}
     for name in LOW_BUDGET:
         row = rows.get(name)
