@@ -26,6 +26,7 @@ VERB_MODULES = (
     'adaptive_perception.detection.cli',
     'adaptive_perception.activity.cli',
     'adaptive_perception.multitask.cli',
+    'adaptive_perception.channels.cli',
     'adaptive_perception.budget.cli',
 )
 

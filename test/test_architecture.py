@@ -16,7 +16,7 @@ SOURCE = REPO / PACKAGE
 
 FAMILIES = ('activity', 'budget', 'channels', 'detection', 'multitask', 'power', 'sources')
 CONTRACT = {PACKAGE, f'{PACKAGE}.interfaces', f'{PACKAGE}.paths', f'{PACKAGE}.levels',
-            f'{PACKAGE}.executables'}
+            f'{PACKAGE}.executables', f'{PACKAGE}.errors', f'{PACKAGE}.verb_args'}
 
 # Which layer may import which (a layer always imports itself).
 MAY_IMPORT = {

@@ -1,7 +1,6 @@
-"""``adaptive-perception`` verbs of the detector family (AdaCon, FastestDet, channel sets).
+"""``adaptive-perception`` verbs of the detector family (AdaCon, FastestDet).
 
-data scenes, cluster, train/export/eval adacon, export fastestdet, bench detector,
-bench channels, bench gating.
+data scenes, cluster, train/export/eval adacon, export fastestdet, bench detector.
 """
 
 import argparse
@@ -12,13 +11,13 @@ from adaptive_perception.errors import user_errors
 from adaptive_perception.verb_args import int8_args
 
 
-def _coco_pair(parser, split: str) -> None:
+def coco_pair_args(parser, split: str) -> None:
     parser.add_argument(f'--{split}-annotations', required=True,
                         help=f'COCO annotation JSON ({split})')
     parser.add_argument(f'--{split}-images', required=True, help=f'image folder ({split})')
 
 
-def _eval_args(parser, either_family: bool = False) -> None:
+def eval_args(parser, either_family: bool = False) -> None:
     from adaptive_perception.detection.manifest import DEFAULT_MODES
     from adaptive_perception.paths import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adacon'),
@@ -103,8 +102,8 @@ class _TrainAdacon:
     help = 'context-clustered detector, two stages'
 
     def add_arguments(self, parser) -> None:
-        _coco_pair(parser, 'train')
-        _coco_pair(parser, 'val')
+        coco_pair_args(parser, 'train')
+        coco_pair_args(parser, 'val')
         parser.add_argument('--out', required=True, help='checkpoint, clusters, training log')
         parser.add_argument('--clusters', type=int, default=4, help='context branches')
         parser.add_argument('--clusters-file',
@@ -206,7 +205,7 @@ class _EvalAdacon:
     help = 'COCO mAP per mode, controller accuracy (either detector family)'
 
     def add_arguments(self, parser) -> None:
-        _eval_args(parser, either_family=True)
+        eval_args(parser, either_family=True)
         parser.add_argument('--out', help='JSON report')
         parser.add_argument('--allow-category-mismatch', action='store_true',
                             help="score a dataset whose category ids/names are not the "
@@ -231,7 +230,7 @@ class _BenchDetector:
     help = 'mAP, MACs, node latency per mode'
 
     def add_arguments(self, parser) -> None:
-        _eval_args(parser, either_family=True)
+        eval_args(parser, either_family=True)
         parser.add_argument('--frames', type=int, default=50, help='images timed per mode')
         parser.add_argument('--stream-seconds', type=float, default=0.0,
                             help='FastestDet folder: also stream 640x480 frames at 15 Hz over '
@@ -255,55 +254,5 @@ class _BenchDetector:
                                   threads=args.threads, eval_limit=args.limit)
 
 
-class _BenchChannels:
-    group, name = 'bench', 'channels'
-    help = 'every width x mode: mAP, MACs, latency; latency model, Pareto front, level profile'
-
-    def add_arguments(self, parser) -> None:
-        _eval_args(parser)
-        parser.add_argument('--frames', type=int, default=50, help='images timed per point')
-        parser.add_argument('--repeats', type=int, default=3,
-                            help='times each image is timed')
-        parser.add_argument('--no-cascades', action='store_true',
-                            help='leave the exit cascades out (width x mode x precision only)')
-        parser.add_argument('--levels', type=int, default=4,
-                            help='execution levels to propose a profile for')
-        parser.add_argument('--out', default='reports/bench_channels', help='folder')
-
-    def main(self, args) -> int:
-        from adaptive_perception.channels.bench import run_bench_channels
-        return run_bench_channels(args.model_dir, args.annotations, args.images, args.modes,
-                                  Path(args.out), frames=args.frames, providers=args.providers,
-                                  threads=args.threads, eval_limit=args.limit,
-                                  levels=args.levels, repeats=args.repeats,
-                                  cascades=not args.no_cascades)
-
-
-class _BenchGating:
-    group, name = 'bench', 'gating'
-    help = 'per-input channel skipping of the static head: mechanism overhead, trained gates ' \
-           'vs dense'
-
-    def add_arguments(self, parser) -> None:
-        _eval_args(parser)
-        parser.add_argument('--checkpoint', required=True,
-                            help='the AdaCon checkpoint --model-dir was exported from')
-        _coco_pair(parser, 'train')
-        parser.add_argument('--alphas', type=float, nargs='+', default=[0.1, 1.0],
-                            help='cost weights to train a gate with')
-        parser.add_argument('--epochs', type=int, default=6, help='gate training epochs')
-        parser.add_argument('--width', type=float, default=1.0, help='backbone width')
-        parser.add_argument('--frames', type=int, default=50, help='images timed')
-        parser.add_argument('--out', default='reports/bench_gating', help='folder')
-
-    def main(self, args) -> int:
-        from adaptive_perception.channels.gating_bench import run_bench_gating
-        return run_bench_gating(args.checkpoint, args.model_dir, args.train_annotations,
-                                args.train_images, args.annotations, args.images, args.alphas,
-                                args.epochs, args.width, frames=args.frames,
-                                out_dir=Path(args.out), threads=args.threads,
-                                eval_limit=args.limit)
-
-
 VERBS = (_DataScenes(), _Cluster(), _TrainAdacon(), _ExportAdacon(), _ExportFastestdet(),
-         _EvalAdacon(), _BenchDetector(), _BenchChannels(), _BenchGating())
+         _EvalAdacon(), _BenchDetector())

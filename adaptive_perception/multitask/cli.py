@@ -1,7 +1,6 @@
 """``adaptive-perception`` verbs of the multi-task family (AdaMTL).
 
-data dense, train adamtl, train adamtl-references, export/eval adamtl, bench multitask,
-bench multitask-widths.
+data dense, train adamtl, train adamtl-references, export/eval adamtl, bench multitask.
 """
 
 import json
@@ -234,28 +233,5 @@ class _BenchMultitask:
         return 0
 
 
-class _BenchMultitaskWidths:
-    group, name = 'bench', 'multitask-widths'
-    help = 'channel sets on the AdaMTL encoder: each width trained, scored, timed'
-
-    def add_arguments(self, parser) -> None:
-        parser.add_argument('--checkpoint', required=True,
-                            help='AdaMTL checkpoint (or .stage1.pt) whose stage 1 is the full '
-                                 'width; its recorded data are used again')
-        parser.add_argument('--widths', type=float, nargs='+', default=[0.75, 0.5])
-        parser.add_argument('--epochs', type=int, help='default: the checkpoint\'s stage 1')
-        parser.add_argument('--frames', type=int, default=300, help='frames timed')
-        parser.add_argument('--threads', type=int, default=1,
-                            help='ONNX Runtime intra-op threads')
-        parser.add_argument('--out', default='reports/bench_multitask_widths', help='folder')
-
-    def main(self, args) -> int:
-        from adaptive_perception.channels.encoder_widths import run_bench_multitask_widths
-        with user_errors():
-            run_bench_multitask_widths(args.checkpoint, Path(args.out), args.widths,
-                                       args.epochs, args.frames, args.threads)
-        return 0
-
-
 VERBS = (_DataDense(), _TrainAdamtl(), _TrainAdamtlReferences(), _ExportAdamtl(), _EvalAdamtl(),
-         _BenchMultitask(), _BenchMultitaskWidths())
+         _BenchMultitask())
