@@ -12,12 +12,14 @@ from adaptive_perception.verb_args import int8_args
 
 
 def coco_pair_args(parser, split: str) -> None:
+    """Add ``--<split>-annotations`` and ``--<split>-images`` (a COCO set)."""
     parser.add_argument(f'--{split}-annotations', required=True,
                         help=f'COCO annotation JSON ({split})')
     parser.add_argument(f'--{split}-images', required=True, help=f'image folder ({split})')
 
 
 def eval_args(parser, either_family: bool = False) -> None:
+    """Add the options every detector eval and bench takes: model, COCO set, modes, runtime."""
     from adaptive_perception.detection.manifest import DEFAULT_MODES
     from adaptive_perception.paths import share_dir
     parser.add_argument('--model-dir', default=str(share_dir() / 'models' / 'adacon'),
