@@ -11,7 +11,7 @@ from adaptive_perception.channels.bench import run_bench_channels
 from adaptive_perception.channels.gating_bench import run_bench_gating
 from adaptive_perception.detection import scenes
 from adaptive_perception.detection.coco_data import CocoDetection, encode_targets
-from adaptive_perception.detection.export import count_macs, export_adacon, load_checkpoint
+from adaptive_perception.detection.export import export_adacon, load_checkpoint
 from adaptive_perception.detection.manifest import Manifest
 from adaptive_perception.detection.model import AdaCon, DecodedHead, branch_width
 from adaptive_perception.detection.slimmable import SlimmableAdaCon
@@ -23,6 +23,7 @@ from adaptive_perception.detection.train import (
     train_branches,
     train_static,
 )
+from adaptive_perception.training.macs import count_macs
 
 CLUSTERS = [[0, 1, 2, 3, 16, 17], [4, 5, 6, 7, 16, 17], [8, 9, 10, 11, 12, 16, 17],
             [13, 14, 15, 16, 17]]

@@ -57,7 +57,7 @@ def test_shipped_model_has_every_part():
     engine = MultiTaskEngine(MODEL_DIR)
     assert engine.tasks == ('segmentation', 'depth', 'normals', 'saliency')
     assert {'high', 'low', 'low_agnostic'} <= set(engine.policies)
-    assert engine.manifest['provenance'], 'the manifest records how the model was trained'
+    assert engine.manifest.provenance, 'the manifest records how the model was trained'
     assert engine.references['single_task']['scores'].keys() == set(engine.tasks)
     profile = [parse_level_choice(entry) for entry in DEFAULT_LEVEL_POLICIES]
     assert {choice.policy for choice in profile} <= set(engine.policies)

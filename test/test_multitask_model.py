@@ -16,7 +16,6 @@ from adaptive_perception.multitask.export import (
     DecodersGraph,
     EncoderGraph,
     block_flop_model,
-    count_flops,
 )
 from adaptive_perception.multitask.model import (
     Block,
@@ -30,6 +29,7 @@ from adaptive_perception.multitask.model import (
     postprocess,
 )
 from adaptive_perception.multitask.train import distillation_loss, efficiency_loss
+from adaptive_perception.training.macs import count_flops
 
 POLICIES = ['high', 'low', 'low_agnostic']
 
@@ -412,7 +412,7 @@ def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
         assert torch.equal(value, again['static']['state_dict'][key])
     assert again['references'] == {}  # the stage-1 file has none
     manifest = export_adamtl(tmp_path / 'b.pt', tmp_path / 'model', tmp_path / 'a.pt')
-    assert manifest['references'] == first['references']
+    assert manifest.references == first['references']
     other = train_adamtl(train, train, tmp_path / 'c.pt', Schedule.smoke(), config, seed=1,
                          **quiet)
     assert other['references']
@@ -450,8 +450,8 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
                            single_task=False, **quiet)
     assert skipped['references'] == {}
     exported = export_adamtl(tmp_path / 'later.pt', tmp_path / 'exported')
-    assert exported['references'] == {}
-    assert exported['static_settings'] == skipped['static']['settings']
+    assert exported.references == {}
+    assert exported.static_settings == skipped['static']['settings']
 
     class Stop(Exception):
         pass
@@ -470,7 +470,7 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
     assert not any(line.startswith(f'[{config.tasks[0]}]') for line in lines)
     assert references == full['references']
     manifest = export_adamtl(tmp_path / 'later.pt', tmp_path / 'model')
-    assert manifest['references'] == full['references']
+    assert manifest.references == full['references']
     # The stage-1 file takes them too, and a file that has them is left as it is.
     assert main(['train', 'adamtl-references', '--checkpoint',
                  str(tmp_path / 'later.stage1.pt')]) == 0
@@ -549,9 +549,9 @@ def test_int8_graphs_track_fp32_and_switching_precision_loads_nothing(tmp_path, 
     engine = MultiTaskEngine(model_dir)
     manifest = engine.manifest
     assert engine.precisions == ('fp32', 'int8')
-    assert set(manifest['int8']['graphs']) == set(manifest['graphs'])
-    assert manifest['int8']['calibration']['frames'] == 8
-    report = manifest['int8']['reports']['encoder_policy']
+    assert set(manifest.int8['graphs']) == set(manifest.graphs)
+    assert manifest.int8['calibration']['frames'] == 8
+    report = manifest.int8['reports']['encoder_policy']
     assert report['quantized_ops'].get('Gemm', 0) > 0
     assert 'reads a policy array' in ' '.join(report['excluded'].values())
     created = []

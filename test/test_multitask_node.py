@@ -1,6 +1,8 @@
 """adamtl_multitask as a separate process, over DDS, on a small untrained exported model."""
 
 import io
+import json
+import shutil
 from array import array
 
 import numpy as np
@@ -12,7 +14,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from adaptive_perception.multitask.node import TASK_ENCODINGS
+from adaptive_perception.multitask.node import TASK_ENCODINGS, task_topics
 from adaptive_perception.multitask.scenes import CLASS_NAMES, TASKS
 from adaptive_perception.ros.diagnostics import as_float, values_of
 from adaptive_perception.ros.interfaces import (
@@ -217,3 +219,27 @@ def test_a_policy_the_model_lacks_stops_the_start_with_one_message(launch, multi
     log = node.log()
     assert log.count('cannot start') == 1 and 'Traceback' not in log
     assert "policy 'medium' is not in the model (it has static, high, low" in log
+
+
+def test_the_tasks_are_the_models_and_each_needs_a_topic_of_the_contract():
+    assert task_topics(('depth', 'segmentation')) == {
+        'depth': TASK_TOPICS['depth'], 'segmentation': TASK_TOPICS['segmentation']}
+    assert list(task_topics(TASKS)) == list(TASKS)
+    with pytest.raises(ValueError, match='tasks without a topic: colour'):
+        task_topics(('depth', 'colour'))
+
+
+def test_a_model_task_without_a_topic_stops_the_start_with_one_message(launch, multitask,
+                                                                       tmp_path):
+    model = tmp_path / 'model'
+    shutil.copytree(multitask.spec.parameters['model_dir'], model)
+    manifest = json.loads((model / 'manifest.json').read_text())
+    manifest['config']['tasks'] = ['colour' if t == 'depth' else t
+                                   for t in manifest['config']['tasks']]
+    manifest['decoders']['colour'] = manifest['decoders'].pop('depth')
+    (model / 'manifest.json').write_text(json.dumps(manifest))
+    node = launch(NODE, name='adamtl_bad_tasks', params={'model_dir': str(model)})
+    assert node.proc.wait(TIMEOUT_S) != 0
+    log = node.log()
+    assert log.count('cannot start') == 1 and 'Traceback' not in log
+    assert 'the model has tasks without a topic: colour' in log

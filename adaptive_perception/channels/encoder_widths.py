@@ -23,7 +23,7 @@ import onnxruntime as ort
 import torch
 
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
-from adaptive_perception.multitask.export import DecodersGraph, EncoderGraph, count_flops
+from adaptive_perception.multitask.export import DecodersGraph, EncoderGraph
 from adaptive_perception.multitask.metrics import multitask_delta
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig, normalise
 from adaptive_perception.multitask.train import read_checkpoint, train_static
@@ -31,6 +31,7 @@ from adaptive_perception.multitask.validate import score_model
 from adaptive_perception.runtime.onnx_sessions import create_sessions
 from adaptive_perception.runtime.report_io import markdown_table, write_json
 from adaptive_perception.runtime.timing import interleaved_seconds
+from adaptive_perception.training.macs import count_flops
 from adaptive_perception.training.onnx_export import export_graph
 
 PAYS_WITHIN = -2.0  # delta_m points against full width, as AdaMTL's low-budget target

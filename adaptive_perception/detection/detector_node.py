@@ -13,6 +13,7 @@ are input sizes (``static@224``); ``detection.families`` picks the engine.
 """
 
 import time
+from typing import NamedTuple
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -32,6 +33,18 @@ from adaptive_perception.runtime.images import rgb_to_image_fields
 
 LEVEL_MODES = list(DEFAULT_MODES)
 SETTINGS = ['score_threshold', 'nms_iou', 'max_detections']
+
+
+class FrameResult(NamedTuple):
+    """What the worker hands the executor thread for one detected frame."""
+
+    end: float            # time.monotonic() when the detections were published
+    latency_s: float      # from the frame's arrival to its detections
+    branches: int         # context branches run
+    macs: int             # of every graph the frame ran
+    overlay: bool         # an overlay image was drawn (it had a subscriber)
+    precision: str        # of the pass whose detections were published
+    cascade_exit: int     # 1: the cheap pass was published, 0: the costly one, -1: no cascade
 
 
 class AdaConDetector(Node):
@@ -132,8 +145,8 @@ class AdaConDetector(Node):
         out.latency_ms = (time.perf_counter() - start) * 1e3
         return out, result
 
-    def _handle(self, msg, rgb, start: float) -> tuple:
-        """Worker thread: detect, publish; (end, latency, branches, macs, overlay drawn)."""
+    def _handle(self, msg, rgb, start: float) -> FrameResult:
+        """Worker thread: detect, publish (and draw the overlay if it is watched)."""
         out, result = self._detect(msg, rgb, start)
         self._detections_pub.publish(out)
         self.vision.publish(out)
@@ -141,22 +154,21 @@ class AdaConDetector(Node):
         if overlay:
             image = draw_overlay(rgb, out.detections)
             self._overlay_pub.publish(Image(header=msg.header, **rgb_to_image_fields(image)))
-        return (time.monotonic(), out.latency_ms / 1e3, len(result.branches_run), result.macs,
-                overlay, out.precision, out.cascade_exit)
+        return FrameResult(time.monotonic(), out.latency_ms / 1e3, len(result.branches_run),
+                           result.macs, overlay, out.precision, out.cascade_exit)
 
     # -- statistics and diagnostics (executor thread) ----------------------------
-    def _record(self, finished: tuple) -> None:
-        end, latency_s, branches, macs, overlay, precision, cascade_exit = finished
-        self.following.stats.record(end, latency_s)
-        self._precision_last = precision
-        self._cascade['last'] = cascade_exit
-        if cascade_exit >= 0:
+    def _record(self, finished: FrameResult) -> None:
+        self.following.stats.record(finished.end, finished.latency_s)
+        self._precision_last = finished.precision
+        self._cascade['last'] = finished.cascade_exit
+        if finished.cascade_exit >= 0:
             self._cascade['frames'] += 1
-            self._cascade['exited'] += cascade_exit
-        self._branches_total += branches
-        self._macs_total += macs
-        self._macs_last = macs
-        self.overlay_frames += overlay
+            self._cascade['exited'] += finished.cascade_exit
+        self._branches_total += finished.branches
+        self._macs_total += finished.macs
+        self._macs_last = finished.macs
+        self.overlay_frames += finished.overlay
 
     def _diagnostic_values(self) -> dict:
         frames = self.following.stats.frames

@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from adaptive_perception.detection.manifest import HeadSpec, Manifest, WidthGraphs
 from adaptive_perception.detection.model import DecodedHead
@@ -26,6 +25,7 @@ from adaptive_perception.detection.slimmable import SlimmableAdaCon, width_key
 from adaptive_perception.detection.train import CHECKPOINT_FORMAT
 from adaptive_perception.runtime.quantize import int8_file, quantize_graph
 from adaptive_perception.training import load_checkpoint as read_checkpoint
+from adaptive_perception.training.macs import count_macs
 from adaptive_perception.training.onnx_export import export_graph
 
 CALIBRATION_FRAMES = 256
@@ -38,13 +38,6 @@ def load_checkpoint(path) -> tuple:
                             dict(checkpoint.get('branch_scales', [])))
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval(), checkpoint
-
-
-def count_macs(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass, counted by ``FlopCounterMode``."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(*inputs)
-    return counter.get_total_flops() // 2
 
 
 def calibration_frames(count: int, seed: int, size: int) -> list:

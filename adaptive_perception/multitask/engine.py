@@ -20,18 +20,19 @@ An engine serves one thread at a time: the encoder graphs' unchanging inputs are
 bound to them once (``BoundGraph``), and a binding is not shared safely.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
 from scipy.linalg import block_diag
 
+from adaptive_perception.multitask.manifest import MultitaskManifest
+from adaptive_perception.multitask.manifest import read_manifest as read_manifest  # re-export
+from adaptive_perception.multitask.manifest import write_manifest as write_manifest  # re-export
 from adaptive_perception.runtime.onnx_sessions import CPU, BoundGraph, create_sessions
 
-MANIFEST_FORMAT = 'adaptive_perception.adamtl.manifest/3'
 STATIC = 'static'  # run every block on every token: the static model
 
 
@@ -45,6 +46,14 @@ class MultiTaskResult:
     token_share: float   # tokens processed / tokens of all blocks
     tokens_run: list     # per stage, tokens each block processed (0 = skipped)
     precision: str = 'fp32'  # the graphs the frame ran in
+
+
+class Encoded(NamedTuple):
+    """One frame through an encoder graph, before the decoders."""
+
+    features: list       # per stage, the encoder's output (the decoders' inputs)
+    tokens_run: list     # per stage, tokens each block processed (0 = skipped)
+    flops: int           # of the encoder and the policy's decisions
 
 
 POLICY_PATHS = ('token', 'block')
@@ -143,45 +152,20 @@ class RandomPolicy:
         return [*session.run(None, {'image': image, **feeds}), *runs], flops
 
 
-def read_manifest(model_dir) -> dict:
-    """Read an exported AdaMTL directory's manifest; a ValueError says what is wrong."""
-    path = Path(model_dir) / 'manifest.json'
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f'cannot read the AdaMTL manifest {path}: {error}') from None
-    if manifest.get('format') != MANIFEST_FORMAT:
-        raise ValueError(f'{path}: format {manifest.get("format")!r}, expected '
-                         f'{MANIFEST_FORMAT!r}')
-    return manifest
-
-
-def write_manifest(manifest: dict, model_dir) -> None:
-    """Write ``manifest.json`` whole: a run stopped mid-write leaves the previous one."""
-    path = Path(model_dir) / 'manifest.json'
-    partial = path.with_name(path.name + '.partial')
-    partial.write_text(json.dumps(manifest, indent=1) + '\n')
-    partial.replace(path)
-
-
 class MultiTaskEngine:
     """Loads an exported AdaMTL directory once; ``infer`` runs one frame."""
 
     def __init__(self, model_dir, providers: Sequence[str] = (CPU,), threads: int = 1,
                  warn=None):
         self.model_dir = Path(model_dir)
-        self.manifest = manifest = read_manifest(self.model_dir)
-        config = manifest['config']
-        self.tasks = tuple(config['tasks'])
-        self.class_names = tuple(config['class_names'])
-        self.input_size = int(manifest['input_size'])
-        self._mean, self._std = manifest['mean'], manifest['std']
-        int8 = manifest.get('int8', {}).get('graphs', {})
-        self.precisions = ('fp32', 'int8') if int8 else ('fp32',)
-        paths = {name: self.model_dir / file for name, file in manifest['graphs'].items()}
-        missing = [name for name in paths if int8 and name not in int8]
-        if missing:
-            raise ValueError(f'{self.model_dir}: no INT8 copy of {", ".join(missing)}')
+        self.manifest = manifest = MultitaskManifest.load(self.model_dir)
+        self.tasks = manifest.tasks
+        self.class_names = manifest.class_names
+        self.input_size = int(manifest.input_size)
+        self._mean, self._std = manifest.mean, manifest.std
+        int8 = manifest.int8.get('graphs', {})  # every graph has a copy (manifest check)
+        self.precisions = manifest.precisions
+        paths = {name: self.model_dir / file for name, file in manifest.graphs.items()}
         paths.update({f'{name}/int8': self.model_dir / int8[name] for name in int8})
         loaded = create_sessions(paths, providers, threads, warn)
         self.providers = loaded.providers
@@ -190,24 +174,24 @@ class MultiTaskEngine:
         self._sessions = sessions
         self._static = {precision: BoundGraph(sessions[_name('encoder_static', precision)], {})
                         for precision in self.precisions}  # the policies' call path
-        self._block_flops = [[b['flops'] for b in stage] for stage in manifest['blocks']]
+        self._block_flops = [[b['flops'] for b in stage] for stage in manifest.blocks]
         self.depths = [len(stage) for stage in self._block_flops]
-        grid = self.input_size // config['patch']
+        grid = self.input_size // manifest.config['patch']
         # (blocks, tokens) per stage
         self.layout = [(depth, (grid // 2 ** s) ** 2) for s, depth in enumerate(self.depths)]
-        self._fixed_flops = manifest['flops']['embed'] + sum(
-            manifest['flops'][f'merge_s{s}'] for s in range(len(self.depths) - 1))
+        self._fixed_flops = manifest.flops['embed'] + sum(
+            manifest.flops[f'merge_s{s}'] for s in range(len(self.depths) - 1))
         self._decoders = {(task, precision): sessions[_name(d['graph'], precision)]
-                          for task, d in manifest['decoders'].items()
+                          for task, d in manifest.decoders.items()
                           for precision in self.precisions}
-        self._decoder_flops = {task: d['flops'] for task, d in manifest['decoders'].items()}
+        self._decoder_flops = {task: d['flops'] for task, d in manifest.decoders.items()}
         self._all_decoders = {precision: sessions[_name('decoders', precision)]
                               for precision in self.precisions}
         self.precision_runs = dict.fromkeys(self.precisions, 0)
         self._policies = {name: OnnxPolicy(name, spec, self.model_dir)
-                          for name, spec in manifest['policies'].items()}
+                          for name, spec in manifest.policies.items()}
         self.policies = (STATIC, *self._policies)
-        self.references = manifest.get('references', {})
+        self.references = manifest.references
 
     def policy(self, name):
         """Look up a resident policy by name (``static`` = None).
@@ -260,7 +244,7 @@ class MultiTaskEngine:
         if set(tasks) == set(self.tasks):  # the usual case: every decoder in one graph
             answers = dict(zip(self.tasks, self._all_decoders[precision].run(None, feeds),
                                strict=True))
-            flops += self.manifest['flops']['decoders']
+            flops += self.manifest.flops['decoders']
         else:
             answers = {task: self._decoders[task, precision].run(None, feeds)[0]
                        for task in tasks}
@@ -276,8 +260,8 @@ class MultiTaskEngine:
             tokens_run=tokens_run, precision=precision)
 
     def encode(self, image: np.ndarray, policy=STATIC, tasks: Sequence[str] | None = None,
-               precision: str = 'fp32') -> tuple:
-        """Run one encoder graph: (stage outputs, tokens run per block, FLOPs so far).
+               precision: str = 'fp32') -> 'Encoded':
+        """Run one encoder graph: its stage outputs, tokens run per block, FLOPs so far.
 
         ``image`` as ``preprocess`` returns it. The static model runs every block on
         every token; a policy runs its graph, which decides for ``tasks``.
@@ -286,7 +270,7 @@ class MultiTaskEngine:
         if chooser is None:
             features = self._static[precision].run({'image': image})
             tokens_run = [[count] * depth for depth, count in self.layout]
-            return features, tokens_run, self.manifest['flops']['encoder_static']
+            return Encoded(features, tokens_run, self.manifest.flops['encoder_static'])
         outputs, flops = chooser.run(self._sessions[_name(chooser.graph, precision)], image,
                                      tuple(self.tasks if tasks is None else tasks), self.layout)
         stages = len(self.layout)
@@ -297,7 +281,7 @@ class MultiTaskEngine:
             counts = [int(n) for n in np.count_nonzero(decided, axis=0)]
             flops += sum(a * n + b * n * n for (a, b), n in zip(stage, counts, strict=True))
             tokens_run.append(counts)
-        return features, tokens_run, flops
+        return Encoded(features, tokens_run, flops)
 
     def warm_up(self) -> None:
         """One frame through every policy in every precision, so no first frame is slow."""

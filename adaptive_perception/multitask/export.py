@@ -28,20 +28,16 @@ the decisions the encoder graph returns; so are a policy's FLOPs per number of
 running tasks.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from adaptive_perception.multitask.engine import (
-    MANIFEST_FORMAT,
-    POLICY_PATHS,
-    policy_inputs,
-    write_manifest,
-)
+from adaptive_perception.multitask.engine import POLICY_PATHS, policy_inputs
+from adaptive_perception.multitask.manifest import MultitaskManifest
 from adaptive_perception.multitask.model import (
     MEAN,
     STD,
@@ -51,6 +47,7 @@ from adaptive_perception.multitask.model import (
     tokens_to_map,
 )
 from adaptive_perception.multitask.train import read_checkpoint
+from adaptive_perception.training.macs import count_flops
 from adaptive_perception.training.onnx_export import export_graph
 
 
@@ -60,13 +57,6 @@ def load_checkpoint(path) -> tuple:
     model = AdaMTL(ModelConfig.from_json(checkpoint['config']))
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval(), checkpoint
-
-
-def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
-    """FLOPs of one forward pass (matrix products and convolutions)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(*inputs)
-    return int(counter.get_total_flops())
 
 
 class ExportBlock(nn.Module):
@@ -306,7 +296,8 @@ def _deciding_flops(config: ModelConfig, stacked: dict, counted: list) -> int:
 
 
 def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
-                 references: dict | None = None, static_settings: dict | None = None) -> dict:
+                 references: dict | None = None,
+                 static_settings: dict | None = None) -> MultitaskManifest:
     """Write every graph of ``model`` and ``manifest.json`` into ``out_dir``; return it.
 
     ``static_settings``: how stage 1 was trained (data, seed, recipe), so that single-task
@@ -377,19 +368,16 @@ def export_model(model: AdaMTL, out_dir, provenance: dict | None = None,
     write('decoders', DecodersGraph(model), tuple(features),
           [f'stage{s}' for s in range(len(features))], list(config.tasks))
     flops['decoders'] = count_flops(DecodersGraph(model), *features)
-    manifest = {
-        'format': MANIFEST_FORMAT, 'config': config.to_json(), 'input_size': size,
-        'mean': MEAN, 'std': STD, 'graphs': graphs, 'flops': flops, 'blocks': blocks,
-        'policies': policies, 'decoders': decoders, 'references': references or {},
-        'provenance': provenance or {},
-    }
-    if static_settings:
-        manifest['static_settings'] = static_settings
-    write_manifest(manifest, out_dir)
+    manifest = MultitaskManifest(
+        config=config.to_json(), input_size=size, mean=MEAN, std=STD, graphs=graphs,
+        flops=flops, blocks=blocks, policies=policies, decoders=decoders,
+        references=references or {}, provenance=provenance or {},
+        static_settings=static_settings or {})
+    manifest.save(out_dir)
     return manifest
 
 
-def export_adamtl(checkpoint, out_dir, references_from=None) -> dict:
+def export_adamtl(checkpoint, out_dir, references_from=None) -> MultitaskManifest:
     """Export a checkpoint of ``train_adamtl``; single-task scores travel as references.
 
     ``references_from``: take the single-task references from another checkpoint
@@ -426,7 +414,7 @@ INT8_LEFT_OUT = {
 
 
 def add_int8(model_dir, count: int = CALIBRATION_FRAMES, seed: int = 0,
-             method: str = 'minmax') -> dict:
+             method: str = 'minmax') -> MultitaskManifest:
     """Write a calibrated INT8 copy of every graph of an exported AdaMTL; the new manifest.
 
     Calibration frames: the first ``count`` generated training scenes (``seed`` 0 is
@@ -437,13 +425,14 @@ def add_int8(model_dir, count: int = CALIBRATION_FRAMES, seed: int = 0,
     the manifest's ``int8`` entry are written; the FP32 graphs stay as they are.
     """
     from adaptive_perception.multitask.dataset import describe_generated, generate_dataset_arrays
-    from adaptive_perception.multitask.engine import MultiTaskEngine, read_manifest
+    from adaptive_perception.multitask.engine import MultiTaskEngine
     from adaptive_perception.runtime.quantize import int8_file, quantize_graph
 
     model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
-    manifest.pop('int8', None)
-    write_manifest(manifest, model_dir)  # the engine loads the FP32 graphs only
+    manifest = MultitaskManifest.load(model_dir)
+    if manifest.int8:  # the engine must load the FP32 graphs only, whatever is there
+        manifest = replace(manifest, int8={})
+        manifest.save(model_dir)
     engine = MultiTaskEngine(model_dir, threads=1)
     data = generate_dataset_arrays(count, seed, engine.input_size)
     images = [engine.preprocess(np.ascontiguousarray(rgb)) for rgb in data.images]
@@ -461,7 +450,7 @@ def add_int8(model_dir, count: int = CALIBRATION_FRAMES, seed: int = 0,
         if policies else [],
     }
     graphs, reports = {}, {}
-    for name, file in manifest['graphs'].items():
+    for name, file in manifest.graphs.items():
         inputs = feeds.get(name, features)
         fixed = {key for key in (inputs[0] if inputs else {}) if key != 'image'
                  and not key.startswith('stage')}
@@ -478,10 +467,10 @@ def add_int8(model_dir, count: int = CALIBRATION_FRAMES, seed: int = 0,
         graphs[name], reports[name] = report.file, report.to_json()
         print(f'[adamtl int8] {report.file}: INT8 {report.quantized_ops}, '
               f'FP32 {report.fp32_ops}', flush=True)
-    manifest['int8'] = {'graphs': graphs, 'reports': reports,
-                        'calibration': {'frames': count, 'seed': seed, 'method': method,
-                                        'data': source}}
-    write_manifest(manifest, model_dir)
+    manifest = replace(manifest, int8={
+        'graphs': graphs, 'reports': reports,
+        'calibration': {'frames': count, 'seed': seed, 'method': method, 'data': source}})
+    manifest.save(model_dir)
     return manifest
 
 

@@ -8,19 +8,23 @@ subscriber; with none of those the model does not run at all (``frames_unwatched
 The camera input (newest frame wins, dropped frames, bad images) is
 ``ros.camera_frames.CameraFrames``; every output copies the input's header and
 has the input's size.
+
+The tasks are the loaded model's (its manifest), each published on its topic of the
+contract (``TASK_TOPICS``): a model with a task the contract has no topic or image
+encoding for does not start.
 """
 
 import time
+from typing import NamedTuple
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from adaptive_perception.multitask.engine import MultiTaskEngine
+from adaptive_perception.multitask.engine import MultiTaskEngine, MultiTaskResult
 from adaptive_perception.multitask.levels import DEFAULT_LEVEL_POLICIES, parse_level_choice
-from adaptive_perception.multitask.scenes import TASKS
 from adaptive_perception.paths import share_dir
 from adaptive_perception.ros.camera_frames import CameraFrames
-from adaptive_perception.ros.interfaces import OUTPUT_QOS, TASK_TOPICS  # noqa: F401 (monitor)
+from adaptive_perception.ros.interfaces import OUTPUT_QOS, TASK_TOPICS
 from adaptive_perception.ros.level_following import LevelFollowing
 from adaptive_perception.ros.params import declare, onnx_model_params
 from adaptive_perception.ros.run import run_node
@@ -30,6 +34,28 @@ from adaptive_perception.runtime.images import array_to_image_fields
 TASK_ENCODINGS = {'segmentation': 'mono8', 'depth': '32FC1', 'normals': '32FC3',
                   'saliency': 'mono8'}
 LEVEL_POLICIES = list(DEFAULT_LEVEL_POLICIES)
+
+
+class FrameResult(NamedTuple):
+    """What the worker hands the executor thread for one published frame."""
+
+    end: float                 # time.monotonic() when the outputs were published
+    latency_s: float           # from the frame's arrival to its outputs
+    tasks: tuple               # the tasks computed and published
+    result: MultiTaskResult    # FLOPs, block and token shares, precision
+
+
+def task_topics(tasks) -> dict:
+    """Map each of a model's ``tasks`` to its topic; ValueError naming a task without one.
+
+    The topics and their image encodings are the contract's: a task the model has and the
+    contract lacks would have nowhere to go.
+    """
+    unknown = [task for task in tasks if task not in TASK_TOPICS or task not in TASK_ENCODINGS]
+    if unknown:
+        raise ValueError(f'the model has tasks without a topic: {", ".join(unknown)} (topics '
+                         f'exist for {", ".join(TASK_TOPICS)})')
+    return {task: TASK_TOPICS[task] for task in tasks}
 
 
 class AdaMtlMultitask(Node):
@@ -42,7 +68,7 @@ class AdaMtlMultitask(Node):
             str(share_dir() / 'models' / 'adamtl'),
             'Exported AdaMTL model directory (manifest.json + ONNX graphs).'))
         self.frames_unwatched = 0
-        self.task_frames = dict.fromkeys(TASKS, 0)  # frames published per task
+        self.task_frames = {}  # frames published per task of the model
         self._totals = {'flops': 0, 'block_share': 0.0, 'token_share': 0.0}
         self._last = {'flops': 0, 'block_share': 0.0, 'token_share': 0.0, 'tasks': ()}
         self._active = None  # (LevelChoice, level), swapped whole by _apply
@@ -53,11 +79,14 @@ class AdaMtlMultitask(Node):
                                        'adamtl_worker')
             self.engine = MultiTaskEngine(values['model_dir'], values['providers'],
                                           values['threads'], warn=self.get_logger().warning)
+            topics = task_topics(self.engine.tasks)
+            self.task_frames = dict.fromkeys(self.engine.tasks, 0)
             self.following = LevelFollowing(
                 self, profile_param='level_policies', profile_default=LEVEL_POLICIES,
                 profile_description="Policy per level (index = level): '<policy>' or "
                                     "'<policy>:<task>+<task>...' to compute only those tasks "
-                                    f"there; policies come from the model, tasks from {TASKS}.",
+                                    'there; policies and tasks come from the model '
+                                    f'({", ".join(self.engine.tasks)}).',
                 parse_entry=self._parse_level, apply=self._apply,
                 extra_values=self._diagnostic_values, health=self.camera.health,
                 collect=self.camera.collect)
@@ -67,8 +96,8 @@ class AdaMtlMultitask(Node):
         self.engine.warm_up()
 
         # Only the model's tasks get a topic; a level can narrow them further.
-        self._outputs = {task: self.create_publisher(Image, TASK_TOPICS[task], OUTPUT_QOS)
-                            for task in self.engine.tasks}
+        self._outputs = {task: self.create_publisher(Image, topic, OUTPUT_QOS)
+                         for task, topic in topics.items()}
         self.camera.start()
         self.get_logger().info(
             f'model {self.engine.model_dir} (tasks {", ".join(self.engine.tasks)}; policies '
@@ -98,7 +127,7 @@ class AdaMtlMultitask(Node):
                      if choice.tasks is None or task in choice.tasks)
 
     # -- the frame path ------------------------------------------------------------
-    def _handle(self, msg, rgb, start: float):
+    def _handle(self, msg, rgb, start: float) -> FrameResult | None:
         """Worker thread: infer the watched tasks and publish them; None if none is watched."""
         choice, _ = self._active
         tasks = tuple(task for task in self._allowed(choice)
@@ -112,19 +141,19 @@ class AdaMtlMultitask(Node):
         latency_s = time.perf_counter() - start
         for task, image in images.items():
             self._outputs[task].publish(image)
-        return time.monotonic(), latency_s, tasks, result
+        return FrameResult(time.monotonic(), latency_s, tasks, result)
 
     # -- statistics and diagnostics (executor thread) ----------------------------
-    def _record(self, finished) -> None:
+    def _record(self, finished: FrameResult | None) -> None:
         if finished is None:
             self.frames_unwatched += 1
             return
-        end, latency_s, tasks, result = finished
-        self.following.stats.record(end, latency_s)
-        for task in tasks:
+        self.following.stats.record(finished.end, finished.latency_s)
+        for task in finished.tasks:
             self.task_frames[task] += 1
+        result = finished.result
         self._last = {'flops': result.flops, 'block_share': result.block_share,
-                      'token_share': result.token_share, 'tasks': tasks,
+                      'token_share': result.token_share, 'tasks': finished.tasks,
                       'precision': result.precision}
         for key in self._totals:
             self._totals[key] += self._last[key]

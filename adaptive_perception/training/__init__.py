@@ -1,7 +1,8 @@
 """What the families' trainers and exporters share (PyTorch; never the runtime).
 
 ``schedule`` holds the learning-rate schedule, ``checkpoint`` the checkpoint file I/O,
-``onnx_export`` the one ONNX exporter. Importing this package imports torch, so only
+``onnx_export`` the one ONNX exporter, ``macs`` the FLOP and MAC count the exporters
+write beside each graph. Importing this package imports torch, so only
 training and export code import it.
 """
 

@@ -18,10 +18,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from adaptive_perception.detection.export import count_macs
 from adaptive_perception.detection.fastestdet.engine import INPUT, OUTPUT
 from adaptive_perception.detection.fastestdet.manifest import FastestDetManifest, LevelGraph
 from adaptive_perception.detection.fastestdet.model import STRIDE, load_fastestdet
+from adaptive_perception.training.macs import count_macs
 from adaptive_perception.training.onnx_export import export_graph
 
 DEFAULT_SIZES = (352, 288, 224, 160)
