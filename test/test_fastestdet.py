@@ -138,6 +138,15 @@ def test_int8_graph_is_a_level_of_its_own_and_keeps_most_of_the_accuracy(tmp_pat
                                  ['static@224', 'static@224/int8'], threads=1, limit=40)
     fp32, int8 = (report['modes'][m]['map'] for m in ('static@224', 'static@224/int8'))
     assert int8 >= 0.8 * fp32 > 0
+    # Without --modes the bench measures every graph of the folder, INT8 included.
+    assert manifest.modes == ['static@352', 'static@288', 'static@224', 'static@224/int8',
+                              'static@160']
+    from adaptive_perception.cli import main
+    assert main(['bench', 'detector', '--model-dir', str(folder), '--annotations',
+                 str(COCO128 / 'instances.json'), '--images', str(COCO128 / 'images'),
+                 '--limit', '4', '--frames', '3', '--out', str(tmp_path / 'bench')]) == 0
+    bench = json.loads((tmp_path / 'bench' / 'bench_detector.json').read_text())
+    assert list(bench['modes']) == manifest.modes
 
 
 def test_shipped_folder_has_the_coco_classes_and_four_small_graphs():

@@ -11,7 +11,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 from adaptive_perception.activity.features import HOP_S, WINDOW_S  # noqa: E402
-from adaptive_perception.multitask.scenes import TASKS  # noqa: E402
+from adaptive_perception.interfaces import MULTITASK_TASKS  # noqa: E402
 from adaptive_perception.runtime.report_io import markdown_table, save_figure, write_json  # noqa: E402
 
 TABLE_COLUMNS = [  # (diagnostics key, header)
@@ -174,7 +174,7 @@ def multitask_summary(outputs: list, status: dict | None) -> dict:
     camera frame's age). ``status``: the node's last diagnostics values, or None.
     """
     tasks = {}
-    for task in TASKS:
+    for task in MULTITASK_TASKS:
         times = [o['t'] for o in outputs if o['task'] == task]
         ages = [o['age_ms'] for o in outputs if o['task'] == task]
         span = times[-1] - times[0] if times else 0.0

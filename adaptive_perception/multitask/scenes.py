@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptive_perception.interfaces import MULTITASK_TASKS
+
 CLASS_NAMES = ('background', 'ground', 'sphere', 'box', 'cylinder', 'cone', 'clutter')
 BACKGROUND, GROUND, SPHERE, BOX, CYLINDER, CONE, CLUTTER = range(len(CLASS_NAMES))
-TASKS = ('segmentation', 'depth', 'normals', 'saliency')
+TASKS = MULTITASK_TASKS  # the tasks the generator labels are the ones the contract names
 OBJECT_CLASSES = (SPHERE, BOX, CYLINDER, CONE)
 MIN_SIZE = 16
 NOISE_TABLE = 64          # value-noise lattice (wraps around)

@@ -177,8 +177,7 @@ def run_bench_fastestdet(model_dir, annotations, images_dir, modes: Sequence[str
     """
     engine = FastestDetEngine(model_dir, providers, threads or None)
     if modes is None:
-        modes = [f'static@{g.size}' + ('' if g.precision == 'fp32' else f':{g.precision}')
-                 for g in engine.manifest.graphs]
+        modes = engine.manifest.modes
     modes = [str(engine.parse_mode(m)) for m in modes]
     if len(set(modes)) != len(modes):
         raise ValueError(f'modes must be distinct, got {modes}')

@@ -54,6 +54,11 @@ class FastestDetManifest(ModelManifest):
         """Input sizes there are graphs for, largest first."""
         return sorted({g.size for g in self.graphs}, reverse=True)
 
+    @property
+    def modes(self) -> list[str]:
+        """The level entry of every graph ('static@224', 'static@224/int8'), in graph order."""
+        return [str(SizeMode(g.size, g.precision)) for g in self.graphs]
+
     def graph(self, size: int, precision: str = 'fp32') -> LevelGraph:
         """Return the graph for (size, precision); ValueError naming what there is."""
         for g in self.graphs:
