@@ -1,6 +1,7 @@
 """AdaCon model, data, training stages and ONNX export, on tiny generated scene sets."""
 
 import json
+from dataclasses import asdict, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -11,6 +12,7 @@ from adaptive_perception.channels.bench import run_bench_channels
 from adaptive_perception.channels.gating_bench import run_bench_gating
 from adaptive_perception.detection import scenes
 from adaptive_perception.detection.coco_data import CocoDetection, encode_targets
+from adaptive_perception.detection.config import AdaconTrainConfig
 from adaptive_perception.detection.export import export_adacon, load_checkpoint
 from adaptive_perception.detection.manifest import Manifest
 from adaptive_perception.detection.model import AdaCon, DecodedHead, branch_width
@@ -29,6 +31,9 @@ CLUSTERS = [[0, 1, 2, 3, 16, 17], [4, 5, 6, 7, 16, 17], [8, 9, 10, 11, 12, 16, 1
             [13, 14, 15, 16, 17]]
 CONFIG = {'num_classes': 18, 'branch_classes': CLUSTERS}
 WIDTHS = (1.0, 0.5)
+# Wider branches than the thesis's, nested at half width: export and engine see both.
+SMOKE = AdaconTrainConfig(seed=3, smoke=True, widths=list(WIDTHS), branch_scale=1.5,
+                          branch_scale_at=[(0.5, 1.0)])
 
 
 @pytest.fixture(scope='module')
@@ -42,9 +47,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope='module')
 def smoke(data, tmp_path_factory):
     out = tmp_path_factory.mktemp('smoke')
-    # Wider branches than the thesis's, nested at half width: export and engine see both.
-    checkpoint = train_adacon(*data['train'], *data['val'], out, seed=3, smoke=True,
-                              widths=WIDTHS, branch_scale=1.5, branch_scales={0.5: 1.0})
+    checkpoint = train_adacon(SMOKE, *data['train'], *data['val'], out)
     return out, checkpoint
 
 
@@ -235,8 +238,7 @@ def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_p
     log = json.loads((out / 'training_log.json').read_text())
     assert log['seed'] == 3 and log['seconds']['total'] > 0
     assert (out / 'clusters.json').is_file() and checkpoint.is_file()
-    again = train_adacon(*data['train'], *data['val'], tmp_path, seed=3, smoke=True,
-                         widths=WIDTHS, branch_scale=1.5, branch_scales={0.5: 1.0})
+    again = train_adacon(SMOKE, *data['train'], *data['val'], tmp_path)
     repeat = json.loads((tmp_path / 'training_log.json').read_text())
     strip = ('seconds',)
     for stage in ('static', 'branches'):
@@ -245,6 +247,24 @@ def test_smoke_training_writes_everything_and_is_reproducible(data, smoke, tmp_p
     first, second = load_checkpoint(checkpoint)[0], load_checkpoint(again)[0]
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                  second.state_dict().values(), strict=True))
+    assert AdaconTrainConfig.from_checkpoint(load_checkpoint(checkpoint)[1]) == SMOKE
+    assert log['config'] == json.loads(json.dumps(asdict(SMOKE)))
+
+
+def test_a_checkpoint_of_the_previous_format_still_loads(smoke, tmp_path):
+    """Format /2 kept the settings in a hand-built ``training`` dict, without the config."""
+    _, checkpoint = smoke
+    old = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    stored = old.pop('train_config')
+    old['format'] = 'adacon-checkpoint/2'
+    old['training'].update(seed=stored['seed'], epochs_static=1, epochs_branches=1,
+                           batch_size=stored['batch_size'], lr=stored['lr'], smoke=True,
+                           widths=old['widths'], branch_scales=old['branch_scales'])
+    torch.save(old, tmp_path / 'old.pt')
+    model, loaded = load_checkpoint(tmp_path / 'old.pt')
+    assert model.widths == WIDTHS
+    assert AdaconTrainConfig.from_checkpoint(loaded) == replace(SMOKE, epochs_static=1,
+                                                                epochs_branches=1)
 
 
 def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
@@ -356,8 +376,9 @@ def test_stage1_from_reuses_an_earlier_stage1_and_init_from_starts_from_it(data,
                                                                          tmp_path):
     out, checkpoint = smoke
     # Stage 2 may build wider branches on the same stage 1.
-    reused = train_adacon(*data['train'], *data['val'], tmp_path / 'reused', seed=3,
-                          smoke=True, widths=WIDTHS, stage1_from=checkpoint, branch_scale=2)
+    wider = AdaconTrainConfig(seed=3, smoke=True, widths=list(WIDTHS), branch_scale=2)
+    reused = train_adacon(wider, *data['train'], *data['val'], tmp_path / 'reused',
+                          stage1_from=checkpoint)
     first, second = load_checkpoint(checkpoint)[0], load_checkpoint(reused)[0]
     classes = len(first.full.branch_classes[0])
     assert [m.full.branches[0].heatmap.in_channels for m in (first, second)] == \
@@ -370,10 +391,11 @@ def test_stage1_from_reuses_an_earlier_stage1_and_init_from_starts_from_it(data,
     log = json.loads((tmp_path / 'reused' / 'training_log.json').read_text())
     assert log['static'] == json.loads((out / 'training_log.json').read_text())['static']
     with pytest.raises(ValueError, match='not a checkpoint of this configuration'):
-        train_adacon(*data['train'], *data['val'], tmp_path / 'other', seed=3, smoke=True,
-                     widths=(1.0,), stage1_from=checkpoint)
-    started = train_adacon(*data['train'], *data['val'], tmp_path / 'started', seed=3,
-                           smoke=True, widths=(1.0, 0.75), init_from=checkpoint)
+        train_adacon(AdaconTrainConfig(seed=3, smoke=True), *data['train'], *data['val'],
+                     tmp_path / 'other', stage1_from=checkpoint)
+    started = train_adacon(AdaconTrainConfig(seed=3, smoke=True, widths=[1.0, 0.75]),
+                           *data['train'], *data['val'], tmp_path / 'started',
+                           init_from=checkpoint)
     assert json.loads((tmp_path / 'started' / 'training_log.json').read_text())[
         'training']['init_from'] == str(checkpoint)
     assert load_checkpoint(started)[0].widths == (1.0, 0.75)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from adaptive_perception.multitask.config import AdamtlTrainConfig
 from adaptive_perception.multitask.dataset import generate_dataset_arrays
 from adaptive_perception.multitask.engine import STATIC, MultiTaskEngine, RandomPolicy
 from adaptive_perception.multitask.export import (
@@ -345,16 +346,18 @@ def test_smoke_recipe_trains_exports_and_scores(tmp_path):
     """The CLI path end to end at toy size: train (all stages), export, eval."""
     from adaptive_perception.cli import main
     from adaptive_perception.multitask.export import export_adamtl
-    from adaptive_perception.multitask.train import Schedule, train_adamtl
+    from adaptive_perception.multitask.train import train_adamtl
     train = generate_dataset_arrays(40, seed=0, size=64)
     val = generate_dataset_arrays(32, seed=1, size=64)
     config = ModelConfig(dims=(16, 32, 64), depths=(1, 1, 1), head_dim=16, decoder_dim=8)
-    checkpoint = train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), config,
-                              batch_size=16, val_description='val32', distill=1.0,
+    checkpoint = train_adamtl(AdamtlTrainConfig(smoke=True, batch_size=16, distill=1.0), train,
+                              val, tmp_path / 'adamtl.pt', config, val_description='val32',
                               log=lambda line: None)
     assert set(checkpoint['references']['single_task']['scores']) == set(config.tasks)
     assert {'static', 'policy_init', 'alternating', 'fine_tune'} <= set(checkpoint['history'])
-    assert checkpoint['distill'] == 1.0
+    assert AdamtlTrainConfig.from_checkpoint(torch.load(
+        tmp_path / 'adamtl.pt', map_location='cpu', weights_only=False)) == AdamtlTrainConfig(
+        smoke=True, batch_size=16, distill=1.0)
     export_adamtl(tmp_path / 'adamtl.pt', tmp_path / 'model')
     report = tmp_path / 'eval.json'
     assert main(['eval', 'adamtl', '--model-dir', str(tmp_path / 'model'), '--data-count', '8',
@@ -393,33 +396,34 @@ def test_train_cli_refuses_a_size_the_model_cannot_take(option, tmp_path, capsys
 def test_static_from_reuses_stage_one_and_references_must_share_it(tmp_path):
     """Stages 2-3 tuned again on an earlier stage 1; references only from the same one."""
     from adaptive_perception.multitask.export import export_adamtl
-    from adaptive_perception.multitask.train import Schedule, train_adamtl
+    from adaptive_perception.multitask.train import train_adamtl
     train = generate_dataset_arrays(32, seed=0, size=32)
     config = ModelConfig(image_size=32, dims=(8, 16), depths=(1, 1), head_dim=8,
                          decoder_dim=8, policy_hidden=4)
-    quiet = {'log': lambda line: None, 'batch_size': 16, 'val_description': 'v'}
-    first = train_adamtl(train, train, tmp_path / 'a.pt', Schedule.smoke(), config, **quiet)
-    same = train_adamtl(train, train, tmp_path / 'e.pt', Schedule.smoke(), config,
-                        static_from=tmp_path / 'a.stage1.pt', single_task=False, **quiet)
+    smoke = AdamtlTrainConfig(smoke=True, batch_size=16)
+    no_refs = replace(smoke, single_task=False)
+    quiet = {'log': lambda line: None, 'val_description': 'v'}
+    first = train_adamtl(smoke, train, train, tmp_path / 'a.pt', config, **quiet)
+    same = train_adamtl(no_refs, train, train, tmp_path / 'e.pt', config,
+                        static_from=tmp_path / 'a.stage1.pt', **quiet)
     for key, value in first['state_dict'].items():  # as if stage 1 had run again
         assert torch.equal(value, same['state_dict'][key]), key
     retargeted = replace(config, policies=parse_targets(['low=0.8/0.7']))
-    again = train_adamtl(train, train, tmp_path / 'b.pt', Schedule.smoke(), retargeted,
-                         static_from=tmp_path / 'a.stage1.pt', single_task=False, alpha=3.0,
-                         **quiet)
+    again = train_adamtl(replace(no_refs, alpha=3.0), train, train, tmp_path / 'b.pt',
+                         retargeted, static_from=tmp_path / 'a.stage1.pt', **quiet)
     assert again['config']['policies']['low']['block_target'] == 0.8
     for key, value in first['static']['state_dict'].items():
         assert torch.equal(value, again['static']['state_dict'][key])
     assert again['references'] == {}  # the stage-1 file has none
     manifest = export_adamtl(tmp_path / 'b.pt', tmp_path / 'model', tmp_path / 'a.pt')
     assert manifest.references == first['references']
-    other = train_adamtl(train, train, tmp_path / 'c.pt', Schedule.smoke(), config, seed=1,
+    other = train_adamtl(replace(smoke, seed=1), train, train, tmp_path / 'c.pt', config,
                          **quiet)
     assert other['references']
     with pytest.raises(ValueError, match='does not share stage 1'):
         export_adamtl(tmp_path / 'b.pt', tmp_path / 'model2', tmp_path / 'c.pt')
     with pytest.raises(ValueError, match='other seed'):
-        train_adamtl(train, train, tmp_path / 'd.pt', Schedule.smoke(), config, seed=2,
+        train_adamtl(replace(smoke, seed=2), train, train, tmp_path / 'd.pt', config,
                      static_from=tmp_path / 'a.pt', **quiet)
 
 
@@ -433,7 +437,6 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
     from adaptive_perception.multitask.dataset import describe_generated
     from adaptive_perception.multitask.export import export_adamtl
     from adaptive_perception.multitask.train import (
-        Schedule,
         add_single_task_references,
         add_single_task_references_to_model,
         train_adamtl,
@@ -442,12 +445,13 @@ def test_references_trained_later_equal_a_full_runs_and_resume_where_stopped(tmp
     val = generate_dataset_arrays(8, seed=1, size=32)
     config = ModelConfig(image_size=32, dims=(8, 16), depths=(1, 1), head_dim=8,
                          decoder_dim=8, policy_hidden=4)
-    quiet = {'log': lambda line: None, 'batch_size': 16,
+    quiet = {'log': lambda line: None,
              'train_description': describe_generated(24, 0, 32),
              'val_description': describe_generated(8, 1, 32)}
-    full = train_adamtl(train, val, tmp_path / 'full.pt', Schedule.smoke(), config, **quiet)
-    skipped = train_adamtl(train, val, tmp_path / 'later.pt', Schedule.smoke(), config,
-                           single_task=False, **quiet)
+    smoke = AdamtlTrainConfig(smoke=True, batch_size=16)
+    full = train_adamtl(smoke, train, val, tmp_path / 'full.pt', config, **quiet)
+    skipped = train_adamtl(replace(smoke, single_task=False), train, val,
+                           tmp_path / 'later.pt', config, **quiet)
     assert skipped['references'] == {}
     exported = export_adamtl(tmp_path / 'later.pt', tmp_path / 'exported')
     assert exported.references == {}

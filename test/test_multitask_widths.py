@@ -8,9 +8,10 @@ from adaptive_perception.channels.encoder_widths import (
     narrow_config,
     run_bench_multitask_widths,
 )
+from adaptive_perception.multitask.config import AdamtlTrainConfig
 from adaptive_perception.multitask.dataset import describe_generated, generate_dataset_arrays
 from adaptive_perception.multitask.model import AdaMTL, ModelConfig
-from adaptive_perception.multitask.train import Schedule, train_adamtl
+from adaptive_perception.multitask.train import train_adamtl
 from adaptive_perception.multitask.validate import score_model
 
 CONFIG = ModelConfig(dims=(16, 32, 64), depths=(1, 1, 1), head_dim=16, decoder_dim=8)
@@ -28,8 +29,8 @@ def test_a_narrower_encoder_keeps_its_heads_and_decoders():
 def test_bench_trains_scores_and_times_every_width_on_stage_1s_data(tmp_path):
     train = generate_dataset_arrays(32, seed=0, size=64)
     val = generate_dataset_arrays(8, seed=1, size=64)
-    train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), CONFIG, batch_size=16,
-                 single_task=False, train_description=describe_generated(32, 0, 64),
+    train_adamtl(AdamtlTrainConfig(smoke=True, batch_size=16, single_task=False), train, val,
+                 tmp_path / 'adamtl.pt', CONFIG, train_description=describe_generated(32, 0, 64),
                  val_description=describe_generated(8, 1, 64), log=lambda line: None)
     report = run_bench_multitask_widths(tmp_path / 'adamtl.pt', tmp_path / 'bench',
                                         widths=[0.5], frames=6, log=lambda line: None)
@@ -52,8 +53,9 @@ def test_bench_cli_runs_on_a_stage_1_file_and_says_what_is_wrong(tmp_path, capsy
     config = replace(CONFIG, image_size=32)
     train = generate_dataset_arrays(8, seed=0, size=32)
     val = generate_dataset_arrays(4, seed=1, size=32)
-    train_adamtl(train, val, tmp_path / 'adamtl.pt', Schedule.smoke(), config, batch_size=4,
-                 single_task=False, train_description=describe_generated(8, 0, 32),
+    smoke = AdamtlTrainConfig(smoke=True, batch_size=4, single_task=False)
+    train_adamtl(smoke, train, val, tmp_path / 'adamtl.pt', config,
+                 train_description=describe_generated(8, 0, 32),
                  val_description=describe_generated(4, 1, 32), log=lambda line: None)
     # Its stage-1 file serves as well: the bench needs nothing stages 2-3 trained.
     assert main(['bench', 'multitask-widths', '--checkpoint',
@@ -63,7 +65,7 @@ def test_bench_cli_runs_on_a_stage_1_file_and_says_what_is_wrong(tmp_path, capsy
     assert report['val'] == describe_generated(4, 1, 32)
     assert 'cannot read the checkpoint' in user_error(
         capsys, ['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'missing.pt')])
-    train_adamtl(train, val, tmp_path / 'unnamed.pt', Schedule.smoke(), config, batch_size=4,
-                 single_task=False, log=lambda line: None)  # no data description recorded
+    train_adamtl(smoke, train, val, tmp_path / 'unnamed.pt', config,
+                 log=lambda line: None)  # no data description recorded
     assert 'cannot tell which data' in user_error(
         capsys, ['bench', 'multitask-widths', '--checkpoint', str(tmp_path / 'unnamed.pt')])

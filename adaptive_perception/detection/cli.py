@@ -3,12 +3,12 @@
 data scenes, cluster, train/export/eval adacon, export fastestdet, bench detector.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
+from adaptive_perception.detection.config import AdaconTrainConfig
 from adaptive_perception.errors import user_errors
-from adaptive_perception.verb_args import int8_args
+from adaptive_perception.verb_args import config_from_args, dataclass_args, int8_args
 
 
 def coco_pair_args(parser, split: str) -> None:
@@ -36,15 +36,6 @@ def eval_args(parser, either_family: bool = False) -> None:
                         help='ONNX Runtime execution providers, in order of preference')
     parser.add_argument('--threads', type=int, default=1, help='ONNX Runtime intra-op threads')
     parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images')
-
-
-def _width_scale(text: str) -> tuple[float, float]:
-    """'0.5=1' -> (0.5, 1.0): a backbone width and the branch scale there."""
-    try:
-        width, scale = (float(part) for part in text.split('='))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r}: expected WIDTH=SCALE, e.g. 0.5=1') from None
-    return width, scale
 
 
 def _is_fastestdet(args) -> bool:
@@ -107,43 +98,22 @@ class _TrainAdacon:
         coco_pair_args(parser, 'train')
         coco_pair_args(parser, 'val')
         parser.add_argument('--out', required=True, help='checkpoint, clusters, training log')
-        parser.add_argument('--clusters', type=int, default=4, help='context branches')
+        dataclass_args(parser, AdaconTrainConfig)
         parser.add_argument('--clusters-file',
                             help='clusters.json to use instead of clustering')
-        parser.add_argument('--seed', type=int, default=0)
-        parser.add_argument('--epochs-static', type=int, default=30)
-        parser.add_argument('--epochs-branches', type=int, default=30)
-        parser.add_argument('--input-size', type=int, default=128)
-        parser.add_argument('--head-width', type=int, default=192,
-                            help='static head width; each branch gets its share of the classes')
-        parser.add_argument('--branch-scale', type=float, default=1.0,
-                            help='branch width as a multiple of that share (1: the thesis\'s)')
-        parser.add_argument('--branch-scale-at', type=_width_scale, nargs='+', default=[],
-                            metavar='WIDTH=SCALE',
-                            help='a smaller branch scale at a backbone width: the branches run '
-                                 'their first channels there, e.g. 0.5=1')
-        parser.add_argument('--widths', type=float, nargs='+', default=[1.0],
-                            help='backbone widths (nested channel sets) trained on shared '
-                                 'weights, e.g. 1.0 0.75 0.5')
         parser.add_argument('--init-from', metavar='CHECKPOINT',
                             help='start stage 1 from that checkpoint\'s backbone and static '
                                  'head')
         parser.add_argument('--stage1-from', metavar='CHECKPOINT',
                             help='take backbone and static head from an earlier run with the '
                                  'same data, seed and configuration; train stage 2 only')
-        parser.add_argument('--smoke', action='store_true', help='tiny run for CI')
 
     def main(self, args) -> int:
         from adaptive_perception.detection.train import train_adacon
         with user_errors():  # settings that do not fit together, or with the data
-            train_adacon(args.train_annotations, args.train_images, args.val_annotations,
-                         args.val_images, Path(args.out), num_clusters=args.clusters,
-                         clusters_file=args.clusters_file, seed=args.seed,
-                         epochs_static=args.epochs_static,
-                         epochs_branches=args.epochs_branches,
-                         input_size=args.input_size, head_width=args.head_width,
-                         branch_scale=args.branch_scale, smoke=args.smoke,
-                         widths=tuple(args.widths), branch_scales=dict(args.branch_scale_at),
+            train_adacon(config_from_args(AdaconTrainConfig, args), args.train_annotations,
+                         args.train_images, args.val_annotations, args.val_images,
+                         Path(args.out), clusters_file=args.clusters_file,
                          init_from=args.init_from, stage1_from=args.stage1_from,
                          command=' '.join(sys.argv))
         return 0

@@ -14,15 +14,16 @@ of those frames. ``add_int8`` works on an exported directory alone (no checkpoin
 so a shipped model gains INT8 graphs without its FP32 ones changing.
 """
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
+from adaptive_perception.detection.config import AdaconTrainConfig
 from adaptive_perception.detection.manifest import HeadSpec, Manifest, WidthGraphs
 from adaptive_perception.detection.model import DecodedHead
 from adaptive_perception.detection.slimmable import SlimmableAdaCon, width_key
-from adaptive_perception.detection.train import CHECKPOINT_FORMAT
+from adaptive_perception.detection.train import MODEL_FORMATS
 from adaptive_perception.runtime.quantize import int8_file, quantize_graph
 from adaptive_perception.training import load_checkpoint as read_checkpoint
 from adaptive_perception.training.macs import count_macs
@@ -33,7 +34,7 @@ CALIBRATION_FRAMES = 256
 
 def load_checkpoint(path) -> tuple:
     """(SlimmableAdaCon in eval mode, checkpoint dict) from what ``train_adacon`` saved."""
-    checkpoint = read_checkpoint(path, (CHECKPOINT_FORMAT,), 'AdaCon')
+    checkpoint = read_checkpoint(path, MODEL_FORMATS, 'AdaCon')
     model = SlimmableAdaCon(checkpoint['config'], checkpoint['widths'],
                             dict(checkpoint.get('branch_scales', [])))
     model.load_state_dict(checkpoint['state_dict'])
@@ -142,8 +143,9 @@ def export_adacon(checkpoint, out_dir, int8: bool = True,
                           strict=True))])
 
     widths = [export_width(share) for share in slimmable.widths]
-    training = dict(ckpt['training'])
-    training['checkpoint'] = str(checkpoint)
+    # The run's configuration, then its provenance (an older checkpoint's settings too).
+    training = {**asdict(AdaconTrainConfig.from_checkpoint(ckpt)), **ckpt['training'],
+                'checkpoint': str(checkpoint)}
     manifest = Manifest(
         input_size=[height, width], stride=slimmable.full.stride, mean=ckpt['mean'],
         std=ckpt['std'], classes={int(cid): name for cid, name in ckpt['class_names'].items()},

@@ -14,6 +14,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,19 @@ from torch.utils.data import DataLoader, Subset
 
 from adaptive_perception.detection import clustering
 from adaptive_perception.detection.coco_data import CocoDetection
+from adaptive_perception.detection.config import AdaconTrainConfig
 from adaptive_perception.detection.model import AdaCon
 from adaptive_perception.detection.slimmable import SlimmableAdaCon
 from adaptive_perception.training import load_checkpoint, save_checkpoint, warmup_cosine
 
 CHECKPOINT = 'adacon.pt'
-CHECKPOINT_FORMAT = 'adacon-checkpoint/2'
-# Readable formats, newest first: /1 is the single-width one (plain ``AdaCon`` keys).
-CHECKPOINT_FORMATS = (CHECKPOINT_FORMAT, 'adacon-checkpoint/1')
+CHECKPOINT_FORMAT = 'adacon-checkpoint/3'
+# Readable formats, newest first. /2 kept the settings in a hand-built ``training``
+# dict (read back by ``AdaconTrainConfig.from_checkpoint``); /1 is the single-width
+# one (plain ``AdaCon`` keys), from which only stage 1 is taken.
+CHECKPOINT_FORMATS = (CHECKPOINT_FORMAT, 'adacon-checkpoint/2', 'adacon-checkpoint/1')
+# What the exporter reads: the formats of the nested-width model.
+MODEL_FORMATS = CHECKPOINT_FORMATS[:2]
 SMOKE_IMAGES = (48, 16)  # train, val images in smoke mode
 
 
@@ -324,48 +330,44 @@ def _load_stage1(model: SlimmableAdaCon, path, config: dict) -> list:
     return json.loads(log.read_text())['static'] if log.is_file() else []
 
 
-def train_adacon(train_annotations, train_images, val_annotations, val_images, out_dir,
-                 num_clusters: int = 4, clusters_file=None, seed: int = 0,
-                 epochs_static: int = 30, epochs_branches: int = 30, input_size: int = 128,
-                 smoke: bool = False, batch_size: int = 32, lr: float = 2e-3,
-                 head_width: int = 192, branch_scale: float = 1.0,
-                 widths: tuple = (1.0,), branch_scales: dict | None = None, init_from=None,
-                 stage1_from=None, command: str = None) -> Path:
+def train_adacon(config: AdaconTrainConfig, train_annotations, train_images, val_annotations,
+                 val_images, out_dir, *, clusters_file=None, init_from=None, stage1_from=None,
+                 command: str = None) -> Path:
     """Cluster the classes, train both stages, save the checkpoint; its path.
 
-    Writes into ``out_dir``: ``clusters.json``, ``adacon.pt`` (state dict, model
-    config, classes, clusters, provenance) and ``training_log.json`` (losses per
-    epoch, seconds per stage, seed). ``branch_scale``: the branches' width as a
-    multiple of the thesis's (static width x share of classes). ``widths``: the
-    backbone's nested channel sets, trained together on shared weights
-    (:class:`SlimmableAdaCon`); ``branch_scales``: width -> a smaller branch scale
-    there (nested branch channels). ``init_from``: start stage 1 from that checkpoint's
-    backbone and static head (e.g. a single-width run, to add narrower widths in fewer
-    epochs). ``stage1_from``: take stage 1 from that checkpoint (a run with the same
-    data, seed, configuration and widths; the branch scale may differ) and train
-    stage 2 only. ``smoke``: a few images and one epoch per stage, to check the
-    pipeline end to end in seconds. ``command`` (default: this process's command line)
-    is recorded as the way to reproduce the run.
+    ``config`` holds every hyper-parameter (see :class:`AdaconTrainConfig`); the
+    checkpoint keeps it as it is (``train_config``). Writes into ``out_dir``:
+    ``clusters.json``, ``adacon.pt`` (state dict, model config, training config,
+    classes, clusters, provenance) and ``training_log.json`` (losses per epoch, seconds
+    per stage, seed). ``clusters_file``: clusters to use instead of clustering the
+    training set. ``init_from``: start stage 1 from that checkpoint's backbone and
+    static head (e.g. a single-width run, to add narrower widths in fewer epochs).
+    ``stage1_from``: take stage 1 from that checkpoint (a run with the same data, seed,
+    configuration and widths; the branch scale may differ) and train stage 2 only.
+    ``command`` (default: this process's command line) is recorded as the way to
+    reproduce the run.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    seed, batch_size, lr, input_size = (config.seed, config.batch_size, config.lr,
+                                        config.input_size)
     torch.manual_seed(seed)
     np.random.seed(seed)
     started = time.perf_counter()
-    if smoke:
-        epochs_static = epochs_branches = 1
+    epochs_static, epochs_branches = ((1, 1) if config.smoke else
+                                      (config.epochs_static, config.epochs_branches))
     train_coco = json.loads(Path(train_annotations).read_text())
     if clusters_file:
         result = clustering.ClusterResult.from_json(Path(clusters_file).read_text())
     else:
-        result = clustering.cluster_classes(train_coco, num_clusters, seed=seed)
+        result = clustering.cluster_classes(train_coco, config.clusters, seed=seed)
     (out_dir / clustering.CLUSTERS_JSON).write_text(result.to_json())
 
     augment = torch.Generator().manual_seed(seed)
     train_set = CocoDetection(train_coco, train_images, input_size, train=True, generator=augment)
     classes = train_set
     val_set = CocoDetection(val_annotations, val_images, input_size)
-    if smoke:
+    if config.smoke:
         train_set = Subset(train_set, range(min(len(train_set), SMOKE_IMAGES[0])))
         val_set = Subset(val_set, range(min(len(val_set), SMOKE_IMAGES[1])))
     index_of = {cid: i for i, cid in enumerate(classes.category_ids)}
@@ -374,18 +376,19 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
     if unknown:
         raise ValueError(f'clusters name category ids {unknown} that {train_annotations} '
                          'does not have')
-    config = {'num_classes': classes.num_classes, 'head_width': head_width,
-              'branch_classes': [[index_of[c] for c in ids] for ids in branch_ids]}
-    if branch_scale != 1.0:
-        config['branch_scale'] = branch_scale
-    model = SlimmableAdaCon(config, widths, branch_scales).to(memory_format=torch.channels_last)
+    model_config = {'num_classes': classes.num_classes, 'head_width': config.head_width,
+                    'branch_classes': [[index_of[c] for c in ids] for ids in branch_ids]}
+    if config.branch_scale != 1.0:
+        model_config['branch_scale'] = config.branch_scale
+    model = SlimmableAdaCon(model_config, tuple(config.widths),
+                            dict(config.branch_scale_at)).to(memory_format=torch.channels_last)
     _log(f'{len(train_set)} train / {len(val_set)} val images, {classes.num_classes} classes')
     for name, ids in zip(result.cluster_names, branch_ids, strict=True):
         _log(f'branch {name}: {", ".join(classes.class_names[c] for c in ids)}')
 
     stage1 = time.perf_counter()
     if stage1_from:
-        static = _load_stage1(model, stage1_from, config)
+        static = _load_stage1(model, stage1_from, model_config)
         _log(f'stage 1 from {stage1_from}')
     else:
         if init_from:
@@ -403,22 +406,19 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
 
     scales = [[width, scale] for width, scale in sorted(model.branch_scales.items(),
                                                            reverse=True)]
-    training = {
+    training = {  # provenance; the settings are the configuration's
         'data': {'train_annotations': str(train_annotations), 'train_images': str(train_images),
                  'val_annotations': str(val_annotations), 'val_images': str(val_images),
                  'train_count': len(train_set), 'val_count': len(val_set),
                  'description': train_coco.get('info', {}).get('description', '')},
-        'seed': seed, 'epochs_static': epochs_static, 'epochs_branches': epochs_branches,
-        'batch_size': batch_size, 'lr': lr, 'smoke': smoke, 'widths': list(model.widths),
-        'branch_scales': scales,
         'init_from': str(init_from) if init_from else None,
         'stage1_from': str(stage1_from) if stage1_from else None,
         'command': command or shlex.join(sys.argv),
     }
     path = out_dir / CHECKPOINT
     save_checkpoint({
-        'format': CHECKPOINT_FORMAT, 'config': config, 'widths': list(model.widths),
-        'branch_scales': scales,
+        'format': CHECKPOINT_FORMAT, 'config': model_config, 'widths': list(model.widths),
+        'branch_scales': scales, 'train_config': asdict(config),
         'state_dict': model.state_dict(),
         'category_ids': classes.category_ids,
         'class_names': {cid: classes.class_names[cid] for cid in classes.category_ids},
@@ -428,7 +428,7 @@ def train_adacon(train_annotations, train_images, val_annotations, val_images, o
         'mean': list(classes.mean), 'std': list(classes.std), 'training': training,
     }, path)
     (out_dir / 'training_log.json').write_text(json.dumps({
-        'seed': seed, 'static': static, 'branches': branches,
+        'seed': seed, 'config': asdict(config), 'static': static, 'branches': branches,
         'seconds': {'static': round(stage2 - stage1, 1), 'branches': round(done - stage2, 1),
                     'total': round(done - started, 1)},
         'training': training}, indent=1))

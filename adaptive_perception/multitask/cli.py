@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from adaptive_perception.errors import user_errors
-from adaptive_perception.verb_args import int8_args
+from adaptive_perception.multitask.config import AdamtlTrainConfig
+from adaptive_perception.verb_args import config_from_args, dataclass_args, int8_args
 
 
 def _dense(path, count: int, seed: int, size: int) -> tuple:
@@ -65,64 +66,31 @@ class _TrainAdamtl:
         _dense_args(parser, 'train', 4000, 0)
         _dense_args(parser, 'val', 500, 1)
         parser.add_argument('--out', required=True, help='checkpoint file (.pt)')
-        parser.add_argument('--seed', type=int, default=0)
-        parser.add_argument('--epochs-static', type=int, default=30,
-                            help='stage 1 (and each single-task model)')
-        parser.add_argument('--alternating-rounds', type=int, default=1,
-                            help='stage 3a: epochs per task')
-        parser.add_argument('--epochs-fine-tune', type=int, default=12, help='stage 3b')
-        parser.add_argument('--alpha', type=float, default=1.0, help='efficiency loss weight')
-        parser.add_argument('--skip-rate', type=float, default=0.2,
-                            help='stage 1: stochastic depth for blocks and tokens')
-        parser.add_argument('--no-single-task', action='store_true',
-                            help='skip the single-task reference models')
+        dataclass_args(parser, AdamtlTrainConfig)
         parser.add_argument('--static-from',
                             help='reuse stage 1 and the single-task references of an earlier '
                                  'checkpoint (same data/settings)')
         parser.add_argument('--jobs', type=int, choices=[1, 2], default=1,
                             help='2: train the single-task models in a second process')
-        parser.add_argument('--efficiency-weights', choices=['flops', 'width'], default='flops',
-                            help="efficiency loss: weigh blocks and tokens by the block's "
-                                 "FLOPs, or tokens by stage width (the thesis's)")
-        parser.add_argument('--distill', type=float, default=0.0,
-                            help="fine-tuning: weight of the policies' distillation from the "
-                                 'static model (0: none)')
-        parser.add_argument('--image-size', type=int,
-                            help="input size the model is trained at, in pixels, a multiple "
-                                 "of 16; scenes are generated (folders resized) to it "
-                                 "(default: the model's, 64)")
-        parser.add_argument('--decoder-dim', type=int,
-                            help="width of each task decoder, a multiple of 8 "
-                                 "(default: the model's, 32)")
         parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cuda'")
-        parser.add_argument('--targets', nargs='+', default=[], metavar='POLICY=BLOCKS/TOKENS',
-                            help='compute targets, e.g. low=0.7/0.6 (default: the thesis\'s '
-                                 'H 0.9/0.6 and L 0.5/0.5)')
-        parser.add_argument('--smoke', action='store_true', help='tiny run for CI')
 
     def main(self, args) -> int:
         from adaptive_perception.multitask.model import ModelConfig, parse_targets
-        from adaptive_perception.multitask.train import Schedule, train_adamtl
+        from adaptive_perception.multitask.train import train_adamtl
+        config = config_from_args(AdamtlTrainConfig, args)
         with user_errors(prefix='--targets: '):
-            policies = parse_targets(args.targets)
-        size = ModelConfig.image_size if args.image_size is None else args.image_size
-        decoder_dim = ModelConfig.decoder_dim if args.decoder_dim is None else args.decoder_dim
+            parse_targets(config.targets)
+        size = ModelConfig.image_size if config.image_size is None else config.image_size
+        decoder_dim = ModelConfig.decoder_dim if config.decoder_dim is None \
+            else config.decoder_dim
         with user_errors():  # before generating any data
             ModelConfig(image_size=size, decoder_dim=decoder_dim)
         train, train_text = _dense(args.train, args.train_count, args.train_seed, size)
         val, val_text = _dense(args.val, args.val_count, args.val_seed, size)
-        schedule = Schedule.smoke() if args.smoke else Schedule(
-            static=args.epochs_static, fine_tune=args.epochs_fine_tune,
-            alternating_rounds=args.alternating_rounds)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        train_adamtl(train, val, out, schedule, seed=args.seed, alpha=args.alpha,
-                     skip_rate=args.skip_rate,
-                     single_task=not args.no_single_task, jobs=args.jobs,
-                     static_from=args.static_from, weights_by=args.efficiency_weights,
-                     device=args.device, policies=policies, distill=args.distill,
-                     decoder_dim=decoder_dim,
-                     train_description=train_text,
+        train_adamtl(config, train, val, out, jobs=args.jobs, static_from=args.static_from,
+                     device=args.device, train_description=train_text,
                      val_description=val_text,
                      provenance={'command': ' '.join(sys.argv), 'train': train_text,
                                  'val': val_text})
@@ -223,10 +191,10 @@ class _BenchMultitask:
 
     def main(self, args) -> int:
         from adaptive_perception.multitask.bench import run_bench_multitask
-        from adaptive_perception.multitask.engine import read_manifest
+        from adaptive_perception.multitask.manifest import MultitaskManifest
         with user_errors():
             # Scenes are generated at the model's own input size, as eval adamtl does.
-            size = int(read_manifest(args.model_dir)['input_size'])
+            size = MultitaskManifest.load(args.model_dir).input_size
             data, text = _dense(args.data, args.data_count, args.data_seed, size)
             run_bench_multitask(args.model_dir, data, text, Path(args.out), args.checkpoint,
                                 args.threads, frames_per_turn=args.frames_per_turn)

@@ -29,8 +29,6 @@ import numpy as np
 from scipy.linalg import block_diag
 
 from adaptive_perception.multitask.manifest import MultitaskManifest
-from adaptive_perception.multitask.manifest import read_manifest as read_manifest  # re-export
-from adaptive_perception.multitask.manifest import write_manifest as write_manifest  # re-export
 from adaptive_perception.runtime.onnx_sessions import CPU, BoundGraph, create_sessions
 
 STATIC = 'static'  # run every block on every token: the static model

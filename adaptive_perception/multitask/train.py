@@ -19,17 +19,17 @@ multi-task delta, as in the thesis's tables.
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from adaptive_perception.multitask.config import AdamtlTrainConfig
 from adaptive_perception.multitask.dataset import DenseArrays, from_description
-from adaptive_perception.multitask.engine import read_manifest, write_manifest
+from adaptive_perception.multitask.manifest import read_manifest, write_manifest
 from adaptive_perception.multitask.model import (
-    DEFAULT_POLICIES,
     AdaMTL,
     Decisions,
     ModelConfig,
@@ -37,11 +37,15 @@ from adaptive_perception.multitask.model import (
     block_flops,
     decide,
     normalise,
+    parse_targets,
 )
 from adaptive_perception.multitask.validate import score_model
 from adaptive_perception.training import load_checkpoint, save_checkpoint, warmup_cosine
 
-CHECKPOINT_FORMAT = 'adaptive_perception.adamtl/1'
+CHECKPOINT_FORMAT = 'adaptive_perception.adamtl/2'
+# Readable formats, newest first: /1 kept the settings as top-level keys (read back
+# by ``AdamtlTrainConfig.from_checkpoint``).
+CHECKPOINT_FORMATS = (CHECKPOINT_FORMAT, 'adaptive_perception.adamtl/1')
 # Loss weights per task, in the spirit of Vandenhende et al.'s (normals and saliency
 # losses are an order smaller than cross-entropy and depth L1 in metres).
 TASK_WEIGHTS = {'segmentation': 1.0, 'depth': 1.0, 'normals': 5.0, 'saliency': 2.0}
@@ -49,7 +53,7 @@ TASK_WEIGHTS = {'segmentation': 1.0, 'depth': 1.0, 'normals': 5.0, 'saliency': 2
 
 def read_checkpoint(path, with_stage1: bool = False) -> dict:
     """Load what ``train_adamtl`` saved, or say plainly why a file is not that."""
-    checkpoint = load_checkpoint(path, (CHECKPOINT_FORMAT,), 'AdaMTL')
+    checkpoint = load_checkpoint(path, CHECKPOINT_FORMATS, 'AdaMTL')
     if with_stage1 and 'static' not in checkpoint:
         raise ValueError(f'{path}: an AdaMTL checkpoint without its static stage')
     return checkpoint
@@ -424,21 +428,6 @@ def fine_tune(model: AdaMTL, train: DenseArrays, val: DenseArrays, epochs: int,
     return history
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Epochs per stage; ``smoke`` is the CI-sized run."""
-
-    static: int = 30
-    policy_init: int = 2
-    alternating_rounds: int = 1
-    fine_tune: int = 12
-
-    @classmethod
-    def smoke(cls) -> 'Schedule':
-        """One epoch per stage: checks the recipe runs, not what it learns."""
-        return cls(static=1, policy_init=1, alternating_rounds=1, fine_tune=1)
-
-
 def train_single_tasks(train: DenseArrays, val: DenseArrays, config: ModelConfig,
                        epochs: int, batch_size: int, lr: float, seed: int,
                        skip_rate: float = 0.0, threads: int | None = None,
@@ -565,16 +554,16 @@ def _static_stage(from_path, expected: dict) -> dict:
     return earlier
 
 
-def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Schedule = Schedule(),
-                 config: ModelConfig | None = None, seed: int = 0, batch_size: int = 32,
-                 lr: float = 2e-3, alpha: float = 1.0, skip_rate: float = 0.2,
-                 single_task: bool = True, jobs: int = 1, static_from=None,
-                 weights_by: str = 'flops', device: str = 'cpu', policies: dict | None = None,
-                 distill: float = 0.0, decoder_dim: int = ModelConfig.decoder_dim,
-                 train_description: str = '', val_description: str = '',
+def train_adamtl(config: AdamtlTrainConfig, train: DenseArrays, val: DenseArrays, out_path,
+                 model_config: ModelConfig | None = None, *, jobs: int = 1, static_from=None,
+                 device: str = 'cpu', train_description: str = '', val_description: str = '',
                  provenance: dict | None = None, log=print) -> dict:
     """Run the whole recipe and save one checkpoint (model, references, history).
 
+    ``config`` holds every hyper-parameter (see :class:`AdamtlTrainConfig`); the
+    checkpoint keeps it as it is (``train_config``). ``model_config``: the model to
+    train; without one it is built from ``config`` (decoder width, targets) at the
+    input size of ``train``'s images.
     The single-task models are scored on ``val`` (described by ``val_description``,
     so that evaluation knows when the references apply) and only their scores are kept.
     ``jobs`` 2 trains them in a second process alongside, one thread each: on small
@@ -583,31 +572,33 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
     (weights, random state) and single-task references are reused, so that stages 2-3
     can be tuned without training the static model again (the policies' targets may
     differ); the result is the same as a full run with the same settings.
-    ``policies`` (name -> PolicySpec) and ``decoder_dim``: when no ``config`` is given
-    (which then takes its input size from ``train``'s images).
-    ``weights_by``: the efficiency loss's form (``efficiency_loss``). ``device``: where to train
-    ('cuda' where there is one); the checkpoint is saved for the CPU either way.
+    ``device``: where to train ('cuda' where there is one); the checkpoint is saved for
+    the CPU either way.
     """
+    schedule, seed, batch_size, lr = config.schedule, config.seed, config.batch_size, config.lr
+    alpha, skip_rate, distill = config.alpha, config.skip_rate, config.distill
+    weights_by, single_task = config.efficiency_weights, config.single_task
     torch.manual_seed(seed)
     np.random.seed(seed)
-    config = config or ModelConfig(image_size=train.images.shape[1],
-                                   tasks=tuple(t for t in ModelConfig().tasks if t in train.tasks),
-                                   class_names=tuple(train.class_names),
-                                   decoder_dim=decoder_dim,
-                                   policies=dict(policies or DEFAULT_POLICIES))
-    settings = {'config': config.to_json(), 'seed': seed, 'batch_size': batch_size, 'lr': lr,
-                'static_epochs': schedule.static, 'skip_rate': skip_rate,
+    decoder_dim = ModelConfig.decoder_dim if config.decoder_dim is None else config.decoder_dim
+    model_config = model_config or ModelConfig(
+        image_size=train.images.shape[1],
+        tasks=tuple(t for t in ModelConfig().tasks if t in train.tasks),
+        class_names=tuple(train.class_names), decoder_dim=decoder_dim,
+        policies=parse_targets(config.targets))
+    settings = {'config': model_config.to_json(), 'seed': seed, 'batch_size': batch_size,
+                'lr': lr, 'static_epochs': schedule.static, 'skip_rate': skip_rate,
                 'train': train_description, 'val': val_description}
     generator = torch.Generator().manual_seed(seed)
     if weights_by not in EFFICIENCY_WEIGHTS:
         raise ValueError(f'efficiency weights {weights_by!r}: one of '
                          f'{", ".join(EFFICIENCY_WEIGHTS)}')
-    model = AdaMTL(config).to(device)
+    model = AdaMTL(model_config).to(device)
     seconds, history = {}, {}
     earlier = _static_stage(static_from, settings) if static_from else None
     pool = singles = None
     if earlier is None:
-        single_args = (train, val, config, schedule.static, batch_size, lr, seed, skip_rate)
+        single_args = (train, val, model_config, schedule.static, batch_size, lr, seed, skip_rate)
         single_kwargs = {'device': device}
         if single_task and jobs > 1:
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))
@@ -625,7 +616,8 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                   'history': history['static'],
                   'seconds': seconds['static'], 'references': {}}
         # Stage 1 on its own, usable with static_from while the rest still trains.
-        save_checkpoint({'format': CHECKPOINT_FORMAT, 'static': static},
+        save_checkpoint({'format': CHECKPOINT_FORMAT, 'train_config': asdict(config),
+                         'static': static},
                         Path(out_path).with_suffix('.stage1.pt'))
     else:
         static = earlier['static']
@@ -659,11 +651,10 @@ def train_adamtl(train: DenseArrays, val: DenseArrays, out_path, schedule: Sched
                                                                 log=log)
         seconds['single_task_after_fine_tune'] = round(time.perf_counter() - started, 1)
         static['references'] = {'single_task': {'data': val_description, 'scores': scores}}
-    checkpoint = {'format': CHECKPOINT_FORMAT, 'config': config.to_json(),
+    checkpoint = {'format': CHECKPOINT_FORMAT, 'config': model_config.to_json(),
+                  'train_config': asdict(config),
                   'state_dict': {k: v.cpu() for k, v in model.state_dict().items()},
-                  'references': static['references'], 'efficiency_weights': weights_by,
-                  'static': static, 'provenance': provenance or {}, 'history': history,
-                  'seconds': seconds, 'seed': seed, 'schedule': schedule.__dict__,
-                  'alpha': alpha, 'distill': distill, 'lr': lr, 'batch_size': batch_size}
+                  'references': static['references'], 'static': static,
+                  'provenance': provenance or {}, 'history': history, 'seconds': seconds}
     save_checkpoint(checkpoint, out_path)
     return checkpoint
