@@ -174,6 +174,14 @@ def _launch(tmp_path, params_file, *args, preexec_fn=None):
     return proc, report
 
 
+def _run_text(tmp_path, report) -> str:
+    """Return the launcher's output and the end of each node's log (a failure message)."""
+    parts = ['launcher: ' + (tmp_path / 'launcher.out').read_text()[-3000:]]
+    for log in sorted((report / 'logs').glob('*.log')):
+        parts.append(f'{log.stem}: ' + log.read_text(errors='replace')[-2000:])
+    return '\n'.join(parts)
+
+
 def _stop(proc):
     if proc.poll() is None:
         proc.kill()
@@ -338,7 +346,10 @@ def test_no_node_outlives_the_launcher(tmp_path, signum, ignore_sigint):
               and 'publishing' in (logs / 'camera_source.log').read_text(), 60.0, 'nodes up')
         start = time.monotonic()
         proc.send_signal(signum)
-        _wait(lambda: not any(_alive(pid) for pid in nodes), 15.0, 'every node gone')
+        try:
+            _wait(lambda: not any(_alive(pid) for pid in nodes), 15.0, 'every node gone')
+        except AssertionError as error:
+            raise AssertionError(f'{error}\n{_run_text(tmp_path, report)}') from None
         gone_after = time.monotonic() - start
         code = proc.wait(15)
     finally:

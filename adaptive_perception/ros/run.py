@@ -16,8 +16,15 @@ handlers here never raise: the first signal makes the process ignore SIGINT and
 SIGTERM from then on, and the node finishes its clean shutdown undisturbed. (Restoring
 the old handlers at the end would not do: Python resets them to the default while it
 exits, and a late second SIGINT then kills the process: exit code -2, no traceback.)
+
+Ignoring the later signals means a node stuck in its shutdown would wait for SIGKILL
+(10 s after SIGINT under ``ros2 launch``, 15 s under ``launch edge``) and say nothing.
+So the first signal also arms a deadline (``faulthandler``, a C thread that needs no
+GIL): a node not gone ``SHUTDOWN_DEADLINE_S`` later prints every thread's stack to its
+log and exits with code 1 - a failed stop, with where it hung.
 """
 
+import faulthandler
 import os
 import signal
 import sys
@@ -30,6 +37,7 @@ from adaptive_perception.ros.params import ParameterError
 from adaptive_perception.ros.parent_watch import watch_launcher
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SHUTDOWN_DEADLINE_S = 8.0  # before either launcher's SIGKILL
 
 
 class _Signals:
@@ -47,6 +55,8 @@ class _Signals:
                 return
 
     def _note(self, signum, frame) -> None:
+        if not self.received:
+            faulthandler.dump_traceback_later(SHUTDOWN_DEADLINE_S, exit=True)
         self.received.append(signum)
         for other in SHUTDOWN_SIGNALS:
             signal.signal(other, signal.SIG_IGN)
