@@ -6,7 +6,9 @@ A bad recording, label or sensor state (ValueError, OSError) is the user's to fi
 import sys
 from pathlib import Path
 
+from adaptive_perception.activity.config import ActivityTrainConfig
 from adaptive_perception.errors import user_errors
+from adaptive_perception.verb_args import config_from_args, dataclass_args
 
 
 def _common(parser, minutes: float | None) -> None:
@@ -84,28 +86,14 @@ class _TrainActivity:
     def add_arguments(self, parser) -> None:
         parser.add_argument('--out', required=True,
                             help='model directory, e.g. models/activity')
-        parser.add_argument('--states', nargs='+',
-                            default=['F100_A128', 'F50_A16', 'F12.5_A16', 'F12.5_A8'],
-                            help='sensor states to train at, costliest first')
         _recordings_args(parser, 'to train on too')
-        parser.add_argument('--new-labels', action='store_true',
-                            help='labels that are not built-in activities (after --labels) '
-                                 'become new classes; without it they are an error')
-        parser.add_argument('--no-synthetic', action='store_true',
-                            help='train on the recordings only')
-        parser.add_argument('--hidden', type=int, default=64, help='hidden units')
-        parser.add_argument('--smoke', action='store_true', help='tiny run for CI')
-        _common(parser, 8.0)
+        dataclass_args(parser, ActivityTrainConfig)
 
     def main(self, args) -> int:
-        from adaptive_perception.activity.sensor import parse_config
         from adaptive_perception.activity.train import train_activity
         with user_errors(ValueError, OSError):
-            train_activity(Path(args.out), states=[parse_config(s) for s in args.states],
+            train_activity(config_from_args(ActivityTrainConfig, args), Path(args.out),
                            recordings=_load_recordings(args),
-                           synthetic=not args.no_synthetic, minutes=args.minutes,
-                           hidden=args.hidden, seed=args.seed, noise=args.noise,
-                           smoke=args.smoke, new_labels=args.new_labels,
                            command=' '.join(['adaptive-perception', *sys.argv[1:]]))
         return 0
 

@@ -18,11 +18,13 @@ import shutil
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from adaptive_perception.activity.classifier import ActivityClassifier, ActivityManifest
+from adaptive_perception.activity.config import ActivityTrainConfig
 from adaptive_perception.activity.dataset import (
     SEGMENT_S,
     TRAIN_SUBJECTS,
@@ -38,7 +40,7 @@ from adaptive_perception.activity.dataset import (
 from adaptive_perception.activity.features import FEATURE_NAMES, FEATURE_SIZE
 from adaptive_perception.activity.generator import ACTIVITIES
 from adaptive_perception.activity.recordings import label_counts, unknown_labels_error
-from adaptive_perception.activity.sensor import CONFIGS, GRAVITY, THESIS_PARETO, SensorModel
+from adaptive_perception.activity.sensor import CONFIGS, GRAVITY, SensorModel, parse_config
 
 TRAIN_RANGE_MS2 = 8 * GRAVITY   # +-8 g full scale: clips only the hardest heel strikes
 TRAIN_JITTER_S = 0.001          # stamps of a driver that stamps on arrival
@@ -123,18 +125,19 @@ def class_list(recordings, synthetic: bool, new_labels: bool) -> list:
     return names + sorted(unknown)
 
 
-def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
-                   synthetic: bool = True, minutes: float = 8.0, hidden: int = 64,
-                   seed: int = 0, noise: float = SensorModel().single_sample_noise,
-                   smoke: bool = False, command: str = '', new_labels: bool = False,
-                   log=print) -> ActivityManifest:
-    """Train on synthetic subjects and/or recordings at ``states``; export to ``out_dir``.
+def train_activity(config: ActivityTrainConfig, out_dir: Path, *, recordings=(),
+                   command: str = '', log=print) -> ActivityManifest:
+    """Train on synthetic wearers and/or ``recordings`` as ``config`` says; export to ``out_dir``.
 
     Writes ``classifier.onnx`` and ``manifest.json`` (with accuracy at all 16
-    configurations on held-out synthetic subjects when ``synthetic``). Everything
-    is written into a temporary folder first and moved into ``out_dir`` at the
-    end, so a failed run leaves ``out_dir`` as it was.
+    configurations on held-out synthetic subjects when ``config.synthetic``); the
+    manifest's ``training`` holds ``config`` as it is plus what the run did (windows,
+    subjects, minutes that ran, states skipped, ...). Everything is written into a
+    temporary folder first and moved into ``out_dir`` at the end, so a failed run
+    leaves ``out_dir`` as it was.
     """
+    states = [parse_config(name) for name in config.states]
+    synthetic, minutes, seed, noise = config.synthetic, config.minutes, config.seed, config.noise
     started = time.monotonic()
     out_dir = Path(out_dir)
     recordings = list(recordings)
@@ -143,9 +146,9 @@ def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
             raise ValueError(f'{recording.name}: has no labels; training needs labelled data')
     model = SensorModel(noise, range_ms2=TRAIN_RANGE_MS2, stamp_jitter_s=TRAIN_JITTER_S)
     subjects, val_subjects = TRAIN_SUBJECTS, VAL_SUBJECTS
-    if smoke:
+    if config.smoke:
         subjects, val_subjects, minutes = subjects[:3], val_subjects[:2], min(minutes, 2.0)
-    class_names = class_list(recordings, synthetic, new_labels)
+    class_names = class_list(recordings, synthetic, config.new_labels)
     states, skipped = trainable_states(states, recordings, synthetic)
     for name, why in skipped.items():
         log(f'state {name} skipped: {why}')
@@ -156,8 +159,8 @@ def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
     names = tuple(class_names)
     parts = []
     if synthetic:
-        for config in states:
-            part = synthetic_windows(config, subjects, minutes, seed=seed, model=model,
+        for state in states:
+            part = synthetic_windows(state, subjects, minutes, seed=seed, model=model,
                                      variety=training_variety)
             parts.append(Windows(part.features, part.labels, names))
         if len(states) > 1:
@@ -181,7 +184,7 @@ def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
                                                       - set(present.tolist()))))
     class_names = [class_names[i] for i in present]
     data = Windows(data.features, np.searchsorted(present, data.labels), tuple(class_names))
-    pipeline = fit_mlp(data, hidden, seed, max_iter=20 if smoke else 300)
+    pipeline = fit_mlp(data, config.hidden, seed, max_iter=20 if config.smoke else 300)
     if list(pipeline.classes_) != list(range(len(class_names))):   # never: one list above
         raise RuntimeError(f'the classifier learned classes {list(pipeline.classes_)}, '
                            f'expected 0..{len(class_names) - 1}')
@@ -191,9 +194,9 @@ def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
         export_onnx(pipeline, staging / 'classifier.onnx')
         manifest = ActivityManifest(
             class_names=class_names, feature_names=list(FEATURE_NAMES),
-            states=[c.name for c in states], hidden_units=hidden,
+            states=[c.name for c in states], hidden_units=config.hidden,
             parameters=mlp_parameters(pipeline),
-            training={'command': command, 'seed': seed, 'windows': int(len(data.labels)),
+            training={**asdict(config), 'command': command, 'windows': int(len(data.labels)),
                       'synthetic_subjects': len(subjects) if synthetic else 0,
                       'minutes_per_subject': minutes if synthetic else 0,
                       'synthetic_variety': 'half random device orientation (scale sd 0.03, '
@@ -201,8 +204,7 @@ def train_activity(out_dir: Path, *, states=THESIS_PARETO, recordings=(),
                                            if synthetic else '',
                       'range_ms2': TRAIN_RANGE_MS2, 'stamp_jitter_s': TRAIN_JITTER_S,
                       'recordings': [r.name for r in recordings],
-                      'states_skipped': skipped,
-                      'single_sample_noise_ms2': noise, 'smoke': smoke})
+                      'states_skipped': skipped})
         manifest.save(staging)
         if synthetic:
             classifier = ActivityClassifier(staging)
