@@ -1,10 +1,13 @@
 """Power counters on fake sysfs trees (RAPL, hwmon/INA3221, power_supply) and the device model."""
 
+import threading
+import time
+
 import pytest
 
 from adaptive_perception.power.counters import PowerCounters, read_hwmon, read_power_supply
 from adaptive_perception.power.device import PRESETS, device, machine_clock_mhz
-from adaptive_perception.runtime.stats import CpuMeter, level_costs
+from adaptive_perception.runtime.stats import CpuMeter, level_costs, thread_cpu_clock
 
 
 def write(directory, **files):
@@ -108,20 +111,23 @@ def test_device_model_presets_and_scale(tmp_path):
 
 
 def test_cpu_meter_splits_time_by_level():
-    clock, cpu, ort = [0.0], [0.0], [0.0]
-    meter = CpuMeter(lambda: clock[0], lambda: cpu[0], lambda: ort[0])
+    clock, cpu, ort, executor = [0.0], [0.0], [0.0], [0.0]
+    meter = CpuMeter(lambda: clock[0], lambda: cpu[0], lambda: ort[0], lambda: executor[0])
     meter.switch(0, 'static', 0)
     cpu[0] = 5.0  # loading models before the first frame: not counted
     meter.values(0)
     clock[0], cpu[0] = 1.0, 5.0
     meter.values(1)  # first frame: counting starts here
-    clock[0], cpu[0], ort[0] = 3.0, 6.0, 0.5
+    clock[0], cpu[0], ort[0], executor[0] = 3.0, 6.0, 0.5, 0.2
     meter.switch(1, 'single', 21)
-    clock[0], cpu[0], ort[0] = 5.0, 6.4, 0.7
+    clock[0], cpu[0], ort[0], executor[0] = 5.0, 6.4, 0.7, 0.3
     values = meter.values(41)
     assert values['cpu_s_per_s_level_0'] == pytest.approx(0.5)
     assert values['cpu_ms_per_frame_level_0'] == pytest.approx(50.0)
     assert values['ort_cpu_s_per_s_level_0'] == pytest.approx(0.25)
+    assert values['executor_cpu_s_per_s_level_0'] == pytest.approx(0.1)
+    assert values['executor_cpu_s_per_s_level_1'] == pytest.approx(0.05)
+    assert values['executor_cpu_s_per_s'] == pytest.approx(0.3 / 4.0)
     assert values['cpu_s_per_s_level_1'] == pytest.approx(0.2)
     assert values['knob_level_1'] == 'single'
     assert values['cpu_s_per_s'] == pytest.approx(1.4 / 4.0)
@@ -149,3 +155,30 @@ def test_simulator_frame_rates_parse_and_reject():
     for bad in (['adacon_detector'], ['=3'], ['a=0'], ['a=x']):
         with pytest.raises(ValueError, match='frame_rates_hz'):
             frame_rates(bad)
+
+
+def test_thread_cpu_clock_reads_its_own_thread_from_another():
+    """The executor's share must be that thread's CPU, read from wherever diagnostics run."""
+    done = threading.Event()
+    clocks = {}
+
+    def busy():
+        clocks['busy'] = thread_cpu_clock()
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        done.wait(5.0)  # stay alive until read
+
+    worker = threading.Thread(target=busy)
+    start_main = thread_cpu_clock()()
+    worker.start()
+    while 'busy' not in clocks:
+        time.sleep(0.01)
+    deadline = time.monotonic() + 10.0
+    while clocks['busy']() < 0.3 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the main thread sleeps: its CPU clock barely moves
+    busy_s, main_s = clocks['busy'](), thread_cpu_clock()() - start_main
+    done.set()
+    worker.join()
+    assert busy_s >= 0.3
+    assert main_s < 0.15

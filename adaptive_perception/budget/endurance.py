@@ -230,6 +230,8 @@ def node_power(statuses: dict, model, camera_hz: float) -> dict:
                     'cpu_s_per_s': _num(values.get(f'cpu_s_per_s_level_{level}')),
                     'cpu_ms_per_frame': per_frame,
                     'ort_cpu_s_per_s': _num(values.get(f'ort_cpu_s_per_s_level_{level}')),
+                    'executor_cpu_s_per_s': _num(
+                        values.get(f'executor_cpu_s_per_s_level_{level}')),
                     'knob': values.get(f'knob_level_{level}')}
         out[name] = levels
     return out

@@ -213,7 +213,7 @@ def multitask_section(summary: dict, node_name: str = 'adamtl_multitask') -> str
 
 
 def energy_rows(statuses: dict, preset: str = 'laptop_cpu') -> list:
-    """Per node and level: knob, CPU s/s, ms/frame, ONNX Runtime s/s and modelled W.
+    """Per node and level: knob, CPU s/s, ms/frame, ONNX Runtime and executor s/s, modelled W.
 
     From the ``cpu_*_level_<i>`` values every level-following node reports; watts
     of the CPU demand (inputs dropped counted at the cost per frame) through the
@@ -236,6 +236,8 @@ def energy_rows(statuses: dict, preset: str = 'laptop_cpu') -> list:
                              f'cpu_ms_per_frame_level_{level}')),
                          'ort_cpu_s_per_s': _number(values.get(
                              f'ort_cpu_s_per_s_level_{level}')),
+                         'executor_cpu_s_per_s': _number(values.get(
+                             f'executor_cpu_s_per_s_level_{level}')),
                          'watts': model.load_w(demand) if math.isfinite(demand) else math.nan})
     return rows
 
@@ -248,10 +250,11 @@ def energy_section(statuses: dict, preset: str = 'laptop_cpu') -> str:
         return '\n'.join(lines + ['- no node reported CPU time per level']) + '\n'
     lines.append(markdown_table(
         ('node', 'level', 'knob', 'CPU s/s', 'demand s/s', 'CPU ms/frame', 'ONNX Runtime s/s',
-         'W'),
+         'executor s/s', 'W'),
         ((r['node'], r['level'], r['knob'], _cell(r['cpu_s_per_s']),
           _cell(r['cpu_demand_s_per_s']), _cell(r['cpu_ms_per_frame']),
-          _cell(r['ort_cpu_s_per_s']), _cell(r['watts'])) for r in rows)))
+          _cell(r['ort_cpu_s_per_s']), _cell(r['executor_cpu_s_per_s']), _cell(r['watts']))
+         for r in rows)))
     return '\n'.join(lines) + '\n'
 
 

@@ -51,6 +51,29 @@ class FrameStats:
         return StatsSnapshot(self.frames, float(rate), float(p50), float(p95))
 
 
+def thread_cpu_clock(ident: int | None = None):
+    """Return a clock of one thread's CPU seconds (default: the calling thread), readable anywhere.
+
+    ``time.thread_time`` only reads the calling thread; a node's level changes and
+    diagnostics may run elsewhere, so this reads the thread's POSIX CPU-time clock by
+    id. NaN where the platform has none (or the clock cannot be read).
+    """
+    import threading
+    import time
+
+    try:
+        clock_id = time.pthread_getcpuclockid(threading.get_ident() if ident is None else ident)
+    except (AttributeError, OSError):
+        return lambda: math.nan
+
+    def read() -> float:
+        try:
+            return time.clock_gettime(clock_id)
+        except OSError:
+            return math.nan
+    return read
+
+
 class CpuMeter:
     """Process CPU time per second and per frame, split by the level (and knob) applied.
 
@@ -66,22 +89,31 @@ class CpuMeter:
     knob saves. ``cpu_demand_s_per_s`` is what the node would spend on every input
     it was offered: CPU time per processed frame x (processed + dropped) per second.
     Where nothing is dropped it equals ``cpu_s_per_s``.
+
+    ``executor_cpu_s_per_s`` is the CPU time of the thread that built the meter,
+    which in every executable (``ros.run.run_node``) is the one that spins the
+    node: the rclpy executor's own cost (waking, taking messages, timers, callbacks
+    that run there). It does not shrink with the level, so it shows how much of a
+    node's cost no knob can save.
     """
 
-    def __init__(self, clock=None, cpu=None, ort=None):
+    def __init__(self, clock=None, cpu=None, ort=None, executor=None):
         import time
 
         from adaptive_perception.runtime.onnx_sessions import ort_cpu_seconds
         self._clock = clock or time.monotonic
         self._cpu = cpu or time.process_time
         self._ort = ort or ort_cpu_seconds
+        self._executor = executor or thread_cpu_clock()
         self._level = self._knob = None
         self._mark = None  # (wall, cpu, ort, frames) at the start of the current interval
         self._window = None  # the same at the last sample
-        self.by_level = {}  # level -> {'knob', 'wall_s', 'cpu_s', 'ort_s', 'frames'}
+        self.by_level = {}  # level -> {'knob', 'wall_s', 'cpu_s', 'ort_s', 'executor_s', ...}
+
+    _COLUMNS = ('wall_s', 'cpu_s', 'ort_s', 'executor_s', 'frames', 'dropped')
 
     def _now(self, frames, dropped):
-        return (self._clock(), self._cpu(), self._ort(), frames, dropped)
+        return (self._clock(), self._cpu(), self._ort(), self._executor(), frames, dropped)
 
     def switch(self, level: int, knob, frames: int, dropped: int = 0) -> None:
         """Note that the node now applies ``level`` with ``knob``; close the old interval."""
@@ -94,9 +126,8 @@ class CpuMeter:
             entry = self.by_level.get(self._level)
             if entry is None or entry['knob'] != self._knob:  # a new knob starts afresh
                 entry = self.by_level[self._level] = {
-                    'knob': self._knob, 'wall_s': 0.0, 'cpu_s': 0.0, 'ort_s': 0.0,
-                    'frames': 0, 'dropped': 0}
-            for i, key in enumerate(('wall_s', 'cpu_s', 'ort_s', 'frames', 'dropped')):
+                    'knob': self._knob, **dict.fromkeys(self._COLUMNS, 0)}
+            for i, key in enumerate(self._COLUMNS):
                 entry[key] += now[i] - self._mark[i]
         if self._mark is not None or frames > 0:
             self._mark = now
@@ -112,10 +143,13 @@ class CpuMeter:
         self._close(frames, dropped)
         now = self._now(frames, dropped)
         out = {'cpu_s_per_s': math.nan, 'cpu_demand_s_per_s': math.nan,
-               'cpu_ms_per_frame': math.nan, 'ort_cpu_s_per_s': math.nan}
+               'cpu_ms_per_frame': math.nan, 'ort_cpu_s_per_s': math.nan,
+               'executor_cpu_s_per_s': math.nan}
         if self._window is not None and self._mark is not None and now[0] > self._window[0]:
-            wall, cpu, ort, n, lost = (a - b for a, b in zip(now, self._window, strict=True))
+            wall, cpu, ort, executor, n, lost = (
+                a - b for a, b in zip(now, self._window, strict=True))
             out.update(cpu_s_per_s=cpu / wall, ort_cpu_s_per_s=ort / wall,
+                       executor_cpu_s_per_s=executor / wall,
                        cpu_demand_s_per_s=self._demand(cpu, wall, n, lost),
                        cpu_ms_per_frame=1e3 * cpu / n if n else math.nan)
         if self._mark is not None:
@@ -127,6 +161,7 @@ class CpuMeter:
             out[f'cpu_demand_s_per_s_level_{level}'] = self._demand(
                 e['cpu_s'], e['wall_s'], e['frames'], e['dropped'])
             out[f'ort_cpu_s_per_s_level_{level}'] = e['ort_s'] / e['wall_s']
+            out[f'executor_cpu_s_per_s_level_{level}'] = e['executor_s'] / e['wall_s']
             out[f'cpu_ms_per_frame_level_{level}'] = (1e3 * e['cpu_s'] / e['frames']
                                                       if e['frames'] else math.nan)
             out[f'knob_level_{level}'] = e['knob']
