@@ -159,11 +159,12 @@ def test_simulator_frame_rates_parse_and_reject():
 
 def test_thread_cpu_clock_reads_its_own_thread_from_another():
     """The executor's share must be that thread's CPU, read from wherever diagnostics run."""
-    done = threading.Event()
+    done, ready = threading.Event(), threading.Event()
     clocks = {}
 
     def busy():
         clocks['busy'] = thread_cpu_clock()
+        ready.set()
         end = time.thread_time() + 0.3
         while time.thread_time() < end:
             pass
@@ -172,8 +173,7 @@ def test_thread_cpu_clock_reads_its_own_thread_from_another():
     worker = threading.Thread(target=busy)
     start_main = thread_cpu_clock()()
     worker.start()
-    while 'busy' not in clocks:
-        time.sleep(0.01)
+    assert ready.wait(10.0)
     deadline = time.monotonic() + 10.0
     while clocks['busy']() < 0.3 and time.monotonic() < deadline:
         time.sleep(0.02)  # the main thread sleeps: its CPU clock barely moves

@@ -51,8 +51,8 @@ class FrameStats:
         return StatsSnapshot(self.frames, float(rate), float(p50), float(p95))
 
 
-def thread_cpu_clock(ident: int | None = None):
-    """Return a clock of one thread's CPU seconds (default: the calling thread), readable anywhere.
+def thread_cpu_clock():
+    """Return a clock of the calling thread's CPU seconds that any thread can read.
 
     ``time.thread_time`` only reads the calling thread; a node's level changes and
     diagnostics may run elsewhere, so this reads the thread's POSIX CPU-time clock by
@@ -62,7 +62,7 @@ def thread_cpu_clock(ident: int | None = None):
     import time
 
     try:
-        clock_id = time.pthread_getcpuclockid(threading.get_ident() if ident is None else ident)
+        clock_id = time.pthread_getcpuclockid(threading.get_ident())
     except (AttributeError, OSError):
         return lambda: math.nan
 
@@ -106,7 +106,7 @@ class CpuMeter:
         self._ort = ort or ort_cpu_seconds
         self._executor = executor or thread_cpu_clock()
         self._level = self._knob = None
-        self._mark = None  # (wall, cpu, ort, frames) at the start of the current interval
+        self._mark = None  # _now() at the start of the current interval
         self._window = None  # the same at the last sample
         self.by_level = {}  # level -> {'knob', 'wall_s', 'cpu_s', 'ort_s', 'executor_s', ...}
 
