@@ -51,6 +51,13 @@ def smoke(data, tmp_path_factory):
     return out, checkpoint
 
 
+@pytest.fixture(scope='module')
+def exported(smoke, tmp_path_factory):
+    """Export the smoke model once: calibrating its 14 INT8 graphs takes seconds."""
+    out = tmp_path_factory.mktemp('exported')
+    return out, export_adacon(smoke[1], out, calibration_frames_count=16)
+
+
 def test_shapes():
     model = AdaCon(18, CLUSTERS).eval()
     out = model(torch.randn(2, 3, 128, 128))
@@ -267,15 +274,15 @@ def test_a_checkpoint_of_the_previous_format_still_loads(smoke, tmp_path):
                                                                 epochs_branches=1)
 
 
-def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
+def test_every_width_exports_and_matches_pytorch(data, smoke, exported):
     _, checkpoint = smoke
-    manifest = export_adacon(checkpoint, tmp_path, calibration_frames_count=16)
-    assert Manifest.load(tmp_path) == manifest
+    model_dir, manifest = exported
+    assert Manifest.load(model_dir) == manifest
     assert [g.width for g in manifest.widths] == list(WIDTHS)
     fp32 = [f'{part}{suffix}.onnx' for suffix in ('', '_w050') for part in
             ('backbone', 'controller', 'static_head',
              *[f'branch_{i}' for i in range(len(CLUSTERS))])]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
         ['manifest.json', *fp32, *[f.replace('.onnx', '_int8.onnx') for f in fp32]])
     assert manifest.int8['calibration']['frames'] == 16
     assert manifest.int8['reports']['backbone.onnx']['quantized_ops'].get('Conv', 0) > 0
@@ -305,7 +312,7 @@ def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
                 for head, branch in zip(graphs.branches, model.branches, strict=True):
                     expected[head.file] = DecodedHead(branch, 8)(features)
             for file, outputs in expected.items():
-                session = ort.InferenceSession(str(tmp_path / file),
+                session = ort.InferenceSession(str(model_dir / file),
                                                providers=['CPUExecutionProvider'])
                 name = session.get_inputs()[0].name
                 feed = image if name == 'image' else features
@@ -315,7 +322,7 @@ def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
                                                err_msg=file)
                 if image is real:  # the INT8 copy on a real frame: within 10% of the output's
                     # range or 0.01 (heatmap probability units), whichever is larger
-                    int8 = ort.InferenceSession(str(tmp_path / manifest.file(file, 'int8')),
+                    int8 = ort.InferenceSession(str(model_dir / manifest.file(file, 'int8')),
                                                 providers=['CPUExecutionProvider'])
                     for got, want in zip(int8.run(None, {name: feed.numpy()}), outputs,
                                          strict=True):
@@ -324,11 +331,11 @@ def test_every_width_exports_and_matches_pytorch(data, smoke, tmp_path):
                         assert np.abs(got - want).max() <= tolerance, file
 
 
-def test_bench_channels_and_bench_gating_run_end_to_end(data, smoke, tmp_path, capsys):
+def test_bench_channels_and_bench_gating_run_end_to_end(data, smoke, exported, tmp_path,
+                                                        capsys):
     """Both commands on the smoke model: every operating point and both gate measurements."""
     _, checkpoint = smoke
-    model_dir = tmp_path / 'model'
-    export_adacon(checkpoint, model_dir, calibration_frames_count=8)
+    model_dir, _ = exported
     assert run_bench_channels(model_dir, *data['val'], modes=['static', 'single'],
                               out_dir=tmp_path / 'channels', repeats=1, warmup=1,
                               frames=3) == 0

@@ -3,8 +3,9 @@
 import math
 import random
 
+import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from adaptive_perception.budget import inputs
@@ -12,6 +13,7 @@ from adaptive_perception.budget.mission import (
     DrainEstimator,
     Mission,
     MissionConfig,
+    _line,
     plan_mission,
     predict_end,
 )
@@ -21,6 +23,24 @@ HOUR = 3600.0
 RATES = [1.0 / HOUR, 0.8 / HOUR, 0.6 / HOUR, 0.45 / HOUR]  # fraction per second
 WATTS = (10.0, 8.0, 6.0, 4.5)
 THRESHOLDS = (0.6, 0.35, 0.15)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(4, 60), st.floats(-1e-3, 1e-3), st.floats(0.0, 0.02), st.integers(0, 2**31))
+def test_drain_line_equals_scipys_linregress(n, slope, noise, seed):
+    from scipy.stats import linregress
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.uniform(0.0, 900.0, n))
+    ts[-1] = ts[0] + 900.0  # never all equal
+    fs = 0.9 + slope * ts + rng.normal(0.0, noise, n)
+    assume(np.ptp(fs) > 0)  # the estimator never fits a flat reading (linregress: nan)
+    want = linregress(ts, fs)
+    slope, intercept, stderr = _line(ts, fs)
+    assert (slope, intercept) == pytest.approx((want.slope, want.intercept), rel=1e-6,
+                                               abs=1e-12)
+    # On a noiseless line both are round-off (linregress's about 1e-11): what the estimator
+    # uses is the error against its slope, so they must agree to a millionth of that.
+    assert stderr == pytest.approx(want.stderr, rel=1e-6, abs=1e-6 * abs(want.slope) + 1e-12)
 
 
 def mission_config(**changes):

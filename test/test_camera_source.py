@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image as PilImage
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from adaptive_perception.detection.scenes import SceneGenerator
@@ -44,9 +45,12 @@ def colour_index(rgb) -> int:
 
 def test_folder_source_publishes_in_name_order_at_the_set_rate(probe, launch, tmp_path):
     folder = colour_folder(tmp_path / 'frames')
-    frames = probe.subscribe(Image, CAMERA_TOPIC, camera_qos('sensor_data'))
+    # Order is the point here, so nothing may be lost: reliable at both ends and a probe
+    # queue deep enough that a slow spin on a loaded machine never overwrites a frame.
+    deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    frames = probe.subscribe(Image, CAMERA_TOPIC, deep)
     launch('camera_source', params={'source': str(folder), 'rate_hz': 20.0,
-                                    'frame_id': 'test_cam'})
+                                    'frame_id': 'test_cam', 'qos': 'reliable'})
     probe.spin_until(lambda: len(frames) >= 12, TIMEOUT_S, '12 frames')
     first = frames[0]
     assert (first.encoding, first.width, first.height) == ('rgb8', 24, 16)

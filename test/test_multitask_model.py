@@ -514,12 +514,14 @@ def test_references_cli_says_what_is_wrong_with_the_checkpoint(tmp_path, content
                                         str(path)])
 
 
-def test_references_cli_says_when_a_model_does_not_record_its_static_stage(tmp_path, capsys):
-    from adaptive_perception.multitask.export import export_random_model
+def test_references_cli_says_when_a_model_does_not_record_its_static_stage(random_adamtl,
+                                                                          tmp_path, capsys):
     from cli_errors import user_error
-    export_random_model(tmp_path / 'model')
+    model_dir, _ = random_adamtl
+    before = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
     assert 'does not record the settings of its static stage' in user_error(
-        capsys, ['train', 'adamtl-references', '--model-dir', str(tmp_path / 'model')])
+        capsys, ['train', 'adamtl-references', '--model-dir', str(model_dir)])
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
     assert 'cannot read the AdaMTL manifest' in user_error(
         capsys, ['train', 'adamtl-references', '--model-dir', str(tmp_path)])
 

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,11 @@ def _assert_clean_stop(run: LaunchRun, code: int, seconds: float, nodes: list):
 
 
 def _param(env, verb: str, *args: str):
-    # --spin-time: without a daemon, the node must be discovered first (up to seconds)
-    return ros2(env, 'param', verb, '--no-daemon', '--spin-time', '10', *args)
+    # Without a daemon the CLI spins a fresh node for --spin-time, twice per call, whatever
+    # it has discovered; --timeout then waits for the named node (and the call for its
+    # services, 5 s), so a short spin and a long timeout wait only as long as discovery.
+    return ros2(env, 'param', verb, '--no-daemon', '--spin-time', '1', '--timeout', '30',
+                *args)
 
 
 def _echo(env, topic: str, msg_type: str, *extra: str):
@@ -101,26 +105,28 @@ def test_edge_launch_runs_answers_the_cli_and_stops_cleanly_under_load(
                          f'every output flowing; launch log:\n{run.log()[-3000:]}')
         assert 'process has died' not in run.log()
 
-        # ros2 topic echo on each output
-        for topic, msg_type, field, expected in [
-                ('/adaptive_perception/execution_level', 'adaptive_perception/msg/ExecutionLevel',
-                 'level_name', ''),
-                ('/adaptive_perception/detections', 'adaptive_perception/msg/DetectionArray',
-                 'header.frame_id', 'camera'),
-                ('/adaptive_perception/activity', 'adaptive_perception/msg/ActivityState',
-                 'label', ''),
-                ('/adaptive_perception/multitask/segmentation', 'sensor_msgs/msg/Image',
-                 'encoding', 'mono8'),
-                ('/adaptive_perception/multitask/depth', 'sensor_msgs/msg/Image', 'encoding',
-                 '32FC1'),
-                ('/adaptive_perception/multitask/normals', 'sensor_msgs/msg/Image', 'encoding',
-                 '32FC3'),
-                ('/adaptive_perception/multitask/saliency', 'sensor_msgs/msg/Image',
-                 'encoding', 'mono8'),
-                ('/adaptive_perception/detections/vision_msgs',
-                 'vision_msgs/msg/Detection2DArray', 'header.frame_id', 'camera'),
-                ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'header.frame_id', '')]:
-            result = _echo(env, topic, msg_type, '--field', field)
+        # ros2 topic echo on each output, all at once: each waits mostly on discovery
+        echoes = [
+            ('/adaptive_perception/execution_level', 'adaptive_perception/msg/ExecutionLevel',
+             'level_name', ''),
+            ('/adaptive_perception/detections', 'adaptive_perception/msg/DetectionArray',
+             'header.frame_id', 'camera'),
+            ('/adaptive_perception/activity', 'adaptive_perception/msg/ActivityState',
+             'label', ''),
+            ('/adaptive_perception/multitask/segmentation', 'sensor_msgs/msg/Image',
+             'encoding', 'mono8'),
+            ('/adaptive_perception/multitask/depth', 'sensor_msgs/msg/Image', 'encoding',
+             '32FC1'),
+            ('/adaptive_perception/multitask/normals', 'sensor_msgs/msg/Image', 'encoding',
+             '32FC3'),
+            ('/adaptive_perception/multitask/saliency', 'sensor_msgs/msg/Image',
+             'encoding', 'mono8'),
+            ('/adaptive_perception/detections/vision_msgs',
+             'vision_msgs/msg/Detection2DArray', 'header.frame_id', 'camera'),
+            ('/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', 'header.frame_id', '')]
+        with ThreadPoolExecutor(len(echoes)) as pool:
+            results = list(pool.map(lambda e: _echo(env, e[0], e[1], '--field', e[2]), echoes))
+        for (topic, _, _, expected), result in zip(echoes, results, strict=True):
             assert result.returncode == 0 and result.stdout.strip(), (topic, result.stdout)
             assert expected in result.stdout, (topic, result.stdout)
 
@@ -225,8 +231,15 @@ def test_two_namespaced_pipelines_in_one_domain_do_not_cross_talk(
         for ns, arrays in diagnostics.items():
             names = {s.name for a in arrays for s in a.status}
             assert names and all(n.startswith(f'/{ns}/') for n in names), (ns, names)
-        # --spin-time: discovery of the other processes takes up to a few seconds
-        topics = ros2(env, 'topic', 'list', '--no-daemon', '--spin-time', '10').stdout.split()
+        # Without a daemon the CLI lists what it discovered in --spin-time: ask again
+        # until both pipelines are there rather than spin a fixed long time once.
+        wanted = {f'/{ns}/{topic}' for ns in charge
+                  for topic in ('adaptive_perception/execution_level', 'battery_state')}
+        deadline = time.monotonic() + 30
+        while True:
+            topics = ros2(env, 'topic', 'list', '--no-daemon', '--spin-time', '2').stdout.split()
+            if wanted <= set(topics) or time.monotonic() > deadline:
+                break
         for ns in charge:
             assert f'/{ns}/adaptive_perception/execution_level' in topics, topics
             assert f'/{ns}/battery_state' in topics, topics
