@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image as PilImage
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from adaptive_perception.detection.scenes import SceneGenerator
-from adaptive_perception.ros.interfaces import CAMERA_TOPIC, camera_qos
+from adaptive_perception.interfaces import sensor_qos
+from adaptive_perception.ros.interfaces import CAMERA_TOPIC, camera_qos, qos_profile
 from adaptive_perception.runtime.images import image_to_rgb
 from adaptive_perception.sources.frames import FolderFrames, VideoFrames, open_source
 
@@ -47,8 +47,7 @@ def test_folder_source_publishes_in_name_order_at_the_set_rate(probe, launch, tm
     folder = colour_folder(tmp_path / 'frames')
     # Order is the point here, so nothing may be lost: reliable at both ends and a probe
     # queue deep enough that a slow spin on a loaded machine never overwrites a frame.
-    deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    frames = probe.subscribe(Image, CAMERA_TOPIC, deep)
+    frames = probe.subscribe(Image, CAMERA_TOPIC, qos_profile(sensor_qos('reliable', 100)))
     launch('camera_source', params={'source': str(folder), 'rate_hz': 20.0,
                                     'frame_id': 'test_cam', 'qos': 'reliable'})
     probe.spin_until(lambda: len(frames) >= 12, TIMEOUT_S, '12 frames')

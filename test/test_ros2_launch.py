@@ -235,14 +235,10 @@ def test_two_namespaced_pipelines_in_one_domain_do_not_cross_talk(
         # until both pipelines are there rather than spin a fixed long time once.
         wanted = {f'/{ns}/{topic}' for ns in charge
                   for topic in ('adaptive_perception/execution_level', 'battery_state')}
-        deadline = time.monotonic() + 30
-        while True:
-            topics = ros2(env, 'topic', 'list', '--no-daemon', '--spin-time', '2').stdout.split()
-            if wanted <= set(topics) or time.monotonic() > deadline:
-                break
-        for ns in charge:
-            assert f'/{ns}/adaptive_perception/execution_level' in topics, topics
-            assert f'/{ns}/battery_state' in topics, topics
+        topics = probe.spin_until(
+            lambda: wanted <= set(listed := ros2(env, 'topic', 'list', '--no-daemon',
+                                                 '--spin-time', '2').stdout.split()) and listed,
+            30, f'ros2 topic list to show {sorted(wanted)}')
         # (the probe's own subscription is listed there; nothing publishes on it)
         assert probe.node.count_publishers('/adaptive_perception/execution_level') == 0
         assert not any(t.startswith('/adaptive_perception/') or t == '/battery_state'

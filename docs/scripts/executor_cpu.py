@@ -4,15 +4,17 @@ Quoted in docs/pipeline.md. Run with the project's venv:
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST .venv/bin/python docs/scripts/executor_cpu.py``.
 A child process publishes 128x128 rgb8 images at 30 Hz; a bare node (one subscription
 with an empty callback, two timers) takes them for 20 s under each executor and prints
-the spinning thread's CPU time per image. Then, in children killed after 5 s, it checks
-whether ``EventsExecutor.spin()`` (no timeout) fires a 10 Hz timer and how much CPU it
-burns meanwhile.
+the spinning thread's CPU time per image. Then, in a child sent SIGTERM after 5 s and
+killed 2 s later, it checks whether ``EventsExecutor.spin()`` (no timeout) fires a 10 Hz
+timer, how much CPU it burns meanwhile and whether SIGTERM stops it.
 """
 
 import os
 import subprocess
 import sys
 import time
+
+from adaptive_perception.launcher.soak import process_usage
 
 SECONDS = 20.0
 
@@ -91,12 +93,11 @@ def main() -> None:
     child.terminate()  # SIGTERM, as a launcher sends
     time.sleep(2)
     alive = child.poll() is None
-    with open(f'/proc/{child.pid}/stat') as stat:  # still there until waited for
-        fields = stat.read().rsplit(')', 1)[1].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    usage = process_usage(child.pid)  # None once it has ended
     child.kill()
     ticks = child.communicate()[0].count('tick')
-    print(f'EventsExecutor.spin(): {ticks} ticks of a 10 Hz timer in 7 s, {cpu_s:.1f} s CPU, '
+    cpu = f'{usage[1]:.1f} s CPU' if usage else 'CPU not readable'
+    print(f'EventsExecutor.spin(): {ticks} ticks of a 10 Hz timer in 7 s, {cpu}, '
           f'{"still running" if alive else "ended"} 2 s after SIGTERM')
 
 
