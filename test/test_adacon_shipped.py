@@ -17,7 +17,7 @@ FLOORS = {'static': 0.63, 'multi:0.03': 0.62, 'multi:0.1': 0.62, 'single': 0.59,
           'static@0.75': 0.61, 'multi:0.03@0.5': 0.55, 'static@0.5': 0.58, 'single@0.5': 0.52,
           # the calibrated INT8 graphs: one point under the FP32 floors
           'static/int8': 0.62, 'multi:0.03@0.5/int8': 0.54, 'single@0.5/int8': 0.51,
-          'static@0.5/int8': 0.57,
+          'static@0.5/int8': 0.57, 'multi:0.1/int8': 0.61,
           # the exit cascade: at least its cheap mode's floor
           'cascade:context=0.5:single@0.5/int8>static/int8': 0.51}
 

@@ -6,7 +6,13 @@ import sys
 
 import pytest
 
-from adaptive_perception.budget.endurance import LEVEL_QUALITY, level_quality, summarise
+from adaptive_perception.budget.endurance import (
+    PERCEPTION,
+    level_quality,
+    node_level_quality,
+    summarise,
+)
+from adaptive_perception.launcher.plan import load_plan
 
 
 def test_level_quality_is_relative_to_level_0_and_falls_with_the_level():
@@ -14,8 +20,24 @@ def test_level_quality_is_relative_to_level_0_and_falls_with_the_level():
     assert quality[0] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(quality, quality[1:], strict=False))
     only_detector = level_quality({name: float(name == 'adacon_detector')
-                                   for name in LEVEL_QUALITY})
-    assert only_detector[3] == pytest.approx(0.552 / 0.658)
+                                   for name in PERCEPTION})
+    detector = node_level_quality()['adacon_detector']
+    assert only_detector[3] == pytest.approx(detector[3] / detector[0])
+
+
+def test_level_quality_follows_the_shipped_profiles_entry_by_entry():
+    specs = {s.name: s for s in load_plan(power='sim', perception='all', camera='sim',
+                                          imu='sim')}
+    modes = specs['adacon_detector'].parameters['level_modes']
+    per_node = node_level_quality()
+    assert set(per_node) == set(PERCEPTION)
+    assert all(len(q) == len(modes) for q in per_node.values())
+    changed = {'adacon_detector': ['static', 'single@0.5/int8', 'single@0.5/int8',
+                                   'single@0.5/int8'],
+               'adamtl_multitask': ['static'] * 4, 'activity_recognizer': ['F100_A128:3'] * 4}
+    assert node_level_quality(changed)['adacon_detector'] == [0.658, 0.551, 0.551, 0.551]
+    with pytest.raises(ValueError, match=r"no model-card quality .*'single@0.75'"):
+        node_level_quality({**changed, 'adacon_detector': ['static', 'single@0.75']})
 
 
 def test_summarise_counts_life_levels_changes_heat_and_quality():

@@ -155,8 +155,35 @@ def test_latency_fit_recovers_a_linear_model():
     assert fit_latency([1e8, 1e8], [1.0, 2.0])['a_ms_per_gmac'] is None
 
 
-def _row(latency, accuracy, macs=1e8):
-    return {'latency_p50_ms': latency, 'map': accuracy, 'macs_per_frame': macs}
+def _row(latency, accuracy, macs=1e8, mean=None):
+    return {'latency_p50_ms': latency, 'latency_mean_ms': latency if mean is None else mean,
+            'map': accuracy, 'macs_per_frame': macs}
+
+
+def test_front_and_profile_compare_mean_latency_not_an_exit_cascades_cheap_median():
+    # Exiting on 80% of frames, the cascade's p50 is its cheap pass; its mean is not.
+    cascade = 'cascade:context=0.9:single@0.5>static'
+    rows = {'static': _row(5.0, 0.64), 'single@0.75': _row(2.0, 0.60),
+            'single@0.5': _row(1.0, 0.55), cascade: _row(1.0, 0.58, mean=2.2)}
+    assert pareto_front(rows) == ['static', 'single@0.75', 'single@0.5']
+    rows[cascade]['latency_mean_ms'] = 1.6  # cheaper on average than single@0.75 now
+    assert pareto_front(rows) == ['static', 'single@0.75', cascade, 'single@0.5']
+
+
+def test_proposed_levels_each_save_over_the_level_before():
+    rows = {'static': _row(5.0, 0.658), 'static/int8': _row(2.1, 0.657),
+            'multi:0.1/int8': _row(1.8, 0.644), 'single@0.5/int8': _row(1.2, 0.551)}
+    front = pareto_front(rows)
+    # Budgets 5.0, 3.73, 2.47, 1.2 ms: static/int8 is the best within 3.73 and 2.47, so
+    # level 2 takes the best point cheaper than level 1 instead of repeating it.
+    assert propose_profile(rows, front, 4) == ['static', 'static/int8', 'multi:0.1/int8',
+                                               'single@0.5/int8']
+    # More levels than the front has points: a level repeats the one before, and no
+    # level is ever costlier than the one before it.
+    profile = propose_profile(rows, front, 6)
+    assert profile[-2:] == ['single@0.5/int8', 'single@0.5/int8']
+    means = [rows[p]['latency_mean_ms'] for p in profile]
+    assert means == sorted(means, reverse=True)
 
 
 def test_pareto_front_keeps_only_undominated_points_most_accurate_first():

@@ -53,16 +53,29 @@ def test_int8_copy_matches_fp32_within_tolerance_and_reports(tmp_path):
     assert fp32.read_bytes() == before  # the source is never touched
     assert report.file == 'net_int8.onnx' and report.calibration_count == 16
     assert report.quantized_ops == {'Conv': 2}
-    assert report.fp32_ops == {'Relu': 1, 'Sigmoid': 1}
-    assert set(report.excluded) == {'Relu', 'Sigmoid'}
+    assert report.fp32_ops == {'Sigmoid': 1}
+    assert report.removed_ops == {'Relu': 1}  # folded into conv1's uint8 output range
+    assert set(report.excluded) == {'Sigmoid'}
     assert report.to_json()['calibration_method'] == 'minmax'
-    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
-    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    ops = [n.op_type for n in onnx.load(str(int8)).graph.node]
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= set(ops) and 'Relu' not in ops
+    # conv1 -> conv2 is one quantize/dequantize pair: no FP32 Relu between them.
+    assert ops.count('QuantizeLinear') == 3  # image, conv1's output, conv2's output
     # Unseen inputs from the calibration distribution: within 3% of the output range.
     test = _feeds(4, 1)
     for a, b in zip(_run(fp32, test), _run(int8, test), strict=True):
         assert max_abs_difference([a], [b])[0] < 0.03
         assert not np.array_equal(a, b)  # really quantized, not a copy
+
+
+def test_relu_left_out_of_the_op_types_stays_fp32_between_two_quantize_pairs(tmp_path):
+    fp32 = tmp_path / 'net.onnx'
+    _conv_graph(fp32)
+    report = quantize_graph(fp32, tmp_path / 'net_int8.onnx', _feeds(4, 0), 'test',
+                            op_types=('Conv',))
+    assert report.fp32_ops == {'Relu': 1, 'Sigmoid': 1} and report.removed_ops == {}
+    ops = [n.op_type for n in onnx.load(str(tmp_path / 'net_int8.onnx')).graph.node]
+    assert ops.count('QuantizeLinear') == 4
 
 
 def test_excluded_node_stays_fp32(tmp_path):

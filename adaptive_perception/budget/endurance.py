@@ -47,17 +47,29 @@ PERCEPTION = ('adacon_detector', 'adamtl_multitask', 'activity_recognizer')
 # Their load is CPU time per frame x the camera rate: on this shared host the camera
 # itself falls behind, and fewer frames must not read as a cheaper level.
 CAMERA_NODES = ('adacon_detector', 'adamtl_multitask')
-# Quality per level of config/edge.yaml's profiles, from the model cards:
-# detector mAP (models/adacon/README.md: static, multi:0.03, multi:0.03@0.5, single@0.5),
-# AdaMTL 1 + delta_m/100 vs static (models/adamtl/README.md: static, low_agnostic,
-# low_agnostic, low with 2 of its 4 tasks: half the maps), activity accuracy of the
-# level's costliest sensor state (models/activity/README.md: F100_A128, F100_A128,
-# F50_A16, F12.5_A16).
-LEVEL_QUALITY = {
-    'adacon_detector': (0.658, 0.649, 0.578, 0.552),
-    'adamtl_multitask': (1.0, 1 - 0.0176, 1 - 0.0176, 0.5 * (1 - 0.0184)),
-    'activity_recognizer': (0.9662, 0.9662, 0.9671, 0.9450),
+# Quality of each level entry of config/edge.yaml's profiles, from the model cards:
+# detector mAP (models/adacon/README.md, the `bench detector` table and the
+# `bench channels` table), AdaMTL 1 + delta_m/100 vs static (models/adamtl/README.md;
+# a policy that runs 2 of the 4 tasks delivers half the maps), activity accuracy of
+# the entry's costliest sensor state, upright held-out wearers
+# (models/activity/README.md; ':N', SPOT's stability threshold, does not change it).
+# ``level_quality`` reads the entries from the plan the bench runs, so an entry the
+# table does not know is an error, never a silent stale figure.
+ENTRY_QUALITY = {
+    'adacon_detector': {
+        'static': 0.658, 'static/int8': 0.657, 'multi:0.1/int8': 0.644,
+        'multi:0.03/int8': 0.646, 'static@0.5/int8': 0.610, 'single@0.5/int8': 0.551,
+        'cascade:context=0.5:single@0.5/int8>static/int8': 0.566,
+        'multi:0.03': 0.649, 'multi:0.03@0.5': 0.578, 'single@0.5': 0.552},
+    'adamtl_multitask': {
+        'static': 1.0, 'low_agnostic': 1 - 0.0176, 'low': 1 - 0.0184,
+        'low:segmentation+depth': 0.5 * (1 - 0.0184)},
+    'activity_recognizer': {'F100_A128': 0.9118, 'F50_A8': 0.9128, 'F25_A8': 0.9015,
+                            'F12.5_A8': 0.8673},
 }
+# The parameter that holds each node's level profile.
+PROFILE_PARAMETER = {'adacon_detector': 'level_modes', 'adamtl_multitask': 'level_policies',
+                     'activity_recognizer': 'level_sensing'}
 SCENARIOS = {
     'heavy': {'camera_hz': 30.0, 'device': 'laptop_cpu', 'capacity_wh': 10.0},
     'light': {'camera_hz': 10.0, 'device': 'laptop_cpu', 'capacity_wh': 10.0},
@@ -66,12 +78,37 @@ POLICIES = ('static', 'threshold', 'mission')
 MISSION_FACTOR = 1.6
 
 
-def level_quality(weights=None) -> list:
+def node_level_quality(profiles: dict | None = None) -> dict:
+    """Node -> quality per level of its profile (``profiles``: node -> level entries).
+
+    The profiles default to the perception nodes' entries in the plan ``bench
+    endurance`` starts (config/edge.yaml). Raises ValueError for an entry without a
+    card figure in ``ENTRY_QUALITY``.
+    """
+    if profiles is None:
+        specs = {s.name: s for s in load_plan(power='sim', perception='all', camera='sim',
+                                              imu='sim')}
+        profiles = {n: specs[n].parameters[PROFILE_PARAMETER[n]] for n in PERCEPTION}
+    out = {}
+    for name, entries in profiles.items():
+        known = ENTRY_QUALITY[name]
+        keys = [str(e).split(':')[0] if name == 'activity_recognizer' else str(e)
+                for e in entries]
+        missing = [e for e, k in zip(entries, keys, strict=True) if k not in known]
+        if missing:
+            raise ValueError(f'{name}: no model-card quality for level entries {missing}; '
+                             f'add them to ENTRY_QUALITY')
+        out[name] = [known[k] for k in keys]
+    return out
+
+
+def level_quality(weights=None, profiles: dict | None = None) -> list:
     """Quality of each level relative to level 0, averaged over the nodes (weights)."""
-    weights = weights or {name: 1.0 for name in LEVEL_QUALITY}
+    per_node = node_level_quality(profiles)
+    weights = weights or {name: 1.0 for name in per_node}
     total = sum(weights.values())
-    levels = len(next(iter(LEVEL_QUALITY.values())))
-    return [sum(weights[n] * q[lv] / q[0] for n, q in LEVEL_QUALITY.items()) / total
+    levels = len(next(iter(per_node.values())))
+    return [sum(weights[n] * q[lv] / q[0] for n, q in per_node.items()) / total
             for lv in range(levels)]
 
 

@@ -34,6 +34,7 @@ from typing import Sequence, TypedDict
 import numpy as np
 
 from adaptive_perception.detection.bench import (
+    FRONT_LATENCY,
     DetectorRow,
     overhead_columns,
     pareto_front,
@@ -127,13 +128,20 @@ def fit_latency(macs: Sequence[float], latency_ms: Sequence[float]) -> LatencyFi
 def propose_profile(rows: dict, front: list, levels: int) -> list[str]:
     """Pick, per level, the most accurate front point within the level's latency budget.
 
-    The ``levels`` budgets are evenly spaced from the front's costliest point to its
-    cheapest.
+    The ``levels`` budgets (mean latency) are evenly spaced from the front's costliest
+    point to its cheapest. Each level must also be cheaper than the one before it
+    where the front has such a point: a level that saves nothing gives the budget
+    manager nothing to shed.
     """
-    latencies = [rows[p]['latency_p50_ms'] for p in front]
-    budgets = np.linspace(max(latencies), min(latencies), levels)
-    return [max((p for p in front if rows[p]['latency_p50_ms'] <= budget + 1e-9),
-                key=lambda p: rows[p]['map']) for budget in budgets]
+    latencies = [rows[p][FRONT_LATENCY] for p in front]
+    profile = []
+    for budget in np.linspace(max(latencies), min(latencies), levels):
+        within = [p for p in front if rows[p][FRONT_LATENCY] <= budget + 1e-9]
+        if profile:  # only what saves over the level before; else that level again
+            before = rows[profile[-1]][FRONT_LATENCY]
+            within = [p for p in within if rows[p][FRONT_LATENCY] < before] or [profile[-1]]
+        profile.append(max(within, key=lambda p: rows[p]['map']))
+    return profile
 
 
 def _rows(report: dict, samples: dict, static_point: str,
@@ -315,20 +323,21 @@ def plot_front(rows: dict, front: list, models: dict, path: Path) -> None:
         mode = parse_mode(point)
         colour = colours.get(mode.width, 'k')
         first = mode.kind == 'static' and mode.precision == 'fp32'
-        axes.scatter(r['latency_p50_ms'], r['map'], marker=markers[mode.kind], s=45,
+        axes.scatter(r[FRONT_LATENCY], r['map'], marker=markers[mode.kind], s=45,
                      edgecolors=colour, linewidths=1.2,
                      facecolors='none' if mode.precision == 'int8' else colour,
                      label=f'width {mode.width:g} (hollow: INT8)' if first else None)
         if point not in front:
             continue  # 30+ labels would cover each other: name the front only
-        axes.annotate(point, (r['latency_p50_ms'], r['map']), fontsize=6,
+        axes.annotate(point, (r[FRONT_LATENCY], r['map']), fontsize=6,
                       textcoords='offset points', xytext=(4, 4))
-    axes.plot([rows[p]['latency_p50_ms'] for p in front], [rows[p]['map'] for p in front],
+    axes.plot([rows[p][FRONT_LATENCY] for p in front], [rows[p]['map'] for p in front],
               color='k', alpha=0.35, label='Pareto front')
     fit = models['all']
     if fit['a_ms_per_gmac'] is not None:
-        axes.set_title(f'AdaCon operating points (latency = {fit["a_ms_per_gmac"]:.1f} ms/GMAC '
-                       f'x MACs + {fit["c_ms"]:.2f} ms, R^2 {fit["r2"]:.2f})', fontsize=9)
+        axes.set_title(f'AdaCon operating points (p50 latency = {fit["a_ms_per_gmac"]:.1f} '
+                       f'ms/GMAC x MACs + {fit["c_ms"]:.2f} ms, R^2 {fit["r2"]:.2f})',
+                       fontsize=9)
     save_accuracy_latency(figure, axes, path, fontsize=8, loc='lower right')
 
 

@@ -212,9 +212,16 @@ def format_table(rows: dict) -> str:
          cell(r['latency_vs_static'])) for mode, r in rows.items()))
 
 
+# The latency a front, a plot and a proposed level profile compare points by: the mean
+# time per frame, because a level's energy follows the mean. A median would hide an
+# exit cascade's costly frames: exiting on more than half of them, its p50 is the
+# cheap pass alone.
+FRONT_LATENCY = 'latency_mean_ms'
+
+
 def pareto_front(rows: dict) -> list[str]:
-    """Points no other point beats in both latency and mAP, most accurate first."""
-    order = sorted(rows, key=lambda p: (rows[p]['latency_p50_ms'], -rows[p]['map']))
+    """Points no other point beats in both mean latency and mAP, most accurate first."""
+    order = sorted(rows, key=lambda p: (rows[p][FRONT_LATENCY], -rows[p]['map']))
     front, best = [], -1.0
     for point in order:  # fastest first: keep what is more accurate than all faster ones
         if rows[point]['map'] > best:
@@ -226,8 +233,8 @@ def pareto_front(rows: dict) -> list[str]:
 def plot_pareto(rows: dict, path: Path) -> None:
     """Accuracy against latency, static vs adaptive modes; the Pareto front joined."""
     plt = pyplot()
-    points = sorted((r['latency_p50_ms'], r['map'], mode) for mode, r in rows.items())
-    front = [(rows[p]['latency_p50_ms'], rows[p]['map']) for p in pareto_front(rows)]
+    points = sorted((r[FRONT_LATENCY], r['map'], mode) for mode, r in rows.items())
+    front = [(rows[p][FRONT_LATENCY], rows[p]['map']) for p in pareto_front(rows)]
     figure, axes = plt.subplots(figsize=(6, 4))
     for latency, accuracy, mode in points:
         static = mode == 'static'
@@ -243,7 +250,7 @@ def save_accuracy_latency(figure, axes, path: Path, **legend) -> None:
     """Label mAP-vs-latency axes from zero (distances read as ratios), write the PNG, close."""
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
-    axes.set_xlabel('latency p50 of process(msg) (ms)')
+    axes.set_xlabel('mean latency of process(msg) (ms)')
     axes.set_ylabel('mAP@[.5:.95]')
     axes.grid(alpha=0.3)
     axes.legend(**legend)

@@ -7,13 +7,20 @@ scales of the activations calibrated by running the FP32 graph on real inputs (a
 give ranges the deployed inputs never reach, and accuracy drops for nothing). U8S8
 is the pairing ONNX Runtime's x86 kernels (VNNI) run fastest.
 
-Only the operators that carry the cost are quantized by default (``Conv``, ``Gemm``,
-``MatMul``): the element-wise ones around them (activations, adds, resizes,
-sigmoids) hold little arithmetic, and quantizing them adds a quantize/dequantize
-pair each for nothing, or costs accuracy where the output range is what the
-consumer reads (a sigmoid heatmap compared against a score threshold, say).
-``QuantizationReport`` says, per graph, which operators were quantized, which
-were left in FP32 and why, and how the calibration was done; manifests keep it.
+Quantized by default: the operators that carry the cost (``Conv``, ``Gemm``,
+``MatMul``), the ``Relu`` after them and the residual ``Add``. A Relu left in FP32
+between two INT8 convolutions costs a dequantize, the FP32 Relu and a quantize
+again; listed, the quantizer removes it instead (the uint8 range of the operator
+before it starts at zero, which is the Relu), and INT8 tensors flow from one
+convolution to the next. Measured on AdaCon's backbone (1 thread, this CPU): the
+INT8 graph ran at 0.55x FP32 with Relu in FP32 and 0.43x with it folded, and it was
+closer to FP32 (one rounding instead of three). The other element-wise operators
+(sigmoids, exps, resizes, slices) stay FP32: quantizing them adds a
+quantize/dequantize pair each for little arithmetic, or costs accuracy where the
+output range is what the consumer reads (a sigmoid heatmap compared against a score
+threshold, say). ``QuantizationReport`` says, per graph, which operators were
+quantized, which were folded away, which were left in FP32 and why, and how the
+calibration was done; manifests keep it.
 
 The FP32 source is never modified: the INT8 graph is a new file next to it.
 """
@@ -35,8 +42,9 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-# What is quantized unless a caller says otherwise: the operators with the MACs.
-DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul')
+# What is quantized unless a caller says otherwise: the operators with the MACs, the
+# Relu the quantizer folds into them, and the residual Add (see the module docstring).
+DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul', 'Relu', 'Add')
 # Why an operator that the graph has is left in FP32 (written into the report).
 REASON_NOT_LISTED = ('element-wise or data-movement operator: little arithmetic, and a '
                      'quantize/dequantize pair around it costs more than it saves')
@@ -91,6 +99,7 @@ class QuantizationReport:
     calibration_data: str        # where those frames came from
     quantized_ops: dict          # op type -> nodes now running in INT8
     fp32_ops: dict               # op type -> nodes left in FP32
+    removed_ops: dict            # op type -> FP32 nodes gone (Relu folded into a range)
     excluded: dict = field(default_factory=dict)  # op type or node -> why it stays FP32
 
     def to_json(self) -> dict:
@@ -105,9 +114,9 @@ def _op_counts(model: onnx.ModelProto) -> Counter:
 def _quantized_nodes(model: onnx.ModelProto, op_types: Sequence[str]) -> tuple:
     """(op type -> nodes of ``op_types`` reading dequantized INT8, op type -> the others).
 
-    In QDQ form an operator runs in INT8 where its inputs come through
-    DequantizeLinear (ONNX Runtime fuses the pattern into an integer kernel);
-    everything else computes in FP32.
+    In QDQ form an operator runs in INT8 where all its inputs (data, weights, bias)
+    come through DequantizeLinear (ONNX Runtime fuses the pattern into an integer
+    kernel); one that reads an FP32 weight computes in FP32 whatever feeds it.
     """
     dequantized = {out for node in model.graph.node if node.op_type == 'DequantizeLinear'
                    for out in node.output}
@@ -115,7 +124,7 @@ def _quantized_nodes(model: onnx.ModelProto, op_types: Sequence[str]) -> tuple:
     for node in model.graph.node:
         if node.op_type in ('QuantizeLinear', 'DequantizeLinear'):
             continue
-        int8 = node.op_type in op_types and any(i in dequantized for i in node.input)
+        int8 = node.op_type in op_types and all(i in dequantized for i in node.input if i)
         (quantized if int8 else fp32)[node.op_type] += 1
     return quantized, fp32
 
@@ -165,13 +174,16 @@ def quantize_graph(fp32_path, int8_path, feeds: Iterable[dict], calibration_data
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude_names, calibrate_method=CALIBRATION_METHODS[method],
             extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True})
-    quantized, fp32 = _quantized_nodes(onnx.load(str(int8_path)), op_types)
+    quantized_model = onnx.load(str(int8_path))
+    quantized, fp32 = _quantized_nodes(quantized_model, op_types)
+    removed = _op_counts(source) - _op_counts(quantized_model)
     return QuantizationReport(
         source=fp32_path.name, file=int8_path.name, format='QDQ',
         weights=f'int8 {"per-channel" if per_channel else "per-tensor"} symmetric',
         activations='uint8 asymmetric', calibration_method=method,
         calibration_count=len(reader), calibration_data=calibration_data,
         quantized_ops=dict(sorted(quantized.items())), fp32_ops=dict(sorted(fp32.items())),
+        removed_ops=dict(sorted(removed.items())),
         excluded=excluded)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image as PilImage
 
 from adaptive_perception.detection.bench import (
+    FRONT_LATENCY,
     DetectorRow,
     bench_node,
     format_table,
@@ -154,11 +155,11 @@ def plot_front(rows: dict, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6, 4))
     for mode, r in rows.items():
         int8 = mode.endswith('/int8')
-        axes.scatter(r['latency_p50_ms'], r['map'], marker='^' if int8 else 'o', s=50,
+        axes.scatter(r[FRONT_LATENCY], r['map'], marker='^' if int8 else 'o', s=50,
                      color='tab:orange' if int8 else 'tab:blue')
-        axes.annotate(mode, (r['latency_p50_ms'], r['map']), textcoords='offset points',
+        axes.annotate(mode, (r[FRONT_LATENCY], r['map']), textcoords='offset points',
                       xytext=(5, 5))
-    front = [(rows[p]['latency_p50_ms'], rows[p]['map']) for p in pareto_front(rows)]
+    front = [(rows[p][FRONT_LATENCY], rows[p]['map']) for p in pareto_front(rows)]
     axes.plot(*zip(*front, strict=True), color='tab:blue', alpha=0.4, label='Pareto front')
     axes.set_title('FastestDet (COCO): input size x precision, 640x480 frames')
     save_accuracy_latency(figure, axes, path)

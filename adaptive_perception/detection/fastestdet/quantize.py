@@ -2,7 +2,8 @@
 
 The project's helper (``runtime.quantize.quantize_graph``: ONNX Runtime's static
 quantization, QDQ, int8 per-channel weights, uint8 activations, MinMax; the
-convolutions in INT8, the element-wise operators left FP32) on frames preprocessed
+convolutions and adds in INT8, each Relu folded into the convolution before it, the
+other element-wise operators left FP32) on frames preprocessed
 exactly as the engine does. Each graph's report goes into the manifest.
 """
 
